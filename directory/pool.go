@@ -26,8 +26,8 @@ type pool struct {
 	bindDN, bindPW string
 	now            func() time.Time
 
-	sem chan struct{} // one token per connection in use
-	mu  sync.Mutex
+	sem  chan struct{} // one token per connection in use
+	mu   sync.Mutex
 	idle []*pconn
 	down map[string]time.Time // URL → skipped until
 }
