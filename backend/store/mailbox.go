@@ -1,0 +1,526 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// Mailbox is one mailbox's row.
+type Mailbox struct {
+	ID            int64
+	Name          string
+	SpecialUse    int16
+	UIDValidity   uint32
+	UIDNext       uint32
+	HighestModseq uint64
+	Messages      uint32
+	Size          int64
+	Keywords      []string
+	VanishedFloor uint64
+}
+
+const mailboxCols = `mailbox_id, name, special_use, uid_validity, uid_next, highest_modseq, message_count, total_size, keywords, vanished_floor`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanMailbox(r rowScanner) (*Mailbox, error) {
+	var m Mailbox
+	var uv, un, hm, mc, vf int64
+	if err := r.Scan(&m.ID, &m.Name, &m.SpecialUse, &uv, &un, &hm, &mc, &m.Size, &m.Keywords, &vf); err != nil {
+		return nil, err
+	}
+	m.UIDValidity, m.UIDNext, m.HighestModseq, m.Messages, m.VanishedFloor = uint32(uv), uint32(un), uint64(hm), uint32(mc), uint64(vf)
+	return &m, nil
+}
+
+func (s *Store) normalize(name string) (string, error) {
+	return NormalizeName(name, s.cfg.MaxMailboxNameLen, s.cfg.MaxMailboxDepth)
+}
+
+// mailboxByName reads a mailbox; lock adds FOR UPDATE.
+func mailboxByName(ctx context.Context, q pgx.Tx, account, name string, lock bool) (*Mailbox, error) {
+	sql := "SELECT " + mailboxCols + " FROM mailboxes WHERE account_id=$1 AND name=$2"
+	if lock {
+		sql += " FOR UPDATE"
+	}
+	m, err := scanMailbox(q.QueryRow(ctx, sql, account, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return m, err
+}
+
+func mailboxByID(ctx context.Context, q pgx.Tx, account string, id int64, lock bool) (*Mailbox, error) {
+	sql := "SELECT " + mailboxCols + " FROM mailboxes WHERE account_id=$1 AND mailbox_id=$2"
+	if lock {
+		sql += " FOR UPDATE"
+	}
+	m, err := scanMailbox(q.QueryRow(ctx, sql, account, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return m, err
+}
+
+// status fills a MailboxStatus, counting unseen messages with the partial
+// index.
+func status(ctx context.Context, q pgx.Tx, account string, m *Mailbox) (*mailboxv1.MailboxStatus, error) {
+	st := &mailboxv1.MailboxStatus{
+		MailboxId: m.ID, Name: m.Name, Messages: m.Messages, UidNext: m.UIDNext,
+		UidValidity: m.UIDValidity, HighestModseq: m.HighestModseq, Size: m.Size,
+	}
+	var unseen, deleted int64
+	err := q.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM messages WHERE account_id=$1 AND mailbox_id=$2 AND flags & 1 = 0),
+		(SELECT count(*) FROM messages WHERE account_id=$1 AND mailbox_id=$2 AND flags & 8 <> 0)`,
+		account, m.ID).Scan(&unseen, &deleted)
+	st.Unseen, st.Deleted = uint32(unseen), uint32(deleted)
+	return st, err
+}
+
+// ListOptions selects mailboxes for ListMailboxes.
+type ListOptions struct {
+	Patterns       []string
+	SubscribedOnly bool
+	SpecialUseOnly bool
+	WithStatus     bool
+}
+
+// ListMailboxes returns the mailboxes matching any pattern, sorted by name,
+// with names that exist only as a subscription or as the parent of an
+// existing mailbox marked as not existing (\NonExistent).
+func (s *Store) ListMailboxes(ctx context.Context, account string, o ListOptions) ([]*mailboxv1.MailboxInfo, error) {
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return nil, err
+	}
+	if len(o.Patterns) == 0 {
+		o.Patterns = []string{"*"}
+	}
+	if len(o.Patterns) > 100 {
+		return nil, invalid("too many patterns")
+	}
+	for _, p := range o.Patterns {
+		if len(p) > s.cfg.MaxMailboxNameLen {
+			return nil, invalid("pattern is too long")
+		}
+	}
+	var out []*mailboxv1.MailboxInfo
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		out = nil
+		rows, err := tx.Query(ctx, "SELECT "+mailboxCols+" FROM mailboxes WHERE account_id=$1", account)
+		if err != nil {
+			return err
+		}
+		boxes := map[string]*Mailbox{}
+		for rows.Next() {
+			m, err := scanMailbox(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			boxes[m.Name] = m
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		subs := map[string]bool{}
+		rows, err = tx.Query(ctx, "SELECT name FROM subscriptions WHERE account_id=$1", account)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			subs[n] = true
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		names := map[string]bool{}
+		hasChildren := map[string]bool{}
+		for n := range boxes {
+			names[n] = true
+			for _, p := range parents(n) {
+				names[p] = true
+				hasChildren[p] = true
+			}
+		}
+		for n := range subs {
+			names[n] = true
+		}
+		sorted := make([]string, 0, len(names))
+		for n := range names {
+			sorted = append(sorted, n)
+		}
+		sort.Strings(sorted)
+		for _, n := range sorted {
+			matched := false
+			for _, p := range o.Patterns {
+				if MatchPattern(p, n) {
+					matched = true
+					break
+				}
+			}
+			if !matched {
+				continue
+			}
+			m := boxes[n]
+			if o.SubscribedOnly && !subs[n] {
+				continue
+			}
+			if o.SpecialUseOnly && (m == nil || m.SpecialUse == 0) {
+				continue
+			}
+			info := &mailboxv1.MailboxInfo{Name: n, Subscribed: subs[n], HasChildren: hasChildren[n], Exists: m != nil}
+			if m != nil {
+				info.MailboxId = m.ID
+				info.SpecialUse = mailboxv1.SpecialUse(m.SpecialUse)
+				if o.WithStatus {
+					if info.Status, err = status(ctx, tx, account, m); err != nil {
+						return err
+					}
+				}
+			}
+			out = append(out, info)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// CreateMailbox creates a mailbox and any missing superiors (RFC 3501
+// section 6.3.3). It fails with ErrExists if the name exists.
+func (s *Store) CreateMailbox(ctx context.Context, account, name string, use mailboxv1.SpecialUse) (*mailboxv1.MailboxInfo, error) {
+	name, err := s.normalize(name)
+	if err != nil {
+		return nil, err
+	}
+	if use < 0 || use > mailboxv1.SpecialUse_SPECIAL_USE_TRASH {
+		return nil, invalid("unknown special use")
+	}
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return nil, err
+	}
+	var info *mailboxv1.MailboxInfo
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		modseq, _, _, err := nextModseq(ctx, tx, account)
+		if err != nil {
+			return err
+		}
+		if _, err := mailboxByName(ctx, tx, account, name, false); err == nil {
+			return ErrExists
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err := s.checkMailboxCount(ctx, tx, account); err != nil {
+			return err
+		}
+		for _, p := range parents(name) {
+			if _, err := createMailbox(ctx, tx, account, p, 0, modseq); err != nil {
+				return err
+			}
+		}
+		id, err := createMailbox(ctx, tx, account, name, int16(use), modseq)
+		if err != nil {
+			return err
+		}
+		info = &mailboxv1.MailboxInfo{MailboxId: id, Name: name, SpecialUse: use, Exists: true}
+		return notify(ctx, tx, account, modseq, id)
+	})
+	return info, err
+}
+
+func (s *Store) checkMailboxCount(ctx context.Context, tx pgx.Tx, account string) error {
+	var n int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM mailboxes WHERE account_id=$1", account).Scan(&n); err != nil {
+		return err
+	}
+	if n >= s.cfg.MaxMailboxes {
+		return invalid("too many mailboxes (limit %d)", s.cfg.MaxMailboxes)
+	}
+	return nil
+}
+
+// createMailbox inserts name unless it exists and returns its id.
+func createMailbox(ctx context.Context, tx pgx.Tx, account, name string, use int16, modseq int64) (int64, error) {
+	var id int64
+	err := tx.QueryRow(ctx, `INSERT INTO mailboxes (account_id, mailbox_id, name, special_use, uid_validity, highest_modseq)
+		SELECT $1, n.id, $2, $3, n.id, $4 FROM (SELECT nextval('mailbox_ids') AS id) n
+		ON CONFLICT (account_id, name) DO NOTHING RETURNING mailbox_id`, account, name, use, modseq).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = tx.QueryRow(ctx, "SELECT mailbox_id FROM mailboxes WHERE account_id=$1 AND name=$2", account, name).Scan(&id)
+	}
+	return id, err
+}
+
+// DeleteMailbox deletes a mailbox and its messages. INBOX cannot be deleted;
+// inferior mailboxes stay (the name then lists as \NonExistent).
+func (s *Store) DeleteMailbox(ctx context.Context, account, name string) error {
+	name, err := s.normalize(name)
+	if err != nil {
+		return err
+	}
+	if name == "INBOX" {
+		return ErrForbidden
+	}
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		modseq, _, _, err := nextModseq(ctx, tx, account)
+		if err != nil {
+			return err
+		}
+		m, err := mailboxByName(ctx, tx, account, name, true)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO blob_orphans (blob_key)
+			SELECT DISTINCT blob_key FROM messages WHERE account_id=$1 AND mailbox_id=$2 ON CONFLICT DO NOTHING`, account, m.ID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `WITH d AS (DELETE FROM messages WHERE account_id=$1 AND mailbox_id=$2 RETURNING size)
+			UPDATE accounts SET storage_bytes = storage_bytes - (SELECT coalesce(sum(size),0) FROM d),
+				message_count = message_count - (SELECT count(*) FROM d) WHERE account_id=$1`, account, m.ID); err != nil {
+			return err
+		}
+		for _, q := range []string{
+			"DELETE FROM expunged WHERE account_id=$1 AND mailbox_id=$2",
+			"DELETE FROM mailboxes WHERE account_id=$1 AND mailbox_id=$2",
+		} {
+			if _, err := tx.Exec(ctx, q, account, m.ID); err != nil {
+				return err
+			}
+		}
+		return notify(ctx, tx, account, modseq, m.ID)
+	})
+}
+
+// RenameMailbox renames a mailbox and its inferiors, keeping UIDVALIDITY.
+// Renaming INBOX moves its messages to a new mailbox and leaves INBOX empty
+// (RFC 3501 section 6.3.5). Subscriptions follow the rename.
+func (s *Store) RenameMailbox(ctx context.Context, account, oldName, newName string) error {
+	oldName, err := s.normalize(oldName)
+	if err != nil {
+		return err
+	}
+	newName, err = s.normalize(newName)
+	if err != nil {
+		return err
+	}
+	if newName == oldName {
+		return ErrExists
+	}
+	if strings.HasPrefix(newName, oldName+Separator) {
+		return invalid("cannot rename a mailbox into its own inferior")
+	}
+	if newName == "INBOX" {
+		return ErrExists // INBOX always exists
+	}
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		modseq, _, _, err := nextModseq(ctx, tx, account)
+		if err != nil {
+			return err
+		}
+		m, err := mailboxByName(ctx, tx, account, oldName, true)
+		if err != nil {
+			return err
+		}
+		if _, err := mailboxByName(ctx, tx, account, newName, false); err == nil {
+			return ErrExists
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		for _, p := range parents(newName) {
+			if _, err := createMailbox(ctx, tx, account, p, 0, modseq); err != nil {
+				return err
+			}
+		}
+		if oldName == "INBOX" {
+			return renameInbox(ctx, tx, account, m, newName, modseq)
+		}
+		// Inferiors move with their parent: a rename that would collide with
+		// an existing name fails as a whole.
+		var clash bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mailboxes a JOIN mailboxes b
+			ON b.account_id = a.account_id AND b.name = $3 || substr(a.name, length($2) + 1)
+			WHERE a.account_id=$1 AND starts_with(a.name, $2 || '/'))`, account, oldName, newName).Scan(&clash); err != nil {
+			return err
+		}
+		if clash {
+			return ErrExists
+		}
+		for _, table := range []string{"mailboxes", "subscriptions"} {
+			if _, err := tx.Exec(ctx, `UPDATE `+table+` SET name = $3 || substr(name, length($2) + 1)
+				WHERE account_id=$1 AND (name = $2 OR starts_with(name, $2 || '/'))
+				AND NOT EXISTS (SELECT 1 FROM `+table+` x WHERE x.account_id=$1 AND x.name = $3 || substr(`+table+`.name, length($2) + 1))`,
+				account, oldName, newName); err != nil {
+				return err
+			}
+		}
+		// A subscription whose new name was already subscribed stays behind.
+		if _, err := tx.Exec(ctx, `DELETE FROM subscriptions WHERE account_id=$1 AND (name = $2 OR starts_with(name, $2 || '/'))`,
+			account, oldName); err != nil {
+			return err
+		}
+		return notify(ctx, tx, account, modseq, m.ID)
+	})
+}
+
+// renameInbox moves INBOX's messages into a new mailbox called newName. The
+// messages keep their UIDs in the new mailbox (it has a new UIDVALIDITY);
+// INBOX keeps its UIDVALIDITY and UIDNEXT and logs the moved UIDs as
+// expunged.
+func renameInbox(ctx context.Context, tx pgx.Tx, account string, inbox *Mailbox, newName string, modseq int64) error {
+	var id int64
+	if err := tx.QueryRow(ctx, `INSERT INTO mailboxes (account_id, mailbox_id, name, uid_validity, uid_next, highest_modseq, message_count, total_size, keywords)
+		SELECT $1, n.id, $2, n.id, $3, $4, $5, $6, $7 FROM (SELECT nextval('mailbox_ids') AS id) n RETURNING mailbox_id`,
+		account, newName, int64(inbox.UIDNext), modseq, int64(inbox.Messages), inbox.Size, inbox.Keywords).Scan(&id); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO expunged (account_id, mailbox_id, uid, modseq)
+		SELECT account_id, mailbox_id, uid, $3 FROM messages WHERE account_id=$1 AND mailbox_id=$2
+		ON CONFLICT (account_id, mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq`, account, inbox.ID, modseq); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE messages SET mailbox_id=$3, modseq=$4 WHERE account_id=$1 AND mailbox_id=$2`,
+		account, inbox.ID, id, modseq); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE mailboxes SET message_count=0, total_size=0, highest_modseq=$3 WHERE account_id=$1 AND mailbox_id=$2`,
+		account, inbox.ID, modseq); err != nil {
+		return err
+	}
+	if err := notify(ctx, tx, account, modseq, inbox.ID); err != nil {
+		return err
+	}
+	return notify(ctx, tx, account, modseq, id)
+}
+
+// SetSubscribed adds or removes a subscription. A name may be subscribed
+// without existing (RFC 3501 section 6.3.6).
+func (s *Store) SetSubscribed(ctx context.Context, account, name string, on bool) error {
+	name, err := s.normalize(name)
+	if err != nil {
+		return err
+	}
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if on {
+			_, err = tx.Exec(ctx, "INSERT INTO subscriptions (account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING", account, name)
+		} else {
+			_, err = tx.Exec(ctx, "DELETE FROM subscriptions WHERE account_id=$1 AND name=$2", account, name)
+		}
+		return err
+	})
+}
+
+// Status returns a mailbox's status by name.
+func (s *Store) Status(ctx context.Context, account, name string) (*mailboxv1.MailboxStatus, error) {
+	name, err := s.normalize(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return nil, err
+	}
+	var st *mailboxv1.MailboxStatus
+	err = s.readTx(ctx, func(tx pgx.Tx) error {
+		m, err := mailboxByName(ctx, tx, account, name, false)
+		if err != nil {
+			return err
+		}
+		st, err = status(ctx, tx, account, m)
+		return err
+	})
+	return st, err
+}
+
+// readTx runs fn in a read-only repeatable-read transaction, so that its
+// queries see one snapshot.
+func (s *Store) readTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	return classify(err)
+}
+
+// Select returns what a session needs to open a mailbox: its status, every
+// UID present as ranges, the keywords in use and the first unseen UID.
+func (s *Store) Select(ctx context.Context, account, name string) (*mailboxv1.SelectResponse, error) {
+	name, err := s.normalize(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return nil, err
+	}
+	var resp *mailboxv1.SelectResponse
+	err = s.readTx(ctx, func(tx pgx.Tx) error {
+		m, err := mailboxByName(ctx, tx, account, name, false)
+		if err != nil {
+			return err
+		}
+		st, err := status(ctx, tx, account, m)
+		if err != nil {
+			return err
+		}
+		resp = &mailboxv1.SelectResponse{Status: st, Keywords: m.Keywords, Uids: &mailboxv1.UIDSet{}}
+		rows, err := tx.Query(ctx, "SELECT uid FROM messages WHERE account_id=$1 AND mailbox_id=$2 ORDER BY uid", account, m.ID)
+		if err != nil {
+			return err
+		}
+		var b rangeBuilder
+		var uid int64
+		_, err = pgx.ForEachRow(rows, []any{&uid}, func() error {
+			b.add(uint32(uid))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		resp.Uids.Ranges = b.ranges
+		var first *int64
+		if err := tx.QueryRow(ctx, "SELECT min(uid) FROM messages WHERE account_id=$1 AND mailbox_id=$2 AND flags & 1 = 0", account, m.ID).Scan(&first); err != nil {
+			return err
+		}
+		if first != nil {
+			resp.FirstUnseenUid = uint32(*first)
+		}
+		return nil
+	})
+	return resp, err
+}
+
+// Quota returns the account's usage.
+func (s *Store) Quota(ctx context.Context, account string) (bytes, messages int64, err error) {
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return 0, 0, err
+	}
+	err = s.pool.QueryRow(ctx, "SELECT storage_bytes, message_count FROM accounts WHERE account_id=$1", account).Scan(&bytes, &messages)
+	return bytes, messages, classify(err)
+}
+
+// rangeBuilder collects ascending UIDs into ranges.
+type rangeBuilder struct{ ranges []*mailboxv1.UIDRange }
+
+func (b *rangeBuilder) add(uid uint32) {
+	if n := len(b.ranges); n > 0 && b.ranges[n-1].End+1 == uid {
+		b.ranges[n-1].End = uid
+		return
+	}
+	b.ranges = append(b.ranges, &mailboxv1.UIDRange{Start: uid, End: uid})
+}

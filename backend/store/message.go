@@ -1,0 +1,781 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/proto"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// systemFlagMask holds the flag bits that are stored (\Recent is not).
+const systemFlagMask = uint32(mailboxv1.Flag_FLAG_SEEN | mailboxv1.Flag_FLAG_ANSWERED |
+	mailboxv1.Flag_FLAG_FLAGGED | mailboxv1.Flag_FLAG_DELETED | mailboxv1.Flag_FLAG_DRAFT)
+
+// Limits on keywords.
+const (
+	maxKeywordLen     = 128
+	maxKeywordsPerOp  = 64
+	maxMailboxKeyword = 1000
+)
+
+// checkFlags validates flags from a request and returns the stored bits and
+// keywords (sorted, without duplicates).
+func checkFlags(f *mailboxv1.Flags) (uint32, []string, error) {
+	if f == nil {
+		return 0, []string{}, nil
+	}
+	if len(f.Keywords) > maxKeywordsPerOp {
+		return 0, nil, invalid("too many keywords (limit %d)", maxKeywordsPerOp)
+	}
+	kw := make([]string, 0, len(f.Keywords))
+	seen := map[string]bool{}
+	for _, k := range f.Keywords {
+		if k == "" || len(k) > maxKeywordLen {
+			return 0, nil, invalid("keyword is empty or too long")
+		}
+		for i := 0; i < len(k); i++ {
+			c := k[i]
+			// RFC 3501 atom-char without '\' (system flags are bits here).
+			if c <= ' ' || c >= 0x7f || c == '(' || c == ')' || c == '{' || c == '%' || c == '*' || c == '"' || c == '\\' || c == ']' {
+				return 0, nil, invalid("keyword %q is not an atom", k)
+			}
+		}
+		if !seen[k] {
+			seen[k] = true
+			kw = append(kw, k)
+		}
+	}
+	sort.Strings(kw)
+	return f.System & systemFlagMask, kw, nil
+}
+
+// NewMessage is a parsed message whose body is already in the blob store.
+type NewMessage struct {
+	BlobKey      string
+	Size         int64
+	InternalDate time.Time
+	SentDate     time.Time // zero: unknown
+	Header       []byte
+	Envelope     *mailboxv1.Envelope
+	Structure    *mailboxv1.BodyStructure
+	SearchHeader string
+	SearchBody   string
+}
+
+// Delivery is one recipient of a message.
+type Delivery struct {
+	Account string
+	Mailbox string // empty: INBOX
+	Flags   *mailboxv1.Flags
+	Quota   *mailboxv1.Quota
+}
+
+// DeliveryResult is the outcome for one recipient.
+type DeliveryResult struct {
+	Status      mailboxv1.DeliveryStatus
+	MailboxID   int64
+	UIDValidity uint32
+	UID         uint32
+	Detail      string
+}
+
+// Deliver inserts msg into every recipient's mailbox in one transaction and
+// marks the body's upload as referenced. Recipients over quota or without
+// the mailbox get their own status and do not stop the others. An error
+// means nothing was stored for anyone.
+func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) ([]DeliveryResult, error) {
+	env, err := proto.Marshal(msg.Envelope)
+	if err != nil {
+		return nil, err
+	}
+	st, err := proto.Marshal(msg.Structure)
+	if err != nil {
+		return nil, err
+	}
+	type prepared struct {
+		i        int
+		mailbox  string
+		flags    uint32
+		keywords []string
+	}
+	results := make([]DeliveryResult, len(rcpts))
+	var todo []prepared
+	for i, r := range rcpts {
+		name := r.Mailbox
+		if name == "" {
+			name = "INBOX"
+		}
+		name, err := s.normalize(name)
+		if err != nil {
+			results[i] = DeliveryResult{Status: mailboxv1.DeliveryStatus_DELIVERY_STATUS_REJECTED, Detail: err.Error()}
+			continue
+		}
+		fl, kw, err := checkFlags(r.Flags)
+		if err != nil {
+			results[i] = DeliveryResult{Status: mailboxv1.DeliveryStatus_DELIVERY_STATUS_REJECTED, Detail: err.Error()}
+			continue
+		}
+		if err := s.ensureAccount(ctx, r.Account); err != nil {
+			if IsInvalid(err) {
+				results[i] = DeliveryResult{Status: mailboxv1.DeliveryStatus_DELIVERY_STATUS_REJECTED, Detail: err.Error()}
+				continue
+			}
+			return nil, err
+		}
+		todo = append(todo, prepared{i: i, mailbox: name, flags: fl, keywords: kw})
+	}
+	// Lock accounts in a fixed order so concurrent deliveries never deadlock.
+	sort.SliceStable(todo, func(a, b int) bool { return rcpts[todo[a].i].Account < rcpts[todo[b].i].Account })
+	sentDate := &msg.SentDate
+	if msg.SentDate.IsZero() {
+		sentDate = nil
+	}
+	internal := msg.InternalDate
+	if internal.IsZero() {
+		internal = time.Now()
+	}
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		stored := 0
+		type usage struct{ modseq, bytes, count int64 }
+		accounts := map[string]*usage{}
+		done := map[[2]string]int{} // (account, mailbox) → index of the result already stored
+		for _, p := range todo {
+			r := rcpts[p.i]
+			res := &results[p.i]
+			*res = DeliveryResult{}
+			if j, ok := done[[2]string{r.Account, p.mailbox}]; ok {
+				*res = results[j] // one copy per mailbox, whatever the expansion
+				continue
+			}
+			u := accounts[r.Account]
+			if u == nil {
+				u = &usage{}
+				var err error
+				if u.modseq, u.bytes, u.count, err = nextModseq(ctx, tx, r.Account); err != nil {
+					return err
+				}
+				accounts[r.Account] = u
+			}
+			if q := r.Quota; q != nil && (q.StorageBytes > 0 && u.bytes+msg.Size > q.StorageBytes || q.Messages > 0 && u.count+1 > q.Messages) {
+				res.Status, res.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA, "over quota"
+				continue
+			}
+			var uid, uidValidity, mailboxID int64
+			err := tx.QueryRow(ctx, `UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = $3,
+				message_count = message_count + 1, total_size = total_size + $4,
+				keywords = CASE WHEN $5::text[] <@ keywords THEN keywords
+					ELSE ARRAY(SELECT DISTINCT x FROM unnest(keywords || $5::text[]) x ORDER BY x) END
+				WHERE account_id = $1 AND name = $2 RETURNING uid_next - 1, uid_validity, mailbox_id`,
+				r.Account, p.mailbox, u.modseq, msg.Size, p.keywords).Scan(&uid, &uidValidity, &mailboxID)
+			if errors.Is(err, pgx.ErrNoRows) {
+				res.Status, res.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX, "no such mailbox"
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, keywords,
+				internal_date, sent_date, size, blob_key, header, envelope, structure, search_header, search_body)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+				r.Account, mailboxID, uid, u.modseq, int32(p.flags), p.keywords, internal, sentDate, msg.Size,
+				msg.BlobKey, msg.Header, env, st, msg.SearchHeader, msg.SearchBody); err != nil {
+				return err
+			}
+			u.bytes += msg.Size
+			u.count++
+			*res = DeliveryResult{Status: mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK, MailboxID: mailboxID,
+				UIDValidity: uint32(uidValidity), UID: uint32(uid)}
+			done[[2]string{r.Account, p.mailbox}] = p.i
+			stored++
+			if err := notify(ctx, tx, r.Account, u.modseq, mailboxID); err != nil {
+				return err
+			}
+		}
+		for acct, u := range accounts {
+			if _, err := tx.Exec(ctx, "UPDATE accounts SET storage_bytes = $2, message_count = $3 WHERE account_id = $1",
+				acct, u.bytes, u.count); err != nil {
+				return err
+			}
+		}
+		if stored == 0 {
+			return nil
+		}
+		tag, err := tx.Exec(ctx, "DELETE FROM blob_uploads WHERE blob_key = $1", msg.BlobKey)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return ErrUploadLost
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// StartUpload records that a body is about to be written under key. The
+// record is removed by the Deliver that first references the body, or by
+// the sweeper (which then deletes the body) after the grace period.
+func (s *Store) StartUpload(ctx context.Context, key string) error {
+	_, err := s.pool.Exec(ctx, "INSERT INTO blob_uploads (blob_key) VALUES ($1)", key)
+	return classify(err)
+}
+
+// AbandonUpload removes the record of an upload whose body the caller has
+// deleted (or never wrote).
+func (s *Store) AbandonUpload(ctx context.Context, key string) error {
+	_, err := s.pool.Exec(ctx, "DELETE FROM blob_uploads WHERE blob_key = $1", key)
+	return classify(err)
+}
+
+// uidFilter is a validated UID set as parallel arrays of range bounds.
+type uidFilter struct {
+	starts, ends []int64
+	all          bool
+}
+
+const uidJoin = ` JOIN unnest($3::bigint[], $4::bigint[]) AS r(s, e) ON m.uid BETWEEN r.s AND r.e `
+
+// uidSet validates set and resolves "*" (end 0) to the highest UID in the
+// mailbox. An empty set means every message when emptyAll is true.
+func (s *Store) uidSet(ctx context.Context, q pgx.Tx, account string, mailboxID int64, set *mailboxv1.UIDSet, emptyAll bool) (uidFilter, error) {
+	if set == nil || len(set.Ranges) == 0 {
+		if emptyAll {
+			return uidFilter{starts: []int64{1}, ends: []int64{1<<32 - 1}, all: true}, nil
+		}
+		return uidFilter{}, nil
+	}
+	if len(set.Ranges) > s.cfg.MaxUIDRanges {
+		return uidFilter{}, invalid("UID set has more than %d ranges", s.cfg.MaxUIDRanges)
+	}
+	var max int64 = -1
+	type rg struct{ s, e int64 }
+	rs := make([]rg, 0, len(set.Ranges))
+	for _, r := range set.Ranges {
+		if r == nil || r.Start == 0 {
+			return uidFilter{}, invalid("UID 0 is not valid")
+		}
+		st, en := int64(r.Start), int64(r.End)
+		if r.End == 0 {
+			if max < 0 {
+				if err := q.QueryRow(ctx, "SELECT coalesce(max(uid), 0) FROM messages WHERE account_id=$1 AND mailbox_id=$2",
+					account, mailboxID).Scan(&max); err != nil {
+					return uidFilter{}, err
+				}
+			}
+			en = max
+			if en == 0 {
+				continue // "*" in an empty mailbox matches nothing
+			}
+		}
+		if st > en {
+			st, en = en, st
+		}
+		rs = append(rs, rg{st, en})
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].s < rs[j].s })
+	var f uidFilter
+	for _, r := range rs {
+		if n := len(f.ends); n > 0 && r.s <= f.ends[n-1]+1 {
+			if r.e > f.ends[n-1] {
+				f.ends[n-1] = r.e
+			}
+			continue
+		}
+		f.starts = append(f.starts, r.s)
+		f.ends = append(f.ends, r.e)
+	}
+	return f, nil
+}
+
+// FetchOptions selects what Fetch returns beyond UID, flags and MODSEQ.
+type FetchOptions struct {
+	Envelope, Structure, Header, Dates bool
+	ChangedSince                       uint64
+	BatchSize                          int
+}
+
+func flagsOf(bits int32, kw []string) *mailboxv1.Flags {
+	return &mailboxv1.Flags{System: uint32(bits), Keywords: kw}
+}
+
+// Fetch streams metadata of the messages in set (empty: all), in UID order,
+// to emit in batches. It reads PostgreSQL only.
+func (s *Store) Fetch(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, o FetchOptions, emit func([]*mailboxv1.MessageMeta) error) error {
+	if o.BatchSize <= 0 || o.BatchSize > 5000 {
+		o.BatchSize = 1000
+	}
+	return s.readTx(ctx, func(tx pgx.Tx) error {
+		if _, err := mailboxByID(ctx, tx, account, mailboxID, false); err != nil {
+			return err
+		}
+		f, err := s.uidSet(ctx, tx, account, mailboxID, set, true)
+		if err != nil {
+			return err
+		}
+		cols := "m.uid, m.flags, m.keywords, m.modseq, m.size, m.blob_key, m.internal_date"
+		if o.Envelope {
+			cols += ", m.envelope"
+		} else {
+			cols += ", NULL::bytea"
+		}
+		if o.Structure {
+			cols += ", m.structure"
+		} else {
+			cols += ", NULL::bytea"
+		}
+		if o.Header {
+			cols += ", m.header"
+		} else {
+			cols += ", NULL::bytea"
+		}
+		sql := "SELECT " + cols + " FROM messages m" + uidJoin + "WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid"
+		rows, err := tx.Query(ctx, sql, account, mailboxID, f.starts, f.ends, int64(o.ChangedSince))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		batch := make([]*mailboxv1.MessageMeta, 0, o.BatchSize)
+		for rows.Next() {
+			var (
+				uid, modseq, size int64
+				flags             int32
+				kw                []string
+				blobKey           string
+				date              time.Time
+				env, st, hdr      []byte
+			)
+			if err := rows.Scan(&uid, &flags, &kw, &modseq, &size, &blobKey, &date, &env, &st, &hdr); err != nil {
+				return err
+			}
+			m := &mailboxv1.MessageMeta{Uid: uint32(uid), Flags: flagsOf(flags, kw), Modseq: uint64(modseq), BodyId: blobKey}
+			if o.Dates {
+				m.InternalDate, m.Size = date.Unix(), size
+			}
+			if env != nil {
+				m.Envelope = &mailboxv1.Envelope{}
+				if err := proto.Unmarshal(env, m.Envelope); err != nil {
+					return err
+				}
+			}
+			if st != nil {
+				m.BodyStructure = &mailboxv1.BodyStructure{}
+				if err := proto.Unmarshal(st, m.BodyStructure); err != nil {
+					return err
+				}
+			}
+			m.Header = hdr
+			batch = append(batch, m)
+			if len(batch) == o.BatchSize {
+				if err := emit(batch); err != nil {
+					return err
+				}
+				batch = make([]*mailboxv1.MessageMeta, 0, o.BatchSize)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(batch) > 0 {
+			return emit(batch)
+		}
+		return nil
+	})
+}
+
+// BodyRef locates a stored body.
+type BodyRef struct {
+	BlobKey   string
+	Size      int64
+	Structure *mailboxv1.BodyStructure
+	Flags     *mailboxv1.Flags
+	Modseq    uint64
+}
+
+// Body returns where a message's body is stored and its structure.
+func (s *Store) Body(ctx context.Context, account string, mailboxID int64, uid uint32) (*BodyRef, error) {
+	var (
+		ref    BodyRef
+		st     []byte
+		flags  int32
+		kw     []string
+		modseq int64
+	)
+	err := s.pool.QueryRow(ctx, `SELECT blob_key, size, structure, flags, keywords, modseq FROM messages
+		WHERE account_id=$1 AND mailbox_id=$2 AND uid=$3`, account, mailboxID, int64(uid)).Scan(&ref.BlobKey, &ref.Size, &st, &flags, &kw, &modseq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNoMessage
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	ref.Flags, ref.Modseq = flagsOf(flags, kw), uint64(modseq)
+	ref.Structure = &mailboxv1.BodyStructure{}
+	if err := proto.Unmarshal(st, ref.Structure); err != nil {
+		return nil, classify(err)
+	}
+	return &ref, nil
+}
+
+var errNoChange = errors.New("no change")
+
+// StoreFlags changes flags of the messages in set (RFC 3501 STORE, RFC 7162
+// UNCHANGEDSINCE). Messages whose flags do not change keep their MODSEQ.
+func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, mode mailboxv1.StoreMode, flags *mailboxv1.Flags, unchangedSince uint64) (*mailboxv1.StoreFlagsResponse, error) {
+	bits, kw, err := checkFlags(flags)
+	if err != nil {
+		return nil, err
+	}
+	var newFlags, newKw string
+	switch mode {
+	case mailboxv1.StoreMode_STORE_MODE_REPLACE:
+		newFlags, newKw = "$5::int", "$6::text[]"
+	case mailboxv1.StoreMode_STORE_MODE_ADD:
+		newFlags = "t.flags | $5::int"
+		newKw = "CASE WHEN $6::text[] <@ t.keywords THEN t.keywords ELSE ARRAY(SELECT DISTINCT x FROM unnest(t.keywords || $6::text[]) x ORDER BY x) END"
+	case mailboxv1.StoreMode_STORE_MODE_REMOVE:
+		newFlags = "t.flags & ~$5::int"
+		newKw = "CASE WHEN NOT t.keywords && $6::text[] THEN t.keywords ELSE ARRAY(SELECT x FROM unnest(t.keywords) x WHERE x <> ALL($6::text[]) ORDER BY x) END"
+	default:
+		return nil, invalid("unknown store mode")
+	}
+	var resp *mailboxv1.StoreFlagsResponse
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		resp = &mailboxv1.StoreFlagsResponse{Modified: &mailboxv1.UIDSet{}}
+		modseq, _, _, err := nextModseq(ctx, tx, account)
+		if err != nil {
+			return err
+		}
+		m, err := mailboxByID(ctx, tx, account, mailboxID, true)
+		if err != nil {
+			return err
+		}
+		if mode != mailboxv1.StoreMode_STORE_MODE_REMOVE && len(kw) > 0 && len(m.Keywords)+len(kw) > maxMailboxKeyword {
+			return invalid("too many keywords in this mailbox")
+		}
+		f, err := s.uidSet(ctx, tx, account, mailboxID, set, false)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `WITH t AS (
+				SELECT m.uid, m.flags, m.keywords, m.modseq FROM messages m`+uidJoin+`
+				WHERE m.account_id=$1 AND m.mailbox_id=$2 FOR UPDATE OF m),
+			c AS (SELECT t.uid, t.flags, t.keywords, t.modseq, `+newFlags+` AS nf, `+newKw+` AS nk FROM t),
+			u AS (UPDATE messages m SET flags = c.nf, keywords = c.nk, modseq = $7 FROM c
+				WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.uid = c.uid
+				AND (c.nf <> c.flags OR c.nk <> c.keywords) AND ($8 = 0 OR c.modseq <= $8)
+				RETURNING m.uid)
+			SELECT c.uid, CASE WHEN u.uid IS NULL THEN c.flags ELSE c.nf END,
+				CASE WHEN u.uid IS NULL THEN c.keywords ELSE c.nk END,
+				CASE WHEN u.uid IS NULL THEN c.modseq ELSE $7 END,
+				u.uid IS NOT NULL, ($8 <> 0 AND c.modseq > $8)
+			FROM c LEFT JOIN u ON u.uid = c.uid ORDER BY c.uid`,
+			account, mailboxID, f.starts, f.ends, int32(bits), kw, modseq, int64(unchangedSince))
+		if err != nil {
+			return err
+		}
+		changed := 0
+		var b rangeBuilder
+		var (
+			uid, ms           int64
+			fl                int32
+			k                 []string
+			didChange, failed bool
+		)
+		_, err = pgx.ForEachRow(rows, []any{&uid, &fl, &k, &ms, &didChange, &failed}, func() error {
+			if failed {
+				b.add(uint32(uid))
+				return nil
+			}
+			if didChange {
+				changed++
+			}
+			resp.Messages = append(resp.Messages, &mailboxv1.MessageMeta{Uid: uint32(uid), Flags: flagsOf(fl, k), Modseq: uint64(ms)})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		resp.Modified.Ranges = b.ranges
+		if changed == 0 {
+			return errNoChange
+		}
+		if _, err := tx.Exec(ctx, `UPDATE mailboxes SET highest_modseq = $3,
+			keywords = CASE WHEN $4::text[] <@ keywords THEN keywords ELSE ARRAY(SELECT DISTINCT x FROM unnest(keywords || $4::text[]) x ORDER BY x) END
+			WHERE account_id=$1 AND mailbox_id=$2`, account, mailboxID, modseq, kw); err != nil {
+			return err
+		}
+		return notify(ctx, tx, account, modseq, mailboxID)
+	})
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
+	return resp, err
+}
+
+// CopyResult reports the UIDs of a copy or move (RFC 4315 COPYUID).
+type CopyResult struct {
+	DestUIDValidity uint32
+	SourceUIDs      []uint32
+	DestUIDs        []uint32
+	Modseq          uint64
+}
+
+// Copy copies messages to the mailbox dest: metadata only, the bodies are
+// shared. Quota limits apply to the account's usage after the copy.
+func (s *Store) Copy(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, dest string, quota *mailboxv1.Quota) (*CopyResult, error) {
+	return s.copyMove(ctx, account, mailboxID, set, dest, quota, false)
+}
+
+// Move moves messages to the mailbox dest (RFC 6851): a copy and an expunge
+// of the source messages in one transaction.
+func (s *Store) Move(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, dest string) (*CopyResult, error) {
+	return s.copyMove(ctx, account, mailboxID, set, dest, nil, true)
+}
+
+func (s *Store) copyMove(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, dest string, quota *mailboxv1.Quota, move bool) (*CopyResult, error) {
+	dest, err := s.normalize(dest)
+	if err != nil {
+		return nil, err
+	}
+	var res *CopyResult
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		res = &CopyResult{}
+		modseq, usedBytes, usedCount, err := nextModseq(ctx, tx, account)
+		if err != nil {
+			return err
+		}
+		if _, err := mailboxByID(ctx, tx, account, mailboxID, move); err != nil {
+			return err
+		}
+		d, err := mailboxByName(ctx, tx, account, dest, true)
+		if err != nil {
+			return err
+		}
+		f, err := s.uidSet(ctx, tx, account, mailboxID, set, false)
+		if err != nil {
+			return err
+		}
+		// FOR SHARE keeps a concurrent expunge from orphaning a body that
+		// this copy is about to reference.
+		rows, err := tx.Query(ctx, `SELECT m.uid, m.size FROM messages m`+uidJoin+`
+			WHERE m.account_id=$1 AND m.mailbox_id=$2 ORDER BY m.uid FOR SHARE OF m`, account, mailboxID, f.starts, f.ends)
+		if err != nil {
+			return err
+		}
+		var (
+			uids      []int64
+			totalSize int64
+			uid, size int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&uid, &size}, func() error {
+			uids = append(uids, uid)
+			totalSize += size
+			return nil
+		}); err != nil {
+			return err
+		}
+		res.DestUIDValidity = d.UIDValidity
+		if len(uids) == 0 {
+			return errNoChange
+		}
+		if !move && quota != nil && (quota.StorageBytes > 0 && usedBytes+totalSize > quota.StorageBytes ||
+			quota.Messages > 0 && usedCount+int64(len(uids)) > quota.Messages) {
+			return ErrOverQuota
+		}
+		base := int64(d.UIDNext)
+		if base+int64(len(uids)) > 1<<32-1 {
+			return invalid("destination mailbox has run out of UIDs")
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, keywords,
+				internal_date, sent_date, size, blob_key, header, envelope, structure, search_header, search_body)
+			SELECT account_id, $3, $4 + row_number() OVER (ORDER BY uid) - 1, $5, flags, keywords,
+				internal_date, sent_date, size, blob_key, header, envelope, structure, search_header, search_body
+			FROM messages WHERE account_id=$1 AND mailbox_id=$2 AND uid = ANY($6) ORDER BY uid`,
+			account, mailboxID, d.ID, base, modseq, uids); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE mailboxes SET uid_next = uid_next + $3, highest_modseq = $4,
+			message_count = message_count + $3, total_size = total_size + $5,
+			keywords = ARRAY(SELECT DISTINCT x FROM unnest(keywords || ARRAY(
+				SELECT DISTINCT k FROM messages, unnest(keywords) k WHERE account_id=$1 AND mailbox_id=$6 AND uid = ANY($7))) x ORDER BY x)
+			WHERE account_id=$1 AND mailbox_id=$2`, account, d.ID, int64(len(uids)), modseq, totalSize, mailboxID, uids); err != nil {
+			return err
+		}
+		for i, u := range uids {
+			res.SourceUIDs = append(res.SourceUIDs, uint32(u))
+			res.DestUIDs = append(res.DestUIDs, uint32(base+int64(i)))
+		}
+		res.Modseq = uint64(modseq)
+		if move {
+			if err := deleteMessages(ctx, tx, account, mailboxID, uids, modseq, false); err != nil {
+				return err
+			}
+		} else if _, err := tx.Exec(ctx, `UPDATE accounts SET storage_bytes = storage_bytes + $2, message_count = message_count + $3
+			WHERE account_id = $1`, account, totalSize, int64(len(uids))); err != nil {
+			return err
+		}
+		if err := notify(ctx, tx, account, modseq, d.ID); err != nil {
+			return err
+		}
+		if move && d.ID != mailboxID {
+			return notify(ctx, tx, account, modseq, mailboxID)
+		}
+		return nil
+	})
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
+	return res, err
+}
+
+// deleteMessages removes messages, logs them as expunged at modseq, and
+// updates the counters. orphan records the bodies for the sweeper (not
+// needed when the rows were copied first, as in MOVE).
+func deleteMessages(ctx context.Context, tx pgx.Tx, account string, mailboxID int64, uids []int64, modseq int64, orphan bool) error {
+	sql := `WITH d AS (DELETE FROM messages WHERE account_id=$1 AND mailbox_id=$2 AND uid = ANY($3) RETURNING uid, size, blob_key),
+		e AS (INSERT INTO expunged (account_id, mailbox_id, uid, modseq) SELECT $1, $2, uid, $4 FROM d
+			ON CONFLICT (account_id, mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq)`
+	if orphan {
+		sql += `, o AS (INSERT INTO blob_orphans (blob_key) SELECT DISTINCT blob_key FROM d ON CONFLICT DO NOTHING)`
+	}
+	sql += ` SELECT count(*), coalesce(sum(size), 0) FROM d`
+	var n, size int64
+	if err := tx.QueryRow(ctx, sql, account, mailboxID, uids, modseq).Scan(&n, &size); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE mailboxes SET message_count = message_count - $3, total_size = total_size - $4,
+		highest_modseq = $5 WHERE account_id=$1 AND mailbox_id=$2`, account, mailboxID, n, size, modseq); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `UPDATE accounts SET storage_bytes = storage_bytes - $2, message_count = message_count - $3
+		WHERE account_id = $1`, account, size, n)
+	return err
+}
+
+// Expunge removes the messages flagged \Deleted, all of them or only those
+// in set, and returns their UIDs in ascending order.
+func (s *Store) Expunge(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet) ([]uint32, uint64, error) {
+	var out []uint32
+	var ms int64
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		out = nil
+		modseq, _, _, err := nextModseq(ctx, tx, account)
+		if err != nil {
+			return err
+		}
+		if _, err := mailboxByID(ctx, tx, account, mailboxID, true); err != nil {
+			return err
+		}
+		f, err := s.uidSet(ctx, tx, account, mailboxID, set, true)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT m.uid FROM messages m`+uidJoin+`
+			WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.flags & 8 <> 0 ORDER BY m.uid`, account, mailboxID, f.starts, f.ends)
+		if err != nil {
+			return err
+		}
+		var uids []int64
+		var uid int64
+		if _, err := pgx.ForEachRow(rows, []any{&uid}, func() error {
+			uids = append(uids, uid)
+			out = append(out, uint32(uid))
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(uids) == 0 {
+			return errNoChange
+		}
+		ms = modseq
+		if err := deleteMessages(ctx, tx, account, mailboxID, uids, modseq, true); err != nil {
+			return err
+		}
+		return notify(ctx, tx, account, modseq, mailboxID)
+	})
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
+	return out, uint64(ms), err
+}
+
+// Changes reports what changed in a mailbox after since: the status, the
+// messages added or with changed flags (UID, flags, MODSEQ), and the UIDs
+// expunged (only those in known, if given).
+func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, since uint64, known *mailboxv1.UIDSet, emit func(*mailboxv1.ChangesResponse) error) error {
+	return s.readTx(ctx, func(tx pgx.Tx) error {
+		m, err := mailboxByID(ctx, tx, account, mailboxID, false)
+		if err != nil {
+			return err
+		}
+		st, err := status(ctx, tx, account, m)
+		if err != nil {
+			return err
+		}
+		first := &mailboxv1.ChangesResponse{Status: st, Vanished: &mailboxv1.UIDSet{}, ExpungeLogTruncated: since < m.VanishedFloor}
+		kf, err := s.uidSet(ctx, tx, account, mailboxID, known, true)
+		if err != nil {
+			return err
+		}
+		if kf.all {
+			kf.ends[0] = 1<<32 - 1
+		}
+		rows, err := tx.Query(ctx, `SELECT m.uid FROM expunged m`+uidJoin+`
+			WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid`, account, mailboxID, kf.starts, kf.ends, int64(since))
+		if err != nil {
+			return err
+		}
+		var b rangeBuilder
+		var uid int64
+		if _, err := pgx.ForEachRow(rows, []any{&uid}, func() error { b.add(uint32(uid)); return nil }); err != nil {
+			return err
+		}
+		first.Vanished.Ranges = b.ranges
+		rows, err = tx.Query(ctx, `SELECT uid, flags, keywords, modseq FROM messages
+			WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 ORDER BY uid`, account, mailboxID, int64(since))
+		if err != nil {
+			return err
+		}
+		cur := first
+		var (
+			fl int32
+			kw []string
+			ms int64
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&uid, &fl, &kw, &ms}, func() error {
+			cur.Changed = append(cur.Changed, &mailboxv1.MessageMeta{Uid: uint32(uid), Flags: flagsOf(fl, kw), Modseq: uint64(ms)})
+			if len(cur.Changed) == 2000 {
+				if err := emit(cur); err != nil {
+					return err
+				}
+				cur = &mailboxv1.ChangesResponse{}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if cur == first || len(cur.Changed) > 0 {
+			return emit(cur)
+		}
+		return nil
+	})
+}
+
+// AccountModseq returns the account's highest MODSEQ (0 for an unknown
+// account).
+func (s *Store) AccountModseq(ctx context.Context, account string) (uint64, error) {
+	var ms int64
+	err := s.pool.QueryRow(ctx, "SELECT modseq FROM accounts WHERE account_id=$1", account).Scan(&ms)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return uint64(ms), classify(err)
+}

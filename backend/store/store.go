@@ -1,0 +1,292 @@
+// Package store keeps mailbox metadata in PostgreSQL: accounts, mailboxes,
+// messages, flags, UIDs, MODSEQs, the expunge log and the bookkeeping of
+// stored bodies. It is the only package that imports pgx.
+//
+// Every method is one transaction. A method that returns nil has committed;
+// one that returns an error has changed nothing. Errors are the sentinel
+// values below (test with errors.Is) or ErrUnavailable wrapping the cause
+// when PostgreSQL could not be reached or the transaction could not finish.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Errors returned by the store. The gRPC layer maps each to one status code.
+var (
+	ErrNotFound     = errors.New("no such mailbox")
+	ErrNoMessage    = errors.New("no such message")
+	ErrExists       = errors.New("mailbox already exists")
+	ErrForbidden    = errors.New("not allowed on this mailbox")
+	ErrOverQuota    = errors.New("over quota")
+	ErrUnavailable  = errors.New("metadata store unavailable")
+	ErrUploadLost   = errors.New("upload record was swept before commit")
+	errInvalidInput = errors.New("invalid argument")
+)
+
+// InvalidError is returned for bad input; its message is safe to show.
+type InvalidError struct{ Msg string }
+
+func (e *InvalidError) Error() string { return e.Msg }
+func (e *InvalidError) Is(target error) bool {
+	return target == errInvalidInput
+}
+
+// IsInvalid reports whether err is an *InvalidError.
+func IsInvalid(err error) bool { return errors.Is(err, errInvalidInput) }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// Config configures the connection pool.
+type Config struct {
+	DSN      string
+	MaxConns int32
+	// Limits on input, checked before any SQL runs.
+	MaxUIDRanges      int // ranges in one UID set
+	MaxSearchDepth    int // nesting of a search criteria tree
+	MaxSearchKeys     int // nodes in a search criteria tree
+	MaxMailboxNameLen int // bytes
+	MaxMailboxDepth   int // hierarchy levels
+	MaxMailboxes      int // per account
+}
+
+func (c *Config) defaults() {
+	if c.MaxConns == 0 {
+		c.MaxConns = 32
+	}
+	if c.MaxUIDRanges == 0 {
+		c.MaxUIDRanges = 10000
+	}
+	if c.MaxSearchDepth == 0 {
+		c.MaxSearchDepth = 32
+	}
+	if c.MaxSearchKeys == 0 {
+		c.MaxSearchKeys = 1000
+	}
+	if c.MaxMailboxNameLen == 0 {
+		c.MaxMailboxNameLen = 512
+	}
+	if c.MaxMailboxDepth == 0 {
+		c.MaxMailboxDepth = 32
+	}
+	if c.MaxMailboxes == 0 {
+		c.MaxMailboxes = 10000
+	}
+}
+
+// Store is the PostgreSQL metadata store. It is safe for concurrent use.
+type Store struct {
+	pool  *pgxpool.Pool
+	cfg   Config
+	known sync.Map // account ids known to exist (with default mailboxes)
+}
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLock is the advisory lock key that serialises schema migration
+// across backends starting at once.
+const migrationLock = 0x6d61696c636c7573 // "mailclus"
+
+// Open connects to PostgreSQL and applies any pending migrations. Several
+// backends may call Open at once: migrations run under an advisory lock.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg.defaults()
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("postgres DSN: %w", err)
+	}
+	pc.MaxConns = cfg.MaxConns
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, cfg: cfg}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping checks that PostgreSQL answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Migrate applies pending migrations (Open already does).
+func (s *Store) migrate(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrationLock)); err != nil {
+		return fmt.Errorf("postgres: migration lock: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(migrationLock))
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		version := strings.TrimSuffix(strings.TrimPrefix(name, "migrations/"), ".sql")
+		var done bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version=$1)", version).Scan(&done); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		if done {
+			continue
+		}
+		sql, err := migrations.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, string(sql)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", version)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("postgres: migration %s: %w", version, err)
+		}
+	}
+	return nil
+}
+
+// tx runs fn in a transaction, retrying serialization failures and deadlocks
+// a few times, and classifies the error.
+func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		err = pgx.BeginFunc(ctx, s.pool, fn)
+		if err == nil {
+			return nil
+		}
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01") {
+			time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	return classify(err)
+}
+
+// classify turns driver errors into ErrUnavailable; domain errors pass.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoMessage), errors.Is(err, ErrExists),
+		errors.Is(err, ErrForbidden), errors.Is(err, ErrOverQuota), errors.Is(err, errInvalidInput),
+		errors.Is(err, ErrUploadLost), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// A constraint or data error here is a bug, not the client's fault;
+		// a resource or connection error is temporary. Both are reported as
+		// unavailable with the cause attached for the log.
+		return fmt.Errorf("%w: %s (%s)", ErrUnavailable, pe.Message, pe.Code)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || pgconn.SafeToRetry(err) || strings.Contains(err.Error(), "connect") {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// defaultMailboxes are created for a new account on first use (RFC 6154).
+var defaultMailboxes = []struct {
+	name string
+	use  int16
+}{
+	{"INBOX", 0}, {"Drafts", 3}, {"Sent", 6}, {"Trash", 7}, {"Junk", 5}, {"Archive", 2},
+}
+
+// ensureAccount creates the account row and its default mailboxes the first
+// time an account is used. It is cheap for known accounts.
+func (s *Store) ensureAccount(ctx context.Context, account string) error {
+	if account == "" {
+		return invalid("account id is empty")
+	}
+	if len(account) > 256 {
+		return invalid("account id is too long")
+	}
+	if _, ok := s.known.Load(account); ok {
+		return nil
+	}
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "INSERT INTO accounts (account_id) VALUES ($1) ON CONFLICT DO NOTHING", account)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		for _, m := range defaultMailboxes {
+			if _, err := tx.Exec(ctx, `INSERT INTO mailboxes (account_id, mailbox_id, name, special_use, uid_validity)
+				SELECT $1, id, $2, $3, id FROM (SELECT nextval('mailbox_ids') AS id) n`, account, m.name, m.use); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO subscriptions (account_id, name) VALUES ($1, $2)", account, m.name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.known.Store(account, struct{}{})
+	return nil
+}
+
+// nextModseq locks the account row and returns the next MODSEQ together
+// with the account's usage. All writes lock the account row first, so
+// transactions of one account never deadlock.
+func nextModseq(ctx context.Context, tx pgx.Tx, account string) (modseq, bytes, count int64, err error) {
+	err = tx.QueryRow(ctx, `UPDATE accounts SET modseq = modseq + 1 WHERE account_id = $1
+		RETURNING modseq, storage_bytes, message_count`, account).Scan(&modseq, &bytes, &count)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = ErrNotFound
+	}
+	return
+}
+
+// notify publishes a change on the account to every backend's watchers. It
+// is delivered when the transaction commits.
+func notify(ctx context.Context, tx pgx.Tx, account string, modseq int64, mailboxID int64) error {
+	_, err := tx.Exec(ctx, "SELECT pg_notify('mailcluster', $1)", fmt.Sprintf("%d %d %s", modseq, mailboxID, account))
+	return err
+}
