@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
 	"mailcluster/backend/blob"
 	"mailcluster/backend/blob/blobtest"
 	"mailcluster/internal/testenv"
@@ -481,4 +484,55 @@ func TestReadDuringOverwrite(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestS3AbortsMultipart checks that a failed multipart Put leaves no
+// incomplete upload (parts the bucket would keep paying for) behind.
+func TestS3AbortsMultipart(t *testing.T) {
+	cfg := s3Config(t)
+	s, err := blob.NewS3(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("client went away")
+	data := blobtest.Data(3, 12<<20)
+	for _, size := range []int64{int64(len(data)), -1} {
+		r := &failAfter{r: bytes.NewReader(data), n: 11 << 20, err: boom}
+		if err := s.Put(context.Background(), "big", r, size); !errors.Is(err, boom) {
+			t.Fatalf("Put(size %d) with a failing reader: %v, want %v", size, err, boom)
+		}
+	}
+	c, err := minio.New(cfg.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""), Region: cfg.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uploads []string
+	for u := range c.ListIncompleteUploads(context.Background(), cfg.Bucket, "", true) {
+		if u.Err != nil {
+			t.Fatal(u.Err)
+		}
+		uploads = append(uploads, u.Key+" "+u.UploadID)
+	}
+	if len(uploads) != 0 {
+		t.Fatalf("incomplete uploads left after failed Puts: %q", uploads)
+	}
+}
+
+// failAfter reads n bytes from r, then fails with err.
+type failAfter struct {
+	r   io.Reader
+	n   int
+	err error
+}
+
+func (f *failAfter) Read(b []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, f.err
+	}
+	if len(b) > f.n {
+		b = b[:f.n]
+	}
+	n, err := f.r.Read(b)
+	f.n -= n
+	return n, err
 }

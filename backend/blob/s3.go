@@ -307,14 +307,9 @@ func (s *s3Store) Get(ctx context.Context, key string, offset, length int64) (io
 		}
 	}
 	wctx, wd := newWatchdog(ctx, s.timeout)
-	obj, err := s.c.GetObject(wctx, s.bucket, key, opts)
-	if err == nil {
-		_, err = obj.Stat() // sends the request: report a missing key now
-	}
+	// One GET: the status tells a missing key at once, the body streams.
+	body, _, _, err := minio.Core{Client: s.c}.GetObject(wctx, s.bucket, key, opts)
 	if err != nil {
-		if obj != nil {
-			obj.Close()
-		}
 		wd.stop()
 		if er := minio.ToErrorResponse(err); er.Code == "InvalidRange" || er.StatusCode == 416 {
 			// Range starts at or past the end (or the object is empty):
@@ -326,7 +321,7 @@ func (s *s3Store) Get(ctx context.Context, key string, offset, length int64) (io
 		}
 		return nil, s.opErr("get", key, wd, err)
 	}
-	return &s3Reader{s: s, key: key, obj: obj, wd: wd}, nil
+	return &s3Reader{s: s, key: key, body: body, wd: wd}, nil
 }
 
 func (s *s3Store) stat(ctx context.Context, key string) error {
@@ -341,14 +336,14 @@ func (s *s3Store) stat(ctx context.Context, key string) error {
 
 // s3Reader streams a GET response, kicking the watchdog as data arrives.
 type s3Reader struct {
-	s   *s3Store
-	key string
-	obj *minio.Object
-	wd  *watchdog
+	s    *s3Store
+	key  string
+	body io.ReadCloser
+	wd   *watchdog
 }
 
 func (r *s3Reader) Read(b []byte) (int, error) {
-	n, err := r.obj.Read(b)
+	n, err := r.body.Read(b)
 	if n > 0 {
 		r.wd.kick()
 	}
@@ -359,7 +354,7 @@ func (r *s3Reader) Read(b []byte) (int, error) {
 }
 
 func (r *s3Reader) Close() error {
-	err := r.obj.Close()
+	err := r.body.Close()
 	r.wd.stop()
 	return err
 }
