@@ -1,0 +1,149 @@
+package message
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-message/charset"
+)
+
+// decodeTransfer decodes a Content-Transfer-Encoding (RFC 2045 §6) leniently:
+// invalid characters are skipped instead of failing. Encodings other than
+// base64 and quoted-printable are returned as they are.
+func decodeTransfer(enc string, raw []byte) []byte {
+	switch enc {
+	case "base64":
+		return decodeBase64(raw)
+	case "quoted-printable":
+		return decodeQP(raw)
+	}
+	return raw
+}
+
+var b64 = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for i, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/" {
+		t[c] = int8(i)
+	}
+	return t
+}()
+
+// decodeBase64 decodes base64 ignoring characters outside the alphabet; '='
+// ends a quantum, so concatenated encodings decode too.
+func decodeBase64(raw []byte) []byte {
+	out := make([]byte, 0, len(raw)*3/4+3)
+	var acc uint32
+	n := 0
+	flush := func() {
+		switch n {
+		case 2:
+			out = append(out, byte(acc>>4))
+		case 3:
+			out = append(out, byte(acc>>10), byte(acc>>2))
+		}
+		acc, n = 0, 0
+	}
+	for _, c := range raw {
+		if c == '=' {
+			flush()
+			continue
+		}
+		v := b64[c]
+		if v < 0 {
+			continue
+		}
+		acc = acc<<6 | uint32(v)
+		n++
+		if n == 4 {
+			out = append(out, byte(acc>>16), byte(acc>>8), byte(acc))
+			acc, n = 0, 0
+		}
+	}
+	flush()
+	return out
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'A' && c <= 'F':
+		return int(c - 'A' + 10)
+	case c >= 'a' && c <= 'f':
+		return int(c - 'a' + 10)
+	}
+	return -1
+}
+
+// decodeQP decodes quoted-printable (RFC 2045 §6.7): "=XX" is a byte, "=" at
+// the end of a line (after trailing white space) is a soft line break, and a
+// "=" not followed by either is kept literally. Trailing white space of lines
+// is removed as the RFC requires of decoders.
+func decodeQP(raw []byte) []byte {
+	out := make([]byte, 0, len(raw))
+	for len(raw) > 0 {
+		line := raw
+		nl := false
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw, nl = raw[:i], raw[i+1:], true
+		} else {
+			raw = nil
+		}
+		line = bytes.TrimRight(line, " \t\r")
+		soft := len(line) > 0 && line[len(line)-1] == '='
+		if soft {
+			line = line[:len(line)-1]
+		}
+		for len(line) > 0 {
+			j := bytes.IndexByte(line, '=')
+			if j < 0 {
+				out = append(out, line...)
+				break
+			}
+			out = append(out, line[:j]...)
+			if j+2 < len(line) {
+				if hi, lo := unhex(line[j+1]), unhex(line[j+2]); hi >= 0 && lo >= 0 {
+					out = append(out, byte(hi<<4|lo))
+					line = line[j+3:]
+					continue
+				}
+			}
+			out = append(out, '=')
+			line = line[j+1:]
+		}
+		if nl && !soft {
+			out = append(out, '\r', '\n')
+		}
+	}
+	return out
+}
+
+// toUTF8 converts decoded text in charset cs to at most max bytes of valid
+// UTF-8 without NUL characters. Unknown charsets are treated as UTF-8.
+func toUTF8(cs string, b []byte, max int) string {
+	cs = strings.ToLower(strings.TrimSpace(cs))
+	switch cs {
+	case "", "us-ascii", "utf-8", "utf8", "ascii":
+	default:
+		if r, err := charset.Reader(cs, bytes.NewReader(b)); err == nil {
+			if d, err := io.ReadAll(io.LimitReader(r, int64(max)+utf8.UTFMax)); err == nil || len(d) > 0 {
+				b = d
+			}
+		}
+	}
+	if len(b) > max {
+		b = b[:max]
+		// Do not cut a character in half.
+		for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
+			if r, size := utf8.DecodeLastRune(b); r != utf8.RuneError || size > 1 {
+				break
+			}
+			b = b[:len(b)-1]
+		}
+	}
+	return clean(string(b))
+}
