@@ -306,9 +306,48 @@ func flagsOf(bits int32, kw []string) *mailboxv1.Flags {
 	return &mailboxv1.Flags{System: uint32(bits), Keywords: kw}
 }
 
+// FetchRow is one message's metadata as stored: the envelope and body
+// structure are serialized mailboxv1.Envelope and mailboxv1.BodyStructure
+// messages, nil when not requested.
+type FetchRow struct {
+	UID          uint32
+	Flags        uint32
+	Keywords     []string
+	Modseq       uint64
+	Size         int64
+	BodyID       string
+	InternalDate time.Time
+	Envelope     []byte
+	Structure    []byte
+	Header       []byte
+}
+
+// Meta decodes a row into a MessageMeta. dates adds the internal date and
+// size.
+func (r *FetchRow) Meta(dates bool) (*mailboxv1.MessageMeta, error) {
+	m := &mailboxv1.MessageMeta{Uid: r.UID, Flags: flagsOf(int32(r.Flags), r.Keywords), Modseq: r.Modseq, BodyId: r.BodyID, Header: r.Header}
+	if dates {
+		m.InternalDate, m.Size = r.InternalDate.Unix(), r.Size
+	}
+	if r.Envelope != nil {
+		m.Envelope = &mailboxv1.Envelope{}
+		if err := proto.Unmarshal(r.Envelope, m.Envelope); err != nil {
+			return nil, err
+		}
+	}
+	if r.Structure != nil {
+		m.BodyStructure = &mailboxv1.BodyStructure{}
+		if err := proto.Unmarshal(r.Structure, m.BodyStructure); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
 // Fetch streams metadata of the messages in set (empty: all), in UID order,
-// to emit in batches. It reads PostgreSQL only.
-func (s *Store) Fetch(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, o FetchOptions, emit func([]*mailboxv1.MessageMeta) error) error {
+// to emit in batches. It reads PostgreSQL only. The rows passed to emit are
+// valid only during the call.
+func (s *Store) Fetch(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, o FetchOptions, emit func([]FetchRow) error) error {
 	if o.BatchSize <= 0 || o.BatchSize > 5000 {
 		o.BatchSize = 1000
 	}
@@ -321,20 +360,15 @@ func (s *Store) Fetch(ctx context.Context, account string, mailboxID int64, set 
 			return err
 		}
 		cols := "m.uid, m.flags, m.keywords, m.modseq, m.size, m.blob_key, m.internal_date"
-		if o.Envelope {
-			cols += ", m.envelope"
-		} else {
-			cols += ", NULL::bytea"
-		}
-		if o.Structure {
-			cols += ", m.structure"
-		} else {
-			cols += ", NULL::bytea"
-		}
-		if o.Header {
-			cols += ", m.header"
-		} else {
-			cols += ", NULL::bytea"
+		for _, c := range []struct {
+			want bool
+			col  string
+		}{{o.Envelope, "m.envelope"}, {o.Structure, "m.structure"}, {o.Header, "m.header"}} {
+			if c.want {
+				cols += ", " + c.col
+			} else {
+				cols += ", NULL::bytea"
+			}
 		}
 		sql := "SELECT " + cols + " FROM messages m" + uidJoin + "WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid"
 		rows, err := tx.Query(ctx, sql, account, mailboxID, f.starts, f.ends, int64(o.ChangedSince))
@@ -342,42 +376,23 @@ func (s *Store) Fetch(ctx context.Context, account string, mailboxID int64, set 
 			return err
 		}
 		defer rows.Close()
-		batch := make([]*mailboxv1.MessageMeta, 0, o.BatchSize)
+		batch := make([]FetchRow, 0, o.BatchSize)
+		var (
+			uid, modseq int64
+			flags       int32
+		)
 		for rows.Next() {
-			var (
-				uid, modseq, size int64
-				flags             int32
-				kw                []string
-				blobKey           string
-				date              time.Time
-				env, st, hdr      []byte
-			)
-			if err := rows.Scan(&uid, &flags, &kw, &modseq, &size, &blobKey, &date, &env, &st, &hdr); err != nil {
+			batch = append(batch, FetchRow{})
+			r := &batch[len(batch)-1]
+			if err := rows.Scan(&uid, &flags, &r.Keywords, &modseq, &r.Size, &r.BodyID, &r.InternalDate, &r.Envelope, &r.Structure, &r.Header); err != nil {
 				return err
 			}
-			m := &mailboxv1.MessageMeta{Uid: uint32(uid), Flags: flagsOf(flags, kw), Modseq: uint64(modseq), BodyId: blobKey}
-			if o.Dates {
-				m.InternalDate, m.Size = date.Unix(), size
-			}
-			if env != nil {
-				m.Envelope = &mailboxv1.Envelope{}
-				if err := proto.Unmarshal(env, m.Envelope); err != nil {
-					return err
-				}
-			}
-			if st != nil {
-				m.BodyStructure = &mailboxv1.BodyStructure{}
-				if err := proto.Unmarshal(st, m.BodyStructure); err != nil {
-					return err
-				}
-			}
-			m.Header = hdr
-			batch = append(batch, m)
+			r.UID, r.Flags, r.Modseq = uint32(uid), uint32(flags), uint64(modseq)
 			if len(batch) == o.BatchSize {
 				if err := emit(batch); err != nil {
 					return err
 				}
-				batch = make([]*mailboxv1.MessageMeta, 0, o.BatchSize)
+				batch = batch[:0]
 			}
 		}
 		if err := rows.Err(); err != nil {

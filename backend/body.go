@@ -1,0 +1,150 @@
+package backend
+
+import (
+	"errors"
+	"io"
+
+	"google.golang.org/grpc"
+
+	"mailcluster/backend/store"
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+const bodyChunk = 64 << 10
+
+// sectionRange returns the byte range [start, end) of a body section, from
+// the offsets recorded at delivery (RFC 3501 section 6.4.5, part numbers).
+func sectionRange(st *mailboxv1.BodyStructure, size int64, part []uint32, sec mailboxv1.BodySection) (int64, int64, error) {
+	if len(part) == 0 {
+		switch sec {
+		case mailboxv1.BodySection_BODY_SECTION_ALL:
+			return 0, size, nil
+		case mailboxv1.BodySection_BODY_SECTION_HEADER:
+			return 0, st.BodyOffset, nil
+		case mailboxv1.BodySection_BODY_SECTION_TEXT:
+			return st.BodyOffset, size, nil
+		default:
+			return 0, 0, errBadPart
+		}
+	}
+	// msg is the root part of the message the next number indexes into;
+	// cur is the part selected so far.
+	msg := st
+	var cur *mailboxv1.BodyStructure
+	for i, n := range part {
+		if n == 0 {
+			return 0, 0, errBadPart
+		}
+		var parent *mailboxv1.BodyStructure
+		switch {
+		case i == 0:
+			parent = msg
+		case cur.Type == "multipart":
+			parent = cur
+		case cur.Type == "message" && (cur.Subtype == "rfc822" || cur.Subtype == "global") && cur.Message != nil:
+			parent = cur.Message
+		default:
+			return 0, 0, errBadPart
+		}
+		if parent.Type == "multipart" {
+			if int(n) > len(parent.Parts) {
+				return 0, 0, errBadPart
+			}
+			cur = parent.Parts[n-1]
+		} else {
+			if n != 1 {
+				return 0, 0, errBadPart
+			}
+			cur = parent
+		}
+	}
+	switch sec {
+	case mailboxv1.BodySection_BODY_SECTION_ALL:
+		return cur.BodyOffset, cur.EndOffset, nil
+	case mailboxv1.BodySection_BODY_SECTION_MIME:
+		return cur.HeaderOffset, cur.BodyOffset, nil
+	case mailboxv1.BodySection_BODY_SECTION_HEADER, mailboxv1.BodySection_BODY_SECTION_TEXT:
+		if cur.Type != "message" || cur.Message == nil {
+			return 0, 0, errBadPart
+		}
+		enc := cur.Message
+		if sec == mailboxv1.BodySection_BODY_SECTION_HEADER {
+			return enc.HeaderOffset, enc.BodyOffset, nil
+		}
+		return enc.BodyOffset, cur.EndOffset, nil
+	}
+	return 0, 0, errBadPart
+}
+
+func (s *service) GetBody(r *mailboxv1.GetBodyRequest, stream grpc.ServerStreamingServer[mailboxv1.BodyChunk]) error {
+	ctx := stream.Context()
+	if err := account(ctx, r.AccountId); err != nil {
+		return s.fail("GetBody", err)
+	}
+	if len(r.Part) > 100 || r.Offset < 0 || r.Length < 0 {
+		return s.fail("GetBody", &store.InvalidError{Msg: "invalid part or range"})
+	}
+	ref, err := s.store.Body(ctx, r.AccountId, r.MailboxId, r.Uid)
+	if err != nil {
+		return s.fail("GetBody", err)
+	}
+	first := &mailboxv1.BodyChunk{}
+	if r.SetSeen && ref.Flags.System&uint32(mailboxv1.Flag_FLAG_SEEN) == 0 {
+		resp, err := s.store.StoreFlags(ctx, r.AccountId, r.MailboxId,
+			&mailboxv1.UIDSet{Ranges: []*mailboxv1.UIDRange{{Start: r.Uid, End: r.Uid}}},
+			mailboxv1.StoreMode_STORE_MODE_ADD, &mailboxv1.Flags{System: uint32(mailboxv1.Flag_FLAG_SEEN)}, 0)
+		if err != nil {
+			return s.fail("GetBody", err)
+		}
+		if len(resp.Messages) == 1 {
+			first.Flags, first.Modseq = resp.Messages[0].Flags, resp.Messages[0].Modseq
+		}
+	}
+	start, end, err := sectionRange(ref.Structure, ref.Size, r.Part, r.Section)
+	if err != nil {
+		return s.fail("GetBody", err)
+	}
+	if start < 0 || end > ref.Size || start > end {
+		return s.fail("GetBody", errBadPart)
+	}
+	start += r.Offset
+	if start > end {
+		start = end
+	}
+	if r.Length > 0 && start+r.Length < end {
+		end = start + r.Length
+	}
+	first.TotalSize = end - start
+	if end == start {
+		return stream.Send(first)
+	}
+	rc, err := s.blobs.Get(ctx, ref.BlobKey, start, end-start)
+	if err != nil {
+		return s.fail("GetBody", err)
+	}
+	defer rc.Close()
+	buf := make([]byte, bodyChunk)
+	sent := int64(0)
+	msg := first
+	for sent < end-start {
+		n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), end-start-sent)])
+		if n > 0 {
+			msg.Data = buf[:n]
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			msg = &mailboxv1.BodyChunk{}
+			sent += int64(n)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				// The stored body is shorter than its metadata says: a
+				// server fault, never silently truncated output.
+				s.log.Error("stored body is shorter than recorded", "key", ref.BlobKey, "want", end-start, "got", sent)
+				return s.fail("GetBody", errors.New("short body"))
+			}
+			return s.fail("GetBody", err)
+		}
+	}
+	return nil
+}

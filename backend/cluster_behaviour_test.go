@@ -1,0 +1,383 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"mailcluster/internal/testenv"
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// Two backends deliver into one mailbox at once: every acknowledged message
+// gets its own UID, UIDs are dense and ascending, nothing is lost.
+func TestConcurrentDeliveriesTwoBackends(t *testing.T) {
+	e := newEnv(t, 2, nil)
+	clients := []mailboxv1.MailboxClient{e.client(0), e.client(1)}
+	const workers, per = 8, 15
+	var (
+		mu   sync.Mutex
+		uids []uint32
+		wg   sync.WaitGroup
+		errs = make(chan error, workers)
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				resp, err := deliver(t, clients[w%2], testMessage(fmt.Sprintf("w%d-%d", w, i), "body"), rcpt("shared"), rcpt(fmt.Sprintf("own-%d", w)))
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				uids = append(uids, resp.Results[0].Uid)
+				mu.Unlock()
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	sort.Slice(uids, func(i, j int) bool { return uids[i] < uids[j] })
+	for i, u := range uids {
+		if u != uint32(i+1) {
+			t.Fatalf("acknowledged UIDs not dense and unique: position %d has %d", i, u)
+		}
+	}
+	sel := selectBox(t, clients[1], "shared", "INBOX")
+	if sel.Status.Messages != workers*per || sel.Status.UidNext != workers*per+1 {
+		t.Fatalf("status %+v", sel.Status)
+	}
+	ms := fetchAll(t, clients[0], "shared", sel.Status.MailboxId, true)
+	subjects := map[string]bool{}
+	var lastModseq uint64
+	for i, m := range ms {
+		if m.Uid != uint32(i+1) {
+			t.Fatalf("fetch order: %d at %d", m.Uid, i)
+		}
+		subjects[m.Envelope.Subject] = true
+		if m.Modseq <= lastModseq {
+			t.Fatalf("MODSEQ not increasing with UID: %d after %d", m.Modseq, lastModseq)
+		}
+		lastModseq = m.Modseq
+	}
+	if len(subjects) != workers*per {
+		t.Fatalf("%d distinct messages, want %d", len(subjects), workers*per)
+	}
+}
+
+// A watch on one backend sees a delivery made through the other.
+func TestWatchAcrossBackends(t *testing.T) {
+	e := newEnv(t, 2, nil)
+	a, b := e.client(0), e.client(1)
+	mustDeliver(t, b, testMessage("before", "x"), "watched") // account exists, MODSEQ > 1
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := a.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Since 0: the current state is reported at once.
+	if err := w.Send(&mailboxv1.WatchRequest{Add: []*mailboxv1.WatchAccount{{AccountId: "watched"}, {AccountId: "other"}}}); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := w.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.AccountId != "watched" || ev.Modseq < 2 {
+		t.Fatalf("initial event %+v", ev)
+	}
+	seen := ev.Modseq
+	res := mustDeliver(t, b, testMessage("after", "y"), "watched")
+	for {
+		ev, err = w.Recv()
+		if err != nil {
+			t.Fatalf("no event for a delivery through the other backend: %v", err)
+		}
+		if ev.AccountId == "watched" && ev.Modseq > seen {
+			break
+		}
+	}
+	inbox := selectBox(t, a, "watched", "INBOX")
+	if ev.MailboxId != 0 && ev.MailboxId != inbox.Status.MailboxId {
+		t.Fatalf("event mailbox %d, INBOX is %d", ev.MailboxId, inbox.Status.MailboxId)
+	}
+	if res[0].Uid != 2 {
+		t.Fatalf("uid %d", res[0].Uid)
+	}
+	// After removing the account, its changes are no longer sent; changes of
+	// other watched accounts still are.
+	if err := w.Send(&mailboxv1.WatchRequest{Remove: []string{"watched"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the removal arrive before the next change
+	mustDeliver(t, b, testMessage("unwatched", "z"), "watched")
+	mustDeliver(t, b, testMessage("other", "z"), "other")
+	for {
+		ev, err = w.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.AccountId == "watched" {
+			t.Fatalf("event for a removed account: %+v", ev)
+		}
+		if ev.AccountId == "other" && ev.Modseq > 1 {
+			break
+		}
+	}
+}
+
+// s3Objects lists the bucket's keys through backend i's blob store.
+func s3Objects(t *testing.T, s *Server) []string {
+	t.Helper()
+	var keys []string
+	if err := s.svc.blobs.List(context.Background(), "", func(k string, _ time.Time) error {
+		keys = append(keys, k)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// A failed S3 PUT answers UNAVAILABLE and leaves nothing visible; nothing is
+// left in the bucket after a sweep.
+func TestFailedPutLeavesNothing(t *testing.T) {
+	e := newEnv(t, 0, nil)
+	relay := testenv.NewRelay(t, e.s3.Endpoint)
+	cfg := testConfig(e)
+	cfg.S3Endpoint = relay.Addr
+	cfg.S3Timeout = 5 * time.Second
+	srv := e.start(cfg)
+	c := e.client(0)
+	mustDeliver(t, c, testMessage("ok", "first"), "acct")
+	relay.Break()
+	_, err := deliver(t, c, testMessage("fails", "second"), rcpt("acct"))
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("deliver with S3 down: %v, want Unavailable", err)
+	}
+	relay.Restore()
+	sel := selectBox(t, c, "acct", "INBOX")
+	if sel.Status.Messages != 1 || sel.Status.UidNext != 2 {
+		t.Fatalf("a failed delivery became visible: %+v", sel.Status)
+	}
+	if _, err := srv.Sweep(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if keys := s3Objects(t, srv); len(keys) != 1 {
+		t.Fatalf("bucket holds %d objects after sweep, want 1: %v", len(keys), keys)
+	}
+}
+
+// A transaction that aborts after the body was written leaves nothing
+// visible, and the sweeper removes the body.
+func TestAbortedTransactionLeavesNothing(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	mustDeliver(t, c, testMessage("ok", "first"), "acct")
+	// Make every insert of a message with this subject fail inside the
+	// delivery transaction.
+	db := dbName(e.dsn)
+	if _, err := e.pg.Exec(db, `CREATE FUNCTION fail_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.search_header LIKE '%Subject: poison%' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER fail_poison BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION fail_poison();`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := deliver(t, c, testMessage("poison", "second"), rcpt("acct"), rcpt("acct2"))
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("deliver with failing transaction: %v, want Unavailable", err)
+	}
+	if st := selectBox(t, c, "acct", "INBOX").Status; st.Messages != 1 || st.UidNext != 2 {
+		t.Fatalf("aborted delivery visible: %+v", st)
+	}
+	if st := selectBox(t, c, "acct2", "INBOX").Status; st.Messages != 0 {
+		t.Fatalf("aborted delivery visible for the second recipient: %+v", st)
+	}
+	if n := len(s3Objects(t, e.backends[0])); n != 2 {
+		t.Fatalf("%d objects before sweep, want 2 (one referenced, one leaked)", n)
+	}
+	// A sweep with the normal grace period keeps the fresh upload (its
+	// delivery might still be running) ...
+	if _, err := e.backends[0].Sweep(context.Background(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s3Objects(t, e.backends[0])); n != 2 {
+		t.Fatalf("%d objects after a sweep within the grace period, want 2", n)
+	}
+	// ... and one past it removes it.
+	if _, err := e.backends[0].Sweep(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s3Objects(t, e.backends[0])); n != 1 {
+		t.Fatalf("%d objects after sweep, want 1", n)
+	}
+	got, _, err := body(t, c, &mailboxv1.GetBodyRequest{AccountId: "acct", MailboxId: selectBox(t, c, "acct", "INBOX").Status.MailboxId, Uid: 1})
+	if err != nil || len(got) == 0 {
+		t.Fatalf("referenced body gone: %v", err)
+	}
+}
+
+// Sweeping with no grace while deliveries run never deletes a body that a
+// delivery acknowledged: such a delivery fails instead.
+func TestSweepRacingDeliveries(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	srv := e.backends[0]
+	stop := make(chan struct{})
+	var sweeps sync.WaitGroup
+	sweeps.Add(1)
+	go func() {
+		defer sweeps.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			srv.Sweep(context.Background(), 5*time.Millisecond)
+		}
+	}()
+	var acked []uint32
+	failed := 0
+	for i := 0; i < 60; i++ {
+		resp, err := deliver(t, c, testMessage(fmt.Sprintf("m%d", i), "body"), rcpt("racer"))
+		if err != nil {
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("deliver: %v", err)
+			}
+			failed++
+			continue
+		}
+		acked = append(acked, resp.Results[0].Uid)
+	}
+	close(stop)
+	sweeps.Wait()
+	box := selectBox(t, c, "racer", "INBOX").Status.MailboxId
+	for _, uid := range acked {
+		if _, _, err := body(t, c, &mailboxv1.GetBodyRequest{AccountId: "racer", MailboxId: box, Uid: uid}); err != nil {
+			t.Fatalf("acknowledged message %d lost its body: %v", uid, err)
+		}
+	}
+	if _, err := srv.Sweep(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s3Objects(t, srv)); n != len(acked) {
+		t.Fatalf("%d objects for %d acknowledged messages (%d failed)", n, len(acked), failed)
+	}
+}
+
+// Expunging the last reference to a body lets the sweeper delete it; a body
+// still referenced by a copy stays.
+func TestExpungeSweepsOnlyUnreferencedBodies(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	srv := e.backends[0]
+	ctx := ctxT(t)
+	mustDeliver(t, c, testMessage("one", "1"), "acct")
+	mustDeliver(t, c, testMessage("two", "2"), "acct")
+	inbox := selectBox(t, c, "acct", "INBOX").Status.MailboxId
+	if _, err := c.Copy(ctx, &mailboxv1.CopyRequest{AccountId: "acct", MailboxId: inbox, Uids: uidSet(1, 1), DestName: "Archive"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.StoreFlags(ctx, &mailboxv1.StoreFlagsRequest{AccountId: "acct", MailboxId: inbox, Uids: uidSet(1, 2),
+		Mode: mailboxv1.StoreMode_STORE_MODE_ADD, Flags: &mailboxv1.Flags{System: uint32(mailboxv1.Flag_FLAG_DELETED)}}); err != nil {
+		t.Fatal(err)
+	}
+	x, err := c.Expunge(ctx, &mailboxv1.ExpungeRequest{AccountId: "acct", MailboxId: inbox})
+	if err != nil || len(x.Expunged) != 2 {
+		t.Fatalf("expunge %v %v", x, err)
+	}
+	if _, err := srv.Sweep(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s3Objects(t, srv)); n != 1 {
+		t.Fatalf("%d objects, want 1 (the copied body)", n)
+	}
+	arch := selectBox(t, c, "acct", "Archive").Status.MailboxId
+	got, _, err := body(t, c, &mailboxv1.GetBodyRequest{AccountId: "acct", MailboxId: arch, Uid: 1})
+	if err != nil || len(got) == 0 {
+		t.Fatalf("copy lost its body: %v", err)
+	}
+	if _, err := c.DeleteMailbox(ctx, &mailboxv1.DeleteMailboxRequest{AccountId: "acct", Name: "Archive"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Sweep(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s3Objects(t, srv)); n != 0 {
+		t.Fatalf("%d objects after deleting the last reference", n)
+	}
+}
+
+// With PostgreSQL unreachable the backend answers UNAVAILABLE, never
+// internal text.
+func TestPostgresDownIsUnavailable(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	mustDeliver(t, c, testMessage("ok", "1"), "acct")
+	if _, err := e.pg.Exec("postgres", "ALTER DATABASE "+dbName(e.dsn)+" ALLOW_CONNECTIONS false"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pg.Exec("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+dbName(e.dsn)+"'"); err != nil {
+		t.Fatal(err)
+	}
+	defer e.pg.Exec("postgres", "ALTER DATABASE "+dbName(e.dsn)+" ALLOW_CONNECTIONS true")
+	_, err := c.Select(ctxT(t), &mailboxv1.SelectRequest{AccountId: "acct", Name: "INBOX"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("select with postgres down: %v", err)
+	}
+	if s, _ := status.FromError(err); s.Message() != "storage temporarily unavailable" {
+		t.Fatalf("message leaks detail: %q", s.Message())
+	}
+	_, err = deliver(t, c, testMessage("down", "2"), rcpt("acct"))
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("deliver with postgres down: %v", err)
+	}
+	var se interface{ GRPCStatus() *status.Status }
+	if !errors.As(err, &se) {
+		t.Fatal("not a status")
+	}
+	_ = io.EOF
+}
+
+func dbName(dsn string) string {
+	var name string
+	for _, f := range splitFields(dsn) {
+		if len(f) > 7 && f[:7] == "dbname=" {
+			name = f[7:]
+		}
+	}
+	return name
+}
+
+func splitFields(s string) []string {
+	var out []string
+	cur := ""
+	for _, r := range s {
+		if r == ' ' {
+			if cur != "" {
+				out = append(out, cur)
+			}
+			cur = ""
+			continue
+		}
+		cur += string(r)
+	}
+	if cur != "" {
+		out = append(out, cur)
+	}
+	return out
+}

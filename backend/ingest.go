@@ -1,0 +1,276 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"mailcluster/backend/message"
+	"mailcluster/backend/store"
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// spool holds a message while it is being stored: in memory up to a limit,
+// then in an unlinked temporary file. It enforces the maximum message size
+// while the message streams in.
+type spool struct {
+	max, memLimit int64
+	dir           string
+	buf           bytes.Buffer
+	file          *os.File
+	size          int64
+}
+
+func (s *spool) Write(p []byte) (int, error) {
+	if s.size+int64(len(p)) > s.max {
+		return 0, errTooBig
+	}
+	if s.file == nil && s.size+int64(len(p)) > s.memLimit {
+		f, err := os.CreateTemp(s.dir, "mailcluster-spool-")
+		if err != nil {
+			return 0, err
+		}
+		os.Remove(f.Name()) // unlinked: nothing is left behind by a crash
+		if _, err := f.Write(s.buf.Bytes()); err != nil {
+			f.Close()
+			return 0, err
+		}
+		s.buf = bytes.Buffer{}
+		s.file = f
+	}
+	var n int
+	var err error
+	if s.file != nil {
+		n, err = s.file.Write(p)
+	} else {
+		n, err = s.buf.Write(p)
+	}
+	s.size += int64(n)
+	return n, err
+}
+
+// ReaderAt returns a reader over the spooled message.
+func (s *spool) ReaderAt() io.ReaderAt {
+	if s.file != nil {
+		return s.file
+	}
+	return bytes.NewReader(s.buf.Bytes())
+}
+
+func (s *spool) Close() {
+	if s.file != nil {
+		s.file.Close()
+	}
+}
+
+// newBlobKey returns a fresh, unguessable key, grouped by day so that an
+// operator can list a day's bodies.
+func newBlobKey(now time.Time) string {
+	var b [16]byte
+	rand.Read(b[:])
+	return "m/" + now.UTC().Format("2006/01/02") + "/" + hex.EncodeToString(b[:])
+}
+
+// store stages one message: it parses the spooled body, records the upload,
+// and writes the body to the blob store. The caller then commits it with
+// store.Deliver. On error nothing refers to the body; a body that may have
+// been written is left to the sweeper, which deletes it after the grace
+// period.
+func (s *service) stage(ctx context.Context, sp *spool, internalDate time.Time) (*store.NewMessage, error) {
+	p, err := message.Parse(sp.ReaderAt(), sp.size, message.Options{MaxSearchText: s.cfg.MaxSearchText})
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	if internalDate.IsZero() {
+		internalDate = now
+	}
+	msg := &store.NewMessage{
+		BlobKey: newBlobKey(now), Size: sp.size, InternalDate: internalDate, SentDate: p.SentDate,
+		Header: p.Header, Envelope: p.Envelope, Structure: p.Structure,
+		SearchHeader: p.SearchHeader, SearchBody: p.SearchBody,
+	}
+	if err := s.store.StartUpload(ctx, msg.BlobKey); err != nil {
+		return nil, err
+	}
+	if err := s.blobs.Put(ctx, msg.BlobKey, io.NewSectionReader(sp.ReaderAt(), 0, sp.size), sp.size); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// discard removes a staged body that no message refers to. It is called only
+// when the commit is known to have stored nothing; failures are left to the
+// sweeper.
+func (s *service) discard(msg *store.NewMessage) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.blobs.Delete(ctx, msg.BlobKey); err != nil {
+		s.log.Warn("discarding unreferenced body; the sweeper will retry", "key", msg.BlobKey, "err", err)
+		return
+	}
+	if err := s.store.AbandonUpload(ctx, msg.BlobKey); err != nil {
+		s.log.Warn("abandoning upload record", "key", msg.BlobKey, "err", err)
+	}
+}
+
+// discardLost deletes the body of a delivery that failed because the
+// sweeper removed its upload record first: the outcome is known (nothing
+// committed, no record left for a later sweep), so the body must go now.
+func (s *service) discardLost(msg *store.NewMessage, err error) {
+	if errors.Is(err, store.ErrUploadLost) {
+		s.discard(msg)
+	}
+}
+
+// receive reads the header and the body chunks of a streamed message into a
+// new spool.
+func receive[Req any](s *service, recv func() (*Req, error), header func(*Req) (bool, []byte), announced func() int64) (*spool, error) {
+	sp := &spool{max: s.cfg.MaxMessageSize, memLimit: s.cfg.MemorySpool, dir: s.cfg.SpoolDir}
+	if a := announced(); a > s.cfg.MaxMessageSize {
+		return nil, errTooBig
+	}
+	for {
+		r, err := recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			sp.Close()
+			return nil, err
+		}
+		isHeader, chunk := header(r)
+		if isHeader {
+			sp.Close()
+			return nil, errNoHeader
+		}
+		if _, err := sp.Write(chunk); err != nil {
+			sp.Close()
+			return nil, err
+		}
+	}
+	if a := announced(); a > 0 && a != sp.size {
+		sp.Close()
+		return nil, errSizeMismatch
+	}
+	return sp, nil
+}
+
+func (s *service) Append(stream grpc.ClientStreamingServer[mailboxv1.AppendRequest, mailboxv1.AppendResponse]) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return s.fail("Append", err)
+	}
+	h := first.GetHeader()
+	if h == nil {
+		return s.fail("Append", errNoHeader)
+	}
+	if err := account(ctx, h.AccountId); err != nil {
+		return s.fail("Append", err)
+	}
+	if h.Size < 0 {
+		return s.fail("Append", errSizeMismatch)
+	}
+	sp, err := receive(s, stream.Recv, func(r *mailboxv1.AppendRequest) (bool, []byte) {
+		return r.GetHeader() != nil, r.GetChunk()
+	}, func() int64 { return h.Size })
+	if err != nil {
+		return s.fail("Append", err)
+	}
+	defer sp.Close()
+	var date time.Time
+	if h.InternalDate > 0 {
+		date = time.Unix(h.InternalDate, 0)
+	}
+	name := h.MailboxName
+	if name == "" {
+		name = "INBOX"
+	}
+	// Check the mailbox before storing the body, so the common mistake
+	// (APPEND to a missing mailbox: TRYCREATE) costs no upload.
+	if _, err := s.store.Status(ctx, h.AccountId, name); err != nil {
+		return s.fail("Append", err)
+	}
+	msg, err := s.stage(ctx, sp, date)
+	if err != nil {
+		return s.fail("Append", err)
+	}
+	res, err := s.store.Deliver(ctx, msg, []store.Delivery{{Account: h.AccountId, Mailbox: name, Flags: h.Flags, Quota: h.Quota}})
+	if err != nil {
+		s.discardLost(msg, err)
+		return s.fail("Append", err)
+	}
+	r := res[0]
+	switch r.Status {
+	case mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK:
+		return stream.SendAndClose(&mailboxv1.AppendResponse{UidValidity: r.UIDValidity, Uid: r.UID, MailboxId: r.MailboxID})
+	case mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA:
+		err = store.ErrOverQuota
+	case mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX:
+		err = store.ErrNotFound
+	default:
+		err = &store.InvalidError{Msg: r.Detail}
+	}
+	s.discard(msg)
+	return s.fail("Append", err)
+}
+
+func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverRequest, mailboxv1.DeliverResponse]) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return s.fail("Deliver", err)
+	}
+	h := first.GetHeader()
+	if h == nil {
+		return s.fail("Deliver", errNoHeader)
+	}
+	if len(h.Recipients) == 0 {
+		return s.fail("Deliver", errNoRecipients)
+	}
+	if len(h.Recipients) > s.cfg.MaxRecipients {
+		return s.fail("Deliver", errTooManyRcpt)
+	}
+	log := s.log.With("trace", h.TraceId)
+	sp, err := receive(s, stream.Recv, func(r *mailboxv1.DeliverRequest) (bool, []byte) {
+		return r.GetHeader() != nil, r.GetChunk()
+	}, func() int64 { return h.Size })
+	if err != nil {
+		return s.fail("Deliver", err)
+	}
+	defer sp.Close()
+	msg, err := s.stage(ctx, sp, time.Time{})
+	if err != nil {
+		return s.fail("Deliver", err)
+	}
+	rcpts := make([]store.Delivery, len(h.Recipients))
+	for i, r := range h.Recipients {
+		rcpts[i] = store.Delivery{Account: r.AccountId, Mailbox: r.MailboxName, Flags: r.Flags, Quota: r.Quota}
+	}
+	res, err := s.store.Deliver(ctx, msg, rcpts)
+	if err != nil {
+		s.discardLost(msg, err)
+		return s.fail("Deliver", err)
+	}
+	out := &mailboxv1.DeliverResponse{Size: sp.size, Results: make([]*mailboxv1.RecipientResult, len(res))}
+	ok := 0
+	for i, r := range res {
+		out.Results[i] = &mailboxv1.RecipientResult{Status: r.Status, UidValidity: r.UIDValidity, Uid: r.UID, Detail: r.Detail}
+		if r.Status == mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK {
+			ok++
+		}
+	}
+	if ok == 0 {
+		s.discard(msg)
+	}
+	log.Debug("delivered", "key", msg.BlobKey, "size", sp.size, "recipients", len(res), "stored", ok)
+	return stream.SendAndClose(out)
+}

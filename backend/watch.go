@@ -1,0 +1,211 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+
+	"google.golang.org/grpc"
+
+	"mailcluster/backend/store"
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// hub fans change notifications from PostgreSQL (one LISTEN connection per
+// backend) out to Watch streams. A watcher keeps, per account, the newest
+// change not yet sent, so a slow stream costs one entry per account however
+// many changes happen: nothing is dropped, changes are coalesced.
+type hub struct {
+	mu       sync.Mutex
+	watchers map[string]map[*watcher]struct{}
+}
+
+type watcher struct {
+	mu      sync.Mutex
+	seen    map[string]uint64 // account → highest modseq sent or known
+	pending map[string]*mailboxv1.WatchEvent
+	wake    chan struct{}
+}
+
+func newHub() *hub { return &hub{watchers: map[string]map[*watcher]struct{}{}} }
+
+func newWatcher() *watcher {
+	return &watcher{seen: map[string]uint64{}, pending: map[string]*mailboxv1.WatchEvent{}, wake: make(chan struct{}, 1)}
+}
+
+// offer queues an event if it is newer than what the watcher has seen.
+func (w *watcher) offer(ev *mailboxv1.WatchEvent) {
+	w.mu.Lock()
+	seen, ok := w.seen[ev.AccountId]
+	if !ok || ev.Modseq <= seen {
+		w.mu.Unlock()
+		return
+	}
+	w.seen[ev.AccountId] = ev.Modseq
+	if p := w.pending[ev.AccountId]; p != nil && p.MailboxId != ev.MailboxId {
+		ev = &mailboxv1.WatchEvent{AccountId: ev.AccountId, Modseq: ev.Modseq} // several mailboxes changed
+	}
+	w.pending[ev.AccountId] = ev
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns and clears the pending events.
+func (w *watcher) take() []*mailboxv1.WatchEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*mailboxv1.WatchEvent, 0, len(w.pending))
+	for k, ev := range w.pending {
+		out = append(out, ev)
+		delete(w.pending, k)
+	}
+	return out
+}
+
+func (h *hub) add(w *watcher, account string, since uint64) (isNew bool) {
+	w.mu.Lock()
+	if _, ok := w.seen[account]; !ok {
+		isNew = true
+		w.seen[account] = since
+	}
+	w.mu.Unlock()
+	h.mu.Lock()
+	m := h.watchers[account]
+	if m == nil {
+		m = map[*watcher]struct{}{}
+		h.watchers[account] = m
+	}
+	m[w] = struct{}{}
+	h.mu.Unlock()
+	return isNew
+}
+
+func (h *hub) remove(w *watcher, account string) {
+	h.mu.Lock()
+	if m := h.watchers[account]; m != nil {
+		delete(m, w)
+		if len(m) == 0 {
+			delete(h.watchers, account)
+		}
+	}
+	h.mu.Unlock()
+	w.mu.Lock()
+	delete(w.seen, account)
+	delete(w.pending, account)
+	w.mu.Unlock()
+}
+
+// publish hands a change to every watcher of its account.
+func (h *hub) publish(c store.Change) {
+	h.mu.Lock()
+	ws := make([]*watcher, 0, len(h.watchers[c.Account]))
+	for w := range h.watchers[c.Account] {
+		ws = append(ws, w)
+	}
+	h.mu.Unlock()
+	ev := &mailboxv1.WatchEvent{AccountId: c.Account, Modseq: c.Modseq, MailboxId: c.MailboxID}
+	for _, w := range ws {
+		w.offer(ev)
+	}
+}
+
+// accounts lists every watched account.
+func (h *hub) accounts() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.watchers))
+	for a := range h.watchers {
+		out = append(out, a)
+	}
+	return out
+}
+
+// resync publishes each watched account's current MODSEQ, after the LISTEN
+// connection was (re)established, so that changes made while it was down
+// are not missed.
+func (s *service) resync(ctx context.Context) {
+	for _, a := range s.hub.accounts() {
+		ms, err := s.store.AccountModseq(ctx, a)
+		if err != nil {
+			s.log.Warn("watch resync", "err", err)
+			return
+		}
+		s.hub.publish(store.Change{Account: a, Modseq: ms})
+	}
+}
+
+func (s *service) Watch(stream grpc.BidiStreamingServer[mailboxv1.WatchRequest, mailboxv1.WatchEvent]) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	w := newWatcher()
+	var (
+		mu      sync.Mutex
+		watched = map[string]bool{}
+	)
+	defer func() {
+		mu.Lock()
+		for a := range watched {
+			s.hub.remove(w, a)
+		}
+		mu.Unlock()
+	}()
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			for _, a := range req.Remove {
+				mu.Lock()
+				delete(watched, a)
+				mu.Unlock()
+				s.hub.remove(w, a)
+			}
+			for _, a := range req.Add {
+				if a == nil || a.AccountId == "" {
+					continue
+				}
+				mu.Lock()
+				if !watched[a.AccountId] && len(watched) >= s.cfg.MaxWatchAccounts {
+					mu.Unlock()
+					errc <- errWatchTooLarge
+					return
+				}
+				watched[a.AccountId] = true
+				mu.Unlock()
+				if !s.hub.add(w, a.AccountId, a.SinceModseq) {
+					continue
+				}
+				ms, err := s.store.AccountModseq(ctx, a.AccountId)
+				if err != nil {
+					errc <- err
+					return
+				}
+				w.offer(&mailboxv1.WatchEvent{AccountId: a.AccountId, Modseq: ms})
+			}
+		}
+	}()
+	for {
+		select {
+		case err := <-errc:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return s.fail("Watch", err)
+		case <-ctx.Done():
+			return nil
+		case <-w.wake:
+			for _, ev := range w.take() {
+				if err := stream.Send(ev); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
