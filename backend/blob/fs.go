@@ -80,16 +80,16 @@ func (s *fsStore) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	var err error
 	// A concurrent Delete may remove an empty directory between mkdirAll and
 	// CreateTemp; try again then.
-	for attempt := 0; ; attempt++ {
-		if err = s.mkdirAll(dir); err != nil {
-			return fmt.Errorf("blob: fs put %q: %w", key, s.conflict(key, err))
-		}
-		tmp, err = os.CreateTemp(dir, fsTempPrefix+"*")
+	for attempt := 1; ; attempt++ {
+		err = s.mkdirAll(dir)
 		if err == nil {
-			break
+			tmp, err = os.CreateTemp(dir, fsTempPrefix+"*")
+			if err == nil {
+				break
+			}
 		}
-		if !errors.Is(err, fs.ErrNotExist) || attempt == 3 {
-			return fmt.Errorf("blob: fs put %q: %w", key, err)
+		if !errors.Is(err, fs.ErrNotExist) || attempt == 10 {
+			return fmt.Errorf("blob: fs put %q: %w", key, s.conflict(key, err))
 		}
 	}
 	tmpName := tmp.Name()
@@ -242,7 +242,9 @@ func (s *fsStore) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("blob: fs delete %q: %w", key, err)
 	}
 	dir := filepath.Dir(p)
-	if err := syncDir(dir); err != nil {
+	// A concurrent Delete may have pruned dir already: it was empty, so
+	// this removal is done.
+	if err := syncDir(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("blob: fs delete %q: fsync directory: %w", key, err)
 	}
 	// Remove the directories this leaves empty (best effort: a concurrent

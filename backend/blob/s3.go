@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"strings"
@@ -100,9 +101,9 @@ type s3Store struct {
 // cfg.CreateBucket is set. Errors name what is wrong; when the server is
 // unreachable IsTemporary reports true for the error.
 //
-// Put uses a single PUT for bodies up to PartSize (buffering bodies of
-// unknown size up to that) and a multipart upload above, which is aborted
-// on failure; S3 makes the object visible only when the PUT or the
+// Put reads bodies of up to PartSize into memory and sends them in a
+// single PUT (retried on transient failures); larger bodies go as a
+// multipart upload, one part in memory at a time, aborted on failure; S3 makes the object visible only when the PUT or the
 // multipart completion succeeds, so no partial object is ever visible.
 //
 // Timeout bounds how long an operation may go without progress: a request
@@ -243,32 +244,67 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	wctx, wd := newWatchdog(ctx, s.timeout)
 	defer wd.stop()
 	pr := &putReader{ctx: wctx, r: r, size: size, wd: wd}
-	body := io.Reader(pr)
-	if size <= 0 {
-		// Buffer up to one part: a body that fits goes out as one PUT from
-		// memory (replayable, so retried on transient failures) instead of
-		// a multipart upload with a PartSize buffer. With size 0 this
-		// checks that the body is indeed empty.
-		var buf bytes.Buffer
-		n, err := io.Copy(&buf, io.LimitReader(pr, int64(s.partSize)+1))
-		if err != nil {
+	opts := minio.PutObjectOptions{PartSize: s.partSize, ContentType: "application/octet-stream"}
+	if size > int64(s.partSize) {
+		// Multipart, streamed one part at a time; aborted on failure.
+		if _, err := s.c.PutObject(wctx, s.bucket, key, pr, size, opts); err != nil {
 			return s.putErr(ctx, key, wd, pr, err)
 		}
-		if n <= int64(s.partSize) {
-			body, size = bytes.NewReader(buf.Bytes()), n
-		} else {
-			body = io.MultiReader(&buf, pr)
+		return nil
+	}
+	// Read a body of up to one part into memory first: it then goes out as
+	// one PUT that can be replayed on a transient failure, and a failing
+	// reader or a canceled context stops it before anything is sent. A
+	// body of unknown size that turns out larger continues as multipart.
+	var buf bytes.Buffer
+	if size > 0 {
+		buf.Grow(int(size))
+	}
+	n, err := io.Copy(&buf, io.LimitReader(pr, int64(s.partSize)+1))
+	if err != nil {
+		return s.putErr(ctx, key, wd, pr, err)
+	}
+	if n > int64(s.partSize) {
+		if _, err := s.c.PutObject(wctx, s.bucket, key, io.MultiReader(&buf, pr), -1, opts); err != nil {
+			return s.putErr(ctx, key, wd, pr, err)
+		}
+		return nil
+	}
+	for attempt := 1; ; attempt++ {
+		body := &memBody{r: bytes.NewReader(buf.Bytes()), wd: wd}
+		_, err = s.c.PutObject(wctx, s.bucket, key, body, n, opts)
+		// A server keeping objects as files (Versity's posix backend) fails
+		// a PUT whose directory a concurrent DELETE is pruning with
+		// ExistingObjectIsDirectory: try again. A real conflict ("a/b"
+		// exists, Put "a") fails the same way each time.
+		if err == nil || attempt == 3 || minio.ToErrorResponse(err).Code != "ExistingObjectIsDirectory" {
+			break
 		}
 	}
-	_, err := s.c.PutObject(wctx, s.bucket, key, body, size, minio.PutObjectOptions{
-		PartSize:    s.partSize,
-		ContentType: "application/octet-stream",
-	})
 	if err != nil {
 		return s.putErr(ctx, key, wd, pr, err)
 	}
 	return nil
 }
+
+// memBody is a buffered Put body: seekable, so the client can replay it,
+// and kicking the watchdog as it is sent.
+type memBody struct {
+	r  *bytes.Reader
+	wd *watchdog
+}
+
+func (m *memBody) Read(b []byte) (int, error) {
+	m.wd.kick()
+	return m.r.Read(b)
+}
+
+func (m *memBody) ReadAt(b []byte, off int64) (int, error) {
+	m.wd.kick()
+	return m.r.ReadAt(b, off)
+}
+
+func (m *memBody) Seek(off int64, whence int) (int64, error) { return m.r.Seek(off, whence) }
 
 // putErr reports why a Put failed: the caller's context, the body reader's
 // own error (which the transport may have wrapped beyond recognition), or
@@ -296,7 +332,7 @@ func (s *s3Store) Get(ctx context.Context, key string, offset, length int64) (io
 	}
 	var opts minio.GetObjectOptions
 	switch {
-	case length > 0:
+	case length > 0 && length <= math.MaxInt64-offset:
 		err := opts.SetRange(offset, offset+length-1)
 		if err != nil {
 			return nil, fmt.Errorf("blob: s3 get %q: %w", key, err)

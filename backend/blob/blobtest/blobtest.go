@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		{"List", testList},
 		{"ListStop", testListStop},
 		{"Concurrent", testConcurrent},
+		{"ConcurrentPutDelete", testConcurrentPutDelete},
 		{"CanceledContext", testCanceled},
 		{"ReaderError", testReaderError},
 		{"SizeMismatch", testSizeMismatch},
@@ -225,6 +226,7 @@ func testRange(t *testing.T, s blob.Store) {
 		{0, 0, nil},              // zero length at 0
 		{99, -1, data[99:]},      // last byte, to the end
 		{98, 1 << 40, data[98:]}, // huge length near the end
+		{5, 1<<63 - 1, data[5:]}, // offset+length overflows
 	}
 	for _, c := range cases {
 		checkBytes(t, fmt.Sprintf("Get(r, %d, %d)", c.offset, c.length), get(t, s, "r", c.offset, c.length), c.want)
@@ -420,6 +422,51 @@ func testConcurrent(t *testing.T, s blob.Store) {
 	}
 	if n := len(listKeys(t, s, "c/")); n != workers*perWorker {
 		t.Fatalf("List after concurrent puts: %d keys, want %d", n, workers*perWorker)
+	}
+}
+
+// testConcurrentPutDelete puts and deletes keys in the same directories
+// from several goroutines (a file store creates and prunes directories
+// under each other's feet) and checks that every call succeeds and the
+// surviving keys are intact.
+func testConcurrentPutDelete(t *testing.T, s blob.Store) {
+	const workers, rounds = 6, 15
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range rounds {
+				key := fmt.Sprintf("pd/%d/x/%d-%d", i%3, w, i)
+				if err := s.Put(ctx, key, bytes.NewReader([]byte(key)), -1); err != nil {
+					errs <- fmt.Errorf("Put(%q): %w", key, err)
+					return
+				}
+				if err := s.Delete(ctx, key); err != nil {
+					errs <- fmt.Errorf("Delete(%q): %w", key, err)
+					return
+				}
+			}
+			key := fmt.Sprintf("pd/0/x/final-%d", w)
+			if err := s.Put(ctx, key, bytes.NewReader([]byte(key)), -1); err != nil {
+				errs <- fmt.Errorf("Put(%q): %w", key, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	keys := listKeys(t, s, "pd/")
+	if len(keys) != workers {
+		t.Fatalf("List after concurrent puts and deletes: %q, want the %d final keys", keys, workers)
+	}
+	for _, k := range keys {
+		checkBytes(t, "Get("+k+")", get(t, s, k, 0, -1), []byte(k))
 	}
 }
 
