@@ -76,6 +76,17 @@ func (k Kind) String() string {
 // MarshalText makes kinds readable in JSON.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText reads what MarshalText wrote.
+func (k *Kind) UnmarshalText(b []byte) error {
+	for c := Unknown; c <= NotLocal; c++ {
+		if c.String() == string(b) {
+			*k = c
+			return nil
+		}
+	}
+	return fmt.Errorf("directory: unknown kind %q", b)
+}
+
 // Quota is an account's quota; 0 means "the backend's default".
 type Quota struct {
 	StorageBytes int64 `json:"storage_bytes"`
