@@ -3,8 +3,16 @@ package blob_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -391,6 +399,11 @@ func newRelay(t *testing.T, target string) *relay {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return relayFrom(t, ln, target)
+}
+
+// relayFrom relays the connections ln accepts to target.
+func relayFrom(t *testing.T, ln net.Listener, target string) *relay {
 	r := &relay{addr: ln.Addr().String(), ln: ln}
 	r.wg.Go(func() {
 		for {
@@ -535,4 +548,96 @@ func (f *failAfter) Read(b []byte) (int, error) {
 	n, err := f.r.Read(b)
 	f.n -= n
 	return n, err
+}
+
+// TestS3TLS reaches the server through a TLS relay whose certificate is
+// signed by a private CA: it works with that CA as CAFile and fails,
+// not temporarily, without it.
+func TestS3TLS(t *testing.T) {
+	caPEM, cert := testCerts(t)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s3Config(t)
+	relay := relayFrom(t, ln, cfg.Endpoint)
+	cfg.Endpoint = relay.addr
+	cfg.UseTLS = true
+	cfg.MaxAttempts = 1
+
+	_, err = blob.NewS3(context.Background(), cfg)
+	if err == nil {
+		t.Fatal("NewS3 over TLS with an unknown CA: no error")
+	}
+	if blob.IsTemporary(err) || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("NewS3 over TLS with an unknown CA: %v (temporary %v), want a permanent certificate error", err, blob.IsTemporary(err))
+	}
+
+	cfg.CAFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(cfg.CAFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := blob.NewS3(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("NewS3 over TLS with CAFile: %v", err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "tls", strings.NewReader("secret"), 6); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.Get(ctx, "tls", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || string(b) != "secret" {
+		t.Fatalf("Get over TLS: %q, %v", b, err)
+	}
+}
+
+// testCerts returns a fresh CA certificate (PEM) and a server certificate
+// for 127.0.0.1 signed by it.
+func testCerts(t *testing.T) ([]byte, tls.Certificate) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "blob test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+	return caPEM, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -103,8 +103,12 @@ type s3Store struct {
 //
 // Put reads bodies of up to PartSize into memory and sends them in a
 // single PUT (retried on transient failures); larger bodies go as a
-// multipart upload, one part in memory at a time, aborted on failure; S3 makes the object visible only when the PUT or the
-// multipart completion succeeds, so no partial object is ever visible.
+// multipart upload, one part in memory at a time, aborted on failure. S3
+// makes the object visible only when the PUT or the multipart completion
+// succeeds, so no partial object is ever visible. A Put that fails after
+// its body was sent in full (the connection drops while waiting for the
+// answer) may still have stored the object: callers treat the key as
+// unknown and let garbage collection find it.
 //
 // Timeout bounds how long an operation may go without progress: a request
 // without a response, or a Put or Get body transfer that stalls, fails

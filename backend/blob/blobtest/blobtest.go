@@ -412,17 +412,24 @@ func testConcurrent(t *testing.T, s blob.Store) {
 			}
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if t.Failed() {
+	if !waitOK(t, &wg, errs) {
 		return
 	}
 	if n := len(listKeys(t, s, "c/")); n != workers*perWorker {
 		t.Fatalf("List after concurrent puts: %d keys, want %d", n, workers*perWorker)
 	}
+}
+
+// waitOK waits for wg, reports the errors sent to errs and tells whether
+// there were none.
+func waitOK(t *testing.T, wg *sync.WaitGroup, errs chan error) bool {
+	t.Helper()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	return !t.Failed()
 }
 
 // testConcurrentPutDelete puts and deletes keys in the same directories
@@ -453,12 +460,7 @@ func testConcurrentPutDelete(t *testing.T, s blob.Store) {
 			}
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if t.Failed() {
+	if !waitOK(t, &wg, errs) {
 		return
 	}
 	keys := listKeys(t, s, "pd/")
