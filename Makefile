@@ -1,7 +1,7 @@
 # mailcluster — see README.md.
 GO ?= go
 
-.PHONY: test check build proto tools
+.PHONY: test check build proto tools run
 
 # The test command: installs what is missing, checks formatting, vet and the
 # generated code, then runs every test against real PostgreSQL, S3 and slapd.
@@ -22,3 +22,7 @@ build:
 
 proto:
 	scripts/genproto.sh
+
+# Runs a local backend with a private PostgreSQL; see README.md.
+run:
+	scripts/run-local.sh
