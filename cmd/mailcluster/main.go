@@ -1,5 +1,6 @@
 // Command mailcluster is the one binary of the mail cluster. The first
-// argument names the role: backend (mailbox server). See README.md.
+// argument names the role: backend (mailbox server) or admin (account
+// management in LDAP). See README.md.
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 
+	"mailcluster/admin"
 	"mailcluster/backend"
 	"mailcluster/internal/config"
 )
@@ -50,11 +52,12 @@ type role struct {
 
 var roles = map[string]role{
 	"backend": {"run a backend mailbox server (gRPC; PostgreSQL and S3)", runBackend},
+	"admin":   {"manage accounts, aliases and lists in LDAP (mailcluster admin help)", admin.Main},
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mailcluster ROLE [flags]   (mailcluster ROLE -h lists a role's settings)")
-	for _, name := range []string{"backend"} {
+	for _, name := range []string{"backend", "admin"} {
 		fmt.Fprintf(w, "  %-10s %s\n", name, roles[name].summary)
 	}
 }
