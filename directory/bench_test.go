@@ -1,0 +1,95 @@
+package directory_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"mailcluster/directory"
+	"mailcluster/internal/testenv"
+)
+
+// benchUsers is how many accounts the benchmarks' tree holds.
+const benchUsers = 2000
+
+// sshaSecret is "secret" hashed with {SSHA} (slappasswd), as the admin
+// command's Password Modify leaves it with slapd's default password-hash.
+const sshaSecret = "{SSHA}tnff4CfBjImIMd6RD4r2uXVrMgdbg5rT"
+
+// benchTree seeds benchUsers accounts (user0@ … with password "secret") in
+// one ldapadd and returns a configuration for them.
+func benchTree(b *testing.B) directory.Config {
+	b.Helper()
+	s := testenv.StartSlapd(b)
+	tr := s.NewTree(b)
+	var ldif strings.Builder
+	for i := 0; i < benchUsers; i++ {
+		ldif.WriteString(strings.Replace(userLDIF(tr.PeopleDN, fmt.Sprintf("user%d", i), fmt.Sprintf("user%d@example.test", i),
+			fmt.Sprintf("mailHost: backend-%d", i%4), "mailclusterQuotaBytes: 1073741824"), "userPassword: secret", "userPassword: "+sshaSecret, 1))
+		ldif.WriteString("\n")
+	}
+	s.AddLDIF(b, ldif.String())
+	return configFor(s.URL, tr.BaseDN)
+}
+
+// BenchmarkResolve measures Resolve of an account from several goroutines:
+// "warm" answers from the cache; "miss" asks slapd every time (cache TTL 1ns).
+func BenchmarkResolve(b *testing.B) {
+	cfg := benchTree(b)
+	for _, c := range []struct {
+		name string
+		ttl  int64
+	}{{"warm", 0}, {"miss", 1}} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := cfg
+			if c.ttl > 0 {
+				cfg.CacheTTL, cfg.NegativeCacheTTL = 1, 0
+			}
+			d := newDir(b, cfg)
+			ctx := context.Background()
+			if c.ttl == 0 { // warm the cache
+				for i := 0; i < benchUsers; i++ {
+					if _, err := d.Resolve(ctx, fmt.Sprintf("user%d@example.test", i)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			var n atomic.Int64
+			b.SetParallelism(4) // 8 goroutines on 2 cores: concurrent sessions
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1) % benchUsers
+					r, err := d.Resolve(ctx, fmt.Sprintf("user%d@example.test", i))
+					if err != nil || r.Kind != directory.Account {
+						b.Errorf("user%d: %v %v", i, r.Kind, err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+		})
+	}
+}
+
+// BenchmarkAuthenticate measures search-then-bind logins ({SSHA} hashes)
+// from several goroutines.
+func BenchmarkAuthenticate(b *testing.B) {
+	d := newDir(b, benchTree(b))
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetParallelism(4) // 8 goroutines on 2 cores: concurrent sessions
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1) % benchUsers
+			if _, err := d.Authenticate(ctx, fmt.Sprintf("user%d@example.test", i), "secret", loopback); err != nil {
+				b.Errorf("user%d: %v", i, err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "auths/s")
+}
