@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -19,8 +20,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -83,6 +86,26 @@ func TestValidKey(t *testing.T) {
 	}
 }
 
+// FuzzValidKey checks that every key ValidKey accepts names a path inside
+// a store's root and survives the round trip through the file system
+// layout unchanged.
+func FuzzValidKey(f *testing.F) {
+	for _, k := range []string{"a", "a/b", "../a", "a/../b", "/a", "a//b", ".a", "a/.", "ü/x", "a\\b", "a\x00"} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		if blob.ValidKey(key) != nil {
+			return
+		}
+		if !filepath.IsLocal(key) || filepath.ToSlash(filepath.Clean(key)) != key {
+			t.Fatalf("ValidKey accepted %q, which is not a clean local path", key)
+		}
+		if !utf8.ValidString(key) || strings.ContainsAny(key, "\x00\\") || len(key) > blob.MaxKeyLen {
+			t.Fatalf("ValidKey accepted %q", key)
+		}
+	})
+}
+
 func TestIsTemporary(t *testing.T) {
 	for _, c := range []struct {
 		err  error
@@ -97,6 +120,12 @@ func TestIsTemporary(t *testing.T) {
 		{blob.ErrTimeout, true},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, true},
 		{io.ErrUnexpectedEOF, true},
+		{&os.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}, true},
+		{&os.PathError{Op: "open", Path: "x", Err: syscall.EACCES}, false},
+		{fmt.Errorf("put: %w", minio.ErrorResponse{Code: "SlowDown", StatusCode: 503}), true},
+		{minio.ErrorResponse{Code: "InternalError", StatusCode: 500}, true},
+		{minio.ErrorResponse{Code: "AccessDenied", StatusCode: 403}, false},
+		{minio.ErrorResponse{Code: "NoSuchBucket", StatusCode: 404}, false},
 	} {
 		if got := blob.IsTemporary(c.err); got != c.want {
 			t.Errorf("IsTemporary(%v) = %v, want %v", c.err, got, c.want)
