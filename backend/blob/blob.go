@@ -7,8 +7,9 @@
 // Package blobtest holds the conformance suite both pass.
 //
 // This package is the only importer of github.com/minio/minio-go in the
-// project; callers see only Store, ErrNotFound, ErrInvalidKey and
-// IsTemporary.
+// project: callers classify errors with errors.Is (ErrNotFound,
+// ErrInvalidKey, ErrTimeout, context errors) and IsTemporary, never by
+// looking at minio-go types.
 package blob
 
 import (

@@ -26,7 +26,9 @@ const (
 	maxS3PartSize        = 5 << 30 // S3's maximum part size
 )
 
-// S3Config configures an S3 Store.
+// S3Config configures an S3 Store. PartSize also bounds the memory one Put
+// uses: a body up to PartSize is held whole (so it can be retried), a
+// larger one a part at a time.
 type S3Config struct {
 	Endpoint             string // host:port
 	Bucket               string

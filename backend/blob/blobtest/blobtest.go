@@ -243,7 +243,7 @@ func testRange(t *testing.T, s blob.Store) {
 func testNotFound(t *testing.T, s blob.Store) {
 	put(t, s, "exists", []byte("x"), 1)
 	put(t, s, "dir/exists", []byte("x"), 1)
-	for _, key := range []string{"missing", "exist", "existsx", "dir/missing", "missing/x", "dir"} {
+	for _, key := range []string{"missing", "exist", "existsx", "dir/missing", "missing/x", "dir", "exists/x", "dir/exists/x"} {
 		for _, r := range [][2]int64{{0, -1}, {0, 10}, {5, -1}, {3, 0}} {
 			rc, err := s.Get(context.Background(), key, r[0], r[1])
 			if err == nil {
@@ -291,7 +291,7 @@ func testDelete(t *testing.T, s blob.Store) {
 		mustNotExist(t, s, "a/b/c")
 	}
 	checkBytes(t, "sibling after Delete", get(t, s, "a/b/d", 0, -1), []byte("d"))
-	for _, key := range []string{"never", "a/never", "a/b", "x/y/z"} {
+	for _, key := range []string{"never", "a/never", "a/b", "x/y/z", "a/b/d/under-an-object"} {
 		if err := s.Delete(ctx, key); err != nil {
 			t.Fatalf("Delete(%q) of a missing key: %v", key, err)
 		}
