@@ -166,6 +166,9 @@ func receive[Req any](s *service, recv func() (*Req, error), header func(*Req) (
 func (s *service) Append(stream grpc.ClientStreamingServer[mailboxv1.AppendRequest, mailboxv1.AppendResponse]) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		err = errNoHeader
+	}
 	if err != nil {
 		return s.fail("Append", err)
 	}
@@ -226,6 +229,9 @@ func (s *service) Append(stream grpc.ClientStreamingServer[mailboxv1.AppendReque
 func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverRequest, mailboxv1.DeliverResponse]) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
+	if errors.Is(err, io.EOF) {
+		err = errNoHeader
+	}
 	if err != nil {
 		return s.fail("Deliver", err)
 	}

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sort"
 	"time"
 
@@ -129,93 +131,76 @@ func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) 
 		}
 		todo = append(todo, prepared{i: i, mailbox: name, flags: fl, keywords: kw})
 	}
-	// Lock accounts in a fixed order so concurrent deliveries never deadlock.
+	// Lock accounts in a fixed order so concurrent deliveries never deadlock,
+	// and store one copy per (account, mailbox) whatever the expansion.
 	sort.SliceStable(todo, func(a, b int) bool { return rcpts[todo[a].i].Account < rcpts[todo[b].i].Account })
-	sentDate := &msg.SentDate
-	if msg.SentDate.IsZero() {
-		sentDate = nil
+	var (
+		unique                 []prepared
+		dupOf                  = map[int]int{} // index in rcpts → index in unique
+		seen                   = map[[2]string]int{}
+		accounts, boxes, kws   []string
+		flagBits               []int32
+		quotaBytes, quotaCount []int64
+	)
+	for _, p := range todo {
+		k := [2]string{rcpts[p.i].Account, p.mailbox}
+		if j, ok := seen[k]; ok {
+			dupOf[p.i] = j
+			continue
+		}
+		seen[k] = len(unique)
+		dupOf[p.i] = len(unique)
+		unique = append(unique, p)
+		q := rcpts[p.i].Quota
+		accounts, boxes = append(accounts, k[0]), append(boxes, k[1])
+		kws, flagBits = append(kws, strings.Join(p.keywords, " ")), append(flagBits, int32(p.flags))
+		quotaBytes, quotaCount = append(quotaBytes, q.GetStorageBytes()), append(quotaCount, q.GetMessages())
+	}
+	if len(unique) == 0 {
+		return results, nil
+	}
+	var sentDate any
+	if !msg.SentDate.IsZero() {
+		sentDate = msg.SentDate
 	}
 	internal := msg.InternalDate
 	if internal.IsZero() {
 		internal = time.Now()
 	}
+	out := make([]DeliveryResult, 0, len(unique))
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		stored := 0
-		type usage struct{ modseq, bytes, count int64 }
-		accounts := map[string]*usage{}
-		done := map[[2]string]int{} // (account, mailbox) → index of the result already stored
-		for _, p := range todo {
-			r := rcpts[p.i]
-			res := &results[p.i]
-			*res = DeliveryResult{}
-			if j, ok := done[[2]string{r.Account, p.mailbox}]; ok {
-				*res = results[j] // one copy per mailbox, whatever the expansion
-				continue
-			}
-			u := accounts[r.Account]
-			if u == nil {
-				u = &usage{}
-				var err error
-				if u.modseq, u.bytes, u.count, err = nextModseq(ctx, tx, r.Account); err != nil {
-					return err
-				}
-				accounts[r.Account] = u
-			}
-			if q := r.Quota; q != nil && (q.StorageBytes > 0 && u.bytes+msg.Size > q.StorageBytes || q.Messages > 0 && u.count+1 > q.Messages) {
-				res.Status, res.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA, "over quota"
-				continue
-			}
-			var uid, uidValidity, mailboxID int64
-			err := tx.QueryRow(ctx, `UPDATE mailboxes SET uid_next = uid_next + 1, highest_modseq = $3,
-				message_count = message_count + 1, total_size = total_size + $4,
-				keywords = CASE WHEN $5::text[] <@ keywords THEN keywords
-					ELSE ARRAY(SELECT DISTINCT x FROM unnest(keywords || $5::text[]) x ORDER BY x) END
-				WHERE account_id = $1 AND name = $2 RETURNING uid_next - 1, uid_validity, mailbox_id`,
-				r.Account, p.mailbox, u.modseq, msg.Size, p.keywords).Scan(&uid, &uidValidity, &mailboxID)
-			if errors.Is(err, pgx.ErrNoRows) {
-				res.Status, res.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX, "no such mailbox"
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO messages (account_id, mailbox_id, uid, modseq, flags, keywords,
-				internal_date, sent_date, size, blob_key, header, envelope, structure, search_header, search_body)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-				r.Account, mailboxID, uid, u.modseq, int32(p.flags), p.keywords, internal, sentDate, msg.Size,
-				msg.BlobKey, msg.Header, env, st, msg.SearchHeader, msg.SearchBody); err != nil {
-				return err
-			}
-			u.bytes += msg.Size
-			u.count++
-			*res = DeliveryResult{Status: mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK, MailboxID: mailboxID,
-				UIDValidity: uint32(uidValidity), UID: uint32(uid)}
-			done[[2]string{r.Account, p.mailbox}] = p.i
-			stored++
-			if err := notify(ctx, tx, r.Account, u.modseq, mailboxID); err != nil {
-				return err
-			}
-		}
-		for acct, u := range accounts {
-			if _, err := tx.Exec(ctx, "UPDATE accounts SET storage_bytes = $2, message_count = $3 WHERE account_id = $1",
-				acct, u.bytes, u.count); err != nil {
-				return err
-			}
-		}
-		if stored == 0 {
-			return nil
-		}
-		tag, err := tx.Exec(ctx, "DELETE FROM blob_uploads WHERE blob_key = $1", msg.BlobKey)
+		out = out[:0]
+		rows, err := tx.Query(ctx, `SELECT r_status, r_mailbox_id, r_uid_validity, r_uid FROM mc_deliver($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			msg.BlobKey, msg.Size, internal, sentDate, msg.Header, env, st, msg.SearchHeader, msg.SearchBody,
+			accounts, boxes, flagBits, kws, quotaBytes, quotaCount)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() != 1 {
-			return ErrUploadLost
-		}
-		return nil
+		var status int32
+		var mb, uv, uid int64
+		_, err = pgx.ForEachRow(rows, []any{&status, &mb, &uv, &uid}, func() error {
+			r := DeliveryResult{MailboxID: mb, UIDValidity: uint32(uv), UID: uint32(uid)}
+			switch status {
+			case 0:
+				r.Status = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK
+			case 1:
+				r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA, "over quota"
+			default:
+				r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX, "no such mailbox"
+			}
+			out = append(out, r)
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(out) != len(unique) {
+		return nil, fmt.Errorf("%w: mc_deliver returned %d results for %d recipients", ErrUnavailable, len(out), len(unique))
+	}
+	for _, p := range todo {
+		results[p.i] = out[dupOf[p.i]]
 	}
 	return results, nil
 }
@@ -629,13 +614,15 @@ func (s *Store) copyMove(ctx context.Context, account string, mailboxID int64, s
 			res.DestUIDs = append(res.DestUIDs, uint32(base+int64(i)))
 		}
 		res.Modseq = uint64(modseq)
+		// Usage counts the copies; a move then removes the originals.
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET storage_bytes = storage_bytes + $2, message_count = message_count + $3
+			WHERE account_id = $1`, account, totalSize, int64(len(uids))); err != nil {
+			return err
+		}
 		if move {
 			if err := deleteMessages(ctx, tx, account, mailboxID, uids, modseq, false); err != nil {
 				return err
 			}
-		} else if _, err := tx.Exec(ctx, `UPDATE accounts SET storage_bytes = storage_bytes + $2, message_count = message_count + $3
-			WHERE account_id = $1`, account, totalSize, int64(len(uids))); err != nil {
-			return err
 		}
 		if err := notify(ctx, tx, account, modseq, d.ID); err != nil {
 			return err

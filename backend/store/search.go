@@ -173,9 +173,10 @@ func (b *sqlBuilder) key(ctx context.Context, s *Store, tx pgx.Tx, account strin
 	case mailboxv1.SearchKey_OP_SINCE:
 		return "m.internal_date >= " + b.arg(time.Unix(k.Time, 0)), nil
 	case mailboxv1.SearchKey_OP_SENT_BEFORE:
-		return "m.sent_date < " + b.arg(time.Unix(k.Time, 0)), nil
+		// No usable Date header: not before, not since (and so NOT matches).
+		return "coalesce(m.sent_date < " + b.arg(time.Unix(k.Time, 0)) + ", false)", nil
 	case mailboxv1.SearchKey_OP_SENT_SINCE:
-		return "m.sent_date >= " + b.arg(time.Unix(k.Time, 0)), nil
+		return "coalesce(m.sent_date >= " + b.arg(time.Unix(k.Time, 0)) + ", false)", nil
 	case mailboxv1.SearchKey_OP_LARGER:
 		return "m.size > " + b.arg(int64(k.Number)), nil
 	case mailboxv1.SearchKey_OP_SMALLER:

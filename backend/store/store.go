@@ -209,10 +209,13 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoMessage), errors.Is(err, ErrExists),
 		errors.Is(err, ErrForbidden), errors.Is(err, ErrOverQuota), errors.Is(err, errInvalidInput),
-		errors.Is(err, ErrUploadLost), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, ErrUploadLost), errors.Is(err, errNoChange), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	}
 	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "MC001" {
+		return ErrUploadLost
+	}
 	if errors.As(err, &pe) {
 		// A constraint or data error here is a bug, not the client's fault;
 		// a resource or connection error is temporary. Both are reported as
