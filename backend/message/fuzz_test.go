@@ -2,8 +2,6 @@ package message
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -38,23 +36,4 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
-}
-
-// TestRegressions parses every file under testdata/regress (inputs once found
-// by the fuzzer, kept as plain files) and checks the invariants.
-func TestRegressions(t *testing.T) {
-	files, _ := filepath.Glob(filepath.Join("testdata", "regress", "*"))
-	for _, name := range files {
-		in, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := Parse(bytes.NewReader(in), int64(len(in)), Options{})
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		for _, v := range checkInvariants(in, p, Options{}) {
-			t.Errorf("%s: %s", name, v)
-		}
-	}
 }

@@ -163,24 +163,27 @@ func clean(s string) string {
 }
 
 // parseParams parses a Content-Type or Content-Disposition value into its
-// lower-case value ("text/plain", "attachment") and parameters. Parameter names
+// lower-case value ("text/plain", "attachment") and parameters, and returns
+// the boundary parameter as written (for matching; params has it made valid
+// UTF-8). Parameter names
 // are lower case; RFC 2231 continuations and charsets are decoded by
 // mime.ParseMediaType, and RFC 2047 encoded-words in values (a common
 // non-standard practice, decoded by go-message too) are decoded. When the
 // parameters are malformed a lenient parser keeps what it can. ok is false
 // when the value itself is not a valid token or type/subtype.
-func parseParams(v string) (value string, params map[string]string, ok bool) {
+func parseParams(v string) (value string, params map[string]string, boundary string, ok bool) {
 	mt, p, err := mime.ParseMediaType(v)
 	if err != nil {
 		mt, p = lenientParams(v)
 		if mt == "" {
-			return "", nil, false
+			return "", nil, "", false
 		}
 	}
+	boundary = p["boundary"]
 	for k, pv := range p {
 		if k == "boundary" {
-			// Boundaries may contain "=?" and are compared byte for byte.
-			p[k] = pv
+			// Boundaries may contain "=?": not an encoded-word.
+			p[k] = clean(pv)
 			continue
 		}
 		p[k] = decodeText(pv)
@@ -188,7 +191,7 @@ func parseParams(v string) (value string, params map[string]string, ok bool) {
 	if len(p) == 0 {
 		p = nil
 	}
-	return mt, p, true
+	return mt, p, boundary, true
 }
 
 // lenientParams is the fallback of parseParams for values that

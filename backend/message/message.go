@@ -190,13 +190,13 @@ func (p *parser) entity(depth int, digest, encapsulated bool) (bs *mailboxv1.Bod
 	}
 
 	bs = &mailboxv1.BodyStructure{HeaderOffset: hstart, BodyOffset: hend}
-	describe(bs, h, digest)
+	boundary := describe(bs, h, digest)
 	room := described && depth < p.opts.MaxDepth && p.parts < p.opts.MaxParts
 	c0 := s.count
 	switch {
 	case bs.Type == "multipart":
 		if room {
-			p.multipart(bs, depth)
+			p.multipart(bs, boundary, depth)
 		} else {
 			opaque(bs)
 			p.skip()
@@ -218,8 +218,18 @@ func (p *parser) entity(depth int, digest, encapsulated bool) (bs *mailboxv1.Bod
 		p.skip()
 	}
 
+	// A composite part ends no earlier than its last child, which may sit
+	// past the line ending that precedes the boundary in malformed input
+	// ("--inner\r\n--outer": the empty child starts after that line ending).
+	minEnd := hend
+	if n := len(bs.Parts); n > 0 {
+		minEnd = bs.Parts[n-1].EndOffset
+	}
+	if bs.Message != nil {
+		minEnd = bs.Message.EndOffset
+	}
 	var lines int64
-	bs.EndOffset, lines = p.stop(hend, c0)
+	bs.EndOffset, lines = p.stop(minEnd, c0)
 	bs.Size = bs.EndOffset - bs.BodyOffset
 	if bs.Type == "text" || isMessage(bs) {
 		bs.Lines = lines
@@ -253,9 +263,9 @@ func opaque(bs *mailboxv1.BodyStructure) {
 // preamble, parts separated by delimiter lines, close delimiter, epilogue. A
 // missing close delimiter ends the multipart at the end of the input or at an
 // enclosing boundary.
-func (p *parser) multipart(bs *mailboxv1.BodyStructure, depth int) {
+func (p *parser) multipart(bs *mailboxv1.BodyStructure, boundary string, depth int) {
 	s := p.sc
-	p.bounds = append(p.bounds, bs.Params["boundary"])
+	p.bounds = append(p.bounds, boundary)
 	own := len(p.bounds) - 1
 	closed := false
 	digest := bs.Subtype == "digest"
@@ -320,21 +330,22 @@ func (p *parser) skip() {
 	}
 }
 
-// stop returns the end offset and line count of a body that started at
-// bodyStart when the scanner had consumed c0 lines, now that the scanner is at
-// the end of the input or at an unread boundary line.
-func (p *parser) stop(bodyStart, c0 int64) (end, lines int64) {
+// stop returns the end offset and line count of a body when the scanner had
+// consumed c0 lines at its start and is now at the end of the input or at an
+// unread boundary line. The end is at least minEnd (the body's start, or the
+// end of its last child).
+func (p *parser) stop(minEnd, c0 int64) (end, lines int64) {
 	s := p.sc
 	lines = s.count - c0
 	if !s.back {
-		return max(s.pos, bodyStart), lines
+		return max(s.pos, minEnd), lines
 	}
 	// The line ending before the boundary line belongs to the boundary.
-	end = max(s.start-int64(s.lastEOL), bodyStart)
+	end = s.start - int64(s.lastEOL)
 	if lines > 0 && s.lastEmpty {
 		lines--
 	}
-	return end, lines
+	return max(end, minEnd), lines
 }
 
 // boundary reports which enclosing boundary (index into p.bounds, innermost
@@ -403,14 +414,13 @@ func (p *parser) readRange(a, b int64) []byte {
 	return out
 }
 
-// describe fills the body fields of bs from its MIME header.
-func describe(bs *mailboxv1.BodyStructure, h header, digest bool) {
-	typ, params, ok := parseParams(h.get("Content-Type"))
+// describe fills the body fields of bs from its MIME header and returns the
+// boundary of a multipart.
+func describe(bs *mailboxv1.BodyStructure, h header, digest bool) (boundary string) {
+	typ, params, boundary, ok := parseParams(h.get("Content-Type"))
 	t, sub, _ := strings.Cut(typ, "/")
-	if t == "multipart" {
-		if b := params["boundary"]; b == "" || len(b) > maxBoundary {
-			ok = false
-		}
+	if t == "multipart" && (boundary == "" || len(boundary) > maxBoundary) {
+		ok = false
 	}
 	switch {
 	case ok && sub != "":
@@ -429,7 +439,7 @@ func describe(bs *mailboxv1.BodyStructure, h header, digest bool) {
 	bs.Description = clean(h.get("Content-Description"))
 	bs.Md5 = clean(h.get("Content-MD5"))
 	bs.Location = clean(strings.Join(strings.Fields(h.get("Content-Location")), ""))
-	if d, dp, ok := parseParams(h.get("Content-Disposition")); ok && !strings.Contains(d, "/") {
+	if d, dp, _, ok := parseParams(h.get("Content-Disposition")); ok && !strings.Contains(d, "/") {
 		bs.Disposition, bs.DispositionParams = d, dp
 	}
 	for _, l := range strings.Split(stripComments(h.get("Content-Language")), ",") {
@@ -437,6 +447,7 @@ func describe(bs *mailboxv1.BodyStructure, h header, digest bool) {
 			bs.Language = append(bs.Language, clean(l))
 		}
 	}
+	return boundary
 }
 
 // envelope builds the IMAP ENVELOPE of a message header (RFC 3501 §7.4.2):

@@ -517,6 +517,21 @@ func TestMalformed(t *testing.T) {
 			}},
 		{name: "8-bit junk", in: "Subject: \xff\xfe\x00\x01\r\nContent-Type: text/plain; charset=\"\xff\"; name=\"\xe9\"\r\n\r\n\x00\xff\xfe body\r\n",
 			wants: []want{{typ: "text/plain", params: map[string]string{"charset": "\uFFFD", "name": "\uFFFD"}, body: "\x00\xff\xfe body\r\n", lines: 1}}},
+		{name: "8-bit boundary", in: "Content-Type: multipart/mixed; boundary=\xb2\r\n\r\n--\xb2\r\n\r\nx\r\n--\xb2--\r\n",
+			wants: []want{
+				{typ: "multipart/mixed", params: map[string]string{"boundary": "\uFFFD"}, nparts: 1, body: "--\xb2\r\n\r\nx\r\n--\xb2--\r\n"},
+				{sec: "1", typ: "text/plain", body: "x", lines: 1},
+			}},
+		{name: "message header cut by boundary", in: crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nSubject: x\n--b--"),
+			wants: []want{
+				{sec: "1", typ: "message/rfc822", body: "Subject: x\r\n", lines: 1},
+				{sec: "1.1", typ: "text/plain", body: "", mime: str("Subject: x\r\n"), lines: 0},
+			}},
+		{name: "delimiter right before outer boundary", in: "Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: multipart/mixed; boundary=i\n\n--i\n--o",
+			wants: []want{
+				{sec: "1", typ: "multipart/mixed", nparts: 1, body: "--i\n"},
+				{sec: "1.1", typ: "text/plain", body: "", mime: str(""), lines: 0},
+			}},
 		{name: "bare CR is not a line end", in: "Subject: a\rb\r\n\r\nx\ry",
 			wants: []want{{typ: "text/plain", body: "x\ry", lines: 1}}},
 		{name: "mixed line endings", in: "Content-Type: multipart/mixed; boundary=b\n\r\n--b\r\n\nlf part\n--b\r\n\r\ncrlf part\r\n--b--\n",
