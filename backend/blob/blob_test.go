@@ -670,3 +670,62 @@ func testCerts(t *testing.T) ([]byte, tls.Certificate) {
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	return caPEM, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
+
+// TestS3SlowCaller checks that Timeout measures the server, not the
+// caller: a Put reader and a Get reader that pause longer than Timeout
+// still succeed.
+func TestS3SlowCaller(t *testing.T) {
+	cfg := s3Config(t)
+	cfg.Timeout = time.Second
+	s, err := blob.NewS3(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pause := 3 * cfg.Timeout / 2
+	data := blobtest.Data(5, 12<<20) // above PartSize: multipart
+	for _, size := range []int64{int64(len(data)), -1, 1000} {
+		body := data
+		if size == 1000 {
+			body = data[:1000]
+		}
+		r := &pausingReader{r: bytes.NewReader(body), at: len(body) / 2, pause: pause}
+		if err := s.Put(ctx, "slow", r, size); err != nil {
+			t.Fatalf("Put(size %d) with a reader pausing for %s: %v", size, pause, err)
+		}
+	}
+	rc, err := s.Get(ctx, "slow", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	time.Sleep(pause)
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("Get: reading after a pause of %s: %v", pause, err)
+	}
+	if !bytes.Equal(b, data[:1000]) {
+		t.Fatalf("Get: got %d bytes, want the 1000 put last", len(b))
+	}
+}
+
+// pausingReader sleeps once, after at bytes.
+type pausingReader struct {
+	r      io.Reader
+	n, at  int
+	pause  time.Duration
+	paused bool
+}
+
+func (p *pausingReader) Read(b []byte) (int, error) {
+	if p.n >= p.at && !p.paused {
+		p.paused = true
+		time.Sleep(p.pause)
+	}
+	if !p.paused && len(b) > p.at-p.n {
+		b = b[:p.at-p.n]
+	}
+	n, err := p.r.Read(b)
+	p.n += n
+	return n, err
+}

@@ -55,6 +55,13 @@ func (w *watchdog) check() {
 
 func (w *watchdog) kick() { w.last.Store(time.Now().UnixNano()) }
 
+// Read makes the watchdog an io.Reader that counts every call as progress,
+// for minio-go's upload progress hook: it sees the bytes as they are sent.
+func (w *watchdog) Read(b []byte) (int, error) {
+	w.kick()
+	return len(b), nil
+}
+
 // pause stops the clock while the caller, not the server, has the turn;
 // resume restarts it as if progress had just been made.
 func (w *watchdog) pause() { w.paused.Store(true) }
@@ -83,7 +90,8 @@ func (w *watchdog) err(err error) error {
 // putReader wraps a Put body: it fails with ctx's error once ctx is done,
 // enforces the declared size (size >= 0) without ever handing out the
 // final byte of an oversized body, records the first read error (so that it
-// survives wrapping by the transport), and kicks the watchdog.
+// survives wrapping by the transport), and pauses the watchdog while the
+// caller's reader has the turn.
 type putReader struct {
 	ctx  context.Context
 	r    io.Reader
@@ -118,11 +126,8 @@ func (p *putReader) Read(b []byte) (int, error) {
 			b = b[:rem]
 		}
 	}
-	n, err := p.r.Read(b)
+	n, err := p.read(b)
 	p.n += int64(n)
-	if p.wd != nil && n > 0 {
-		p.wd.kick()
-	}
 	if p.size >= 0 && p.n == p.size && err == nil {
 		// Hold back the last bytes until we know nothing follows.
 		if perr := p.probeEnd(); perr != nil {
@@ -151,7 +156,7 @@ func (p *putReader) Read(b []byte) (int, error) {
 func (p *putReader) probeEnd() error {
 	var one [1]byte
 	for range 100 {
-		n, err := p.r.Read(one[:])
+		n, err := p.read(one[:])
 		if n > 0 {
 			return fmt.Errorf("%w: more than %d bytes", errSizeMismatch, p.size)
 		}
@@ -163,6 +168,17 @@ func (p *putReader) probeEnd() error {
 		}
 	}
 	return io.ErrNoProgress
+}
+
+// read reads from the caller's reader, with the watchdog paused: time spent
+// there is the caller's, not the server's.
+func (p *putReader) read(b []byte) (int, error) {
+	if p.wd == nil {
+		return p.r.Read(b)
+	}
+	p.wd.pause()
+	defer p.wd.resume()
+	return p.r.Read(b)
 }
 
 func (p *putReader) fail(err error) error {

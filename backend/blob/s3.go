@@ -112,10 +112,11 @@ type s3Store struct {
 // answer) may still have stored the object: callers treat the key as
 // unknown and let garbage collection find it.
 //
-// Timeout bounds how long an operation may go without progress: a request
-// without a response, or a Put or Get body transfer that stalls, fails
-// with an error wrapping ErrTimeout after Timeout. A Put whose reader is
-// slower than that fails too: spool slow sources first.
+// Timeout bounds how long the server may keep an operation waiting without
+// progress: a request without a response, or an upload or download that
+// stalls, fails with an error wrapping ErrTimeout (or context's
+// DeadlineExceeded) after Timeout. Time spent in the caller's code (a
+// Put's reader, between a Get reader's Reads, List's fn) does not count.
 func NewS3(ctx context.Context, cfg S3Config) (Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -250,7 +251,7 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	wctx, wd := newWatchdog(ctx, s.timeout)
 	defer wd.stop()
 	pr := &putReader{ctx: wctx, r: r, size: size, wd: wd}
-	opts := minio.PutObjectOptions{PartSize: s.partSize, ContentType: "application/octet-stream"}
+	opts := minio.PutObjectOptions{PartSize: s.partSize, ContentType: "application/octet-stream", Progress: wd}
 	if size > int64(s.partSize) {
 		// Multipart, streamed one part at a time; aborted on failure.
 		if _, err := s.c.PutObject(wctx, s.bucket, key, pr, size, opts); err != nil {
@@ -277,8 +278,7 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		return nil
 	}
 	for attempt := 1; ; attempt++ {
-		body := &memBody{r: bytes.NewReader(buf.Bytes()), wd: wd}
-		_, err = s.c.PutObject(wctx, s.bucket, key, body, n, opts)
+		_, err = s.c.PutObject(wctx, s.bucket, key, bytes.NewReader(buf.Bytes()), n, opts)
 		// A server keeping objects as files (Versity's posix backend) fails
 		// a PUT whose directory a concurrent DELETE is pruning with
 		// ExistingObjectIsDirectory: try again. A real conflict ("a/b"
@@ -292,25 +292,6 @@ func (s *s3Store) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	}
 	return nil
 }
-
-// memBody is a buffered Put body: seekable, so the client can replay it,
-// and kicking the watchdog as it is sent.
-type memBody struct {
-	r  *bytes.Reader
-	wd *watchdog
-}
-
-func (m *memBody) Read(b []byte) (int, error) {
-	m.wd.kick()
-	return m.r.Read(b)
-}
-
-func (m *memBody) ReadAt(b []byte, off int64) (int, error) {
-	m.wd.kick()
-	return m.r.ReadAt(b, off)
-}
-
-func (m *memBody) Seek(off int64, whence int) (int64, error) { return m.r.Seek(off, whence) }
 
 // putErr reports why a Put failed: the caller's context, the body reader's
 // own error (which the transport may have wrapped beyond recognition), or
@@ -363,6 +344,7 @@ func (s *s3Store) Get(ctx context.Context, key string, offset, length int64) (io
 		}
 		return nil, s.opErr("get", key, wd, err)
 	}
+	wd.pause() // until the caller reads
 	return &s3Reader{s: s, key: key, body: body, wd: wd}, nil
 }
 
@@ -376,7 +358,8 @@ func (s *s3Store) stat(ctx context.Context, key string) error {
 	return nil
 }
 
-// s3Reader streams a GET response, kicking the watchdog as data arrives.
+// s3Reader streams a GET response. The watchdog runs only inside Read:
+// a caller that takes its time between reads is not the server stalling.
 type s3Reader struct {
 	s    *s3Store
 	key  string
@@ -385,10 +368,9 @@ type s3Reader struct {
 }
 
 func (r *s3Reader) Read(b []byte) (int, error) {
+	r.wd.resume()
 	n, err := r.body.Read(b)
-	if n > 0 {
-		r.wd.kick()
-	}
+	r.wd.pause()
 	if err != nil && err != io.EOF {
 		err = r.s.opErr("get", r.key, r.wd, err)
 	}
