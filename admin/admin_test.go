@@ -309,10 +309,12 @@ func TestBulkAdd(t *testing.T) {
 	os.WriteFile(csvFile, []byte("# address,password,backend,quota-bytes,quota-messages,name\n"+
 		"x1@example.test,pw1,b9,1000,10,X One\n"+
 		"user5@example.test,pw\n"+ // taken
-		"x2@example.test, pw2\n"), 0o600)
+		"x2@example.test, pw2\n"+
+		"X2@example.test,pw3\n"), 0o600) // twice in the file
 	out, errs, code := st.run("user", "bulk-add", "--file", csvFile, "--method", "ssha")
-	if code != 1 || !strings.Contains(out, "2 accounts created, 1 failed") || !strings.Contains(out, "user5@example.test is already used") ||
-		!strings.Contains(errs, "1 of 3 accounts could not be created") {
+	if code != 1 || !strings.Contains(out, "2 accounts created, 2 failed") || !strings.Contains(out, "user5@example.test is already used") ||
+		!strings.Contains(out, "address x2@example.test appears again (first at entry 3)") ||
+		!strings.Contains(errs, "2 of 4 accounts could not be created") {
 		t.Fatalf("bulk-add --file: exit %d\n%s\n%s", code, out, errs)
 	}
 	r := st.resolve("x1@example.test")

@@ -111,12 +111,38 @@ func TestAuthenticateDelays(t *testing.T) {
 	if got := sl.take(); len(got) != 0 {
 		t.Fatalf("alice from ip2 delayed %v", got)
 	}
-	// ip1 has 5 failures, 2 over its free 3: any login from it waits 2s.
+	// Another spelling of the login is the same login.
+	if err := try("ALICE", "wrong", ip1); !errors.Is(err, directory.ErrBadCredentials) {
+		t.Fatal(err)
+	}
+	if got := sl.take(); !slices.Equal(got, []time.Duration{4 * time.Second}) {
+		t.Fatalf("ALICE from ip1: delays %v, want [4s]", got)
+	}
+	// ip1 has 6 failures, 3 over its free 3: any login from it waits 4s.
 	if err := try("other", "x", ip1); !errors.Is(err, directory.ErrBadCredentials) {
 		t.Fatal(err)
 	}
-	if got := sl.take(); !slices.Equal(got, []time.Duration{2 * time.Second}) {
-		t.Fatalf("other login from ip1: delays %v, want [2s]", got)
+	if got := sl.take(); !slices.Equal(got, []time.Duration{4 * time.Second}) {
+		t.Fatalf("other login from ip1: delays %v, want [4s]", got)
+	}
+	// From a fresh address, 2 failures of other logins stay free.
+	ip3 := netip.MustParseAddr("2001:db8::1")
+	try("x1", "x", ip3)
+	try("x2", "x", netip.MustParseAddr("2001:db8::2")) // same /64
+	if err := try("alice", "secret", ip3); err != nil {
+		t.Fatal(err)
+	}
+	if got := sl.take(); len(got) != 0 {
+		t.Fatalf("within auth-fail-free: delays %v", got)
+	}
+	try("x3", "x", ip3)
+	try("x4", "x", ip3) // the /64 now has 4 failures, one over the free 3
+	if got := sl.take(); len(got) != 0 {
+		t.Fatalf("attempts up to auth-fail-free: delays %v", got)
+	}
+	try("x5", "x", ip3)
+	if got := sl.take(); !slices.Equal(got, []time.Duration{time.Second}) {
+		t.Fatalf("past auth-fail-free: delays %v, want [1s]", got)
 	}
 	// The right password from ip1 still works (after the delay) and clears
 	// alice's record for ip1.

@@ -3,6 +3,8 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -214,5 +216,70 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: Validate accepted it", name)
 		}
+	}
+}
+
+// hungServer accepts TCP connections and never answers: an LDAP server
+// that hangs. It returns its ldap:// URL.
+func hungServer(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return "ldap://" + l.Addr().String() + "/"
+}
+
+// TestHungServer: operations on a server that accepts but never answers
+// time out as temporary errors, and the next URL takes over.
+func TestHungServer(t *testing.T) {
+	f := newFixture(t)
+	f.user("alice", "alice@example.test")
+	hung := hungServer(t)
+	ctx := context.Background()
+
+	cfg := f.config()
+	cfg.URLs = []string{hung}
+	cfg.Timeout = 300 * time.Millisecond
+	d := newDir(t, cfg)
+	if _, err := d.Resolve(ctx, "alice@example.test"); !errors.Is(err, directory.ErrTemporary) {
+		t.Fatalf("hung server, bound lookups: %v, want ErrTemporary", err)
+	}
+	cfg.BindDN, cfg.BindPassword = "", "" // anonymous: the first request is the search itself
+	anon := newDir(t, cfg)
+	if _, err := anon.Resolve(ctx, "alice@example.test"); !errors.Is(err, directory.ErrTemporary) {
+		t.Fatalf("hung server, anonymous lookups: %v, want ErrTemporary", err)
+	}
+
+	cfg = f.config()
+	cfg.URLs = []string{hung, f.s.URL}
+	cfg.Timeout = 300 * time.Millisecond
+	cfg.AuthDelayBase = 0
+	both := newDir(t, cfg)
+	if r := resolve(t, both, "alice@example.test"); r.Kind != directory.Account {
+		t.Fatalf("hung first server, real second: %v", r.Kind)
+	}
+	if _, err := both.Authenticate(ctx, "alice", "secret", loopback); err != nil {
+		t.Fatalf("login past a hung server: %v", err)
 	}
 }

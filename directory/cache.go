@@ -2,6 +2,7 @@ package directory
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -79,9 +80,11 @@ func ipKey(ip netip.Addr) string {
 	}
 }
 
+// keys returns the failure keys of an attempt; logins compare
+// case-insensitively (as LDAP matches them), so case variants share one.
 func (t *throttle) keys(login string, ip netip.Addr) (pair, addr string) {
 	k := ipKey(ip)
-	return "l\x00" + login + "\x00" + k, "i\x00" + k
+	return "l\x00" + strings.ToLower(login) + "\x00" + k, "i\x00" + k
 }
 
 // count returns the live failures under key.

@@ -741,6 +741,25 @@ func (m *Manager) BulkAdd(ctx context.Context, users []NewUser, opt BulkOptions,
 			method = PasswordExtOp
 		}
 	}
+	// Addresses used twice within the input would pass the check against
+	// LDAP concurrently: refuse the later ones up front.
+	first := map[string]int{}
+	skip := map[int]bool{}
+	for i, u := range users {
+		for _, a := range append([]string{u.Address}, u.Aliases...) {
+			n, err := normalize(&m.d.cfg, a)
+			if err != nil {
+				continue // AddUser reports it
+			}
+			if j, ok := first[n.String()]; ok && j != i {
+				skip[i] = true
+				failed = append(failed, BulkError{Index: i, Address: u.Address,
+					Err: fmt.Sprintf("address %s appears again (first at entry %d)", n, j+1)})
+				break
+			}
+			first[n.String()] = i
+		}
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	next := make(chan int)
@@ -768,7 +787,9 @@ func (m *Manager) BulkAdd(ctx context.Context, users []NewUser, opt BulkOptions,
 		if ctx.Err() != nil {
 			break
 		}
-		next <- i
+		if !skip[i] {
+			next <- i
+		}
 	}
 	close(next)
 	wg.Wait()

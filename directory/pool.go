@@ -26,16 +26,18 @@ type pool struct {
 	bindDN, bindPW string
 	now            func() time.Time
 
-	sem  chan struct{} // one token per connection in use
-	mu   sync.Mutex
-	idle []*pconn
-	down map[string]time.Time // URL → skipped until
+	sem    chan struct{} // one token per connection in use
+	mu     sync.Mutex
+	idle   []*pconn
+	down   map[string]time.Time // URL → skipped until
+	closed bool
 }
 
 type pconn struct {
 	*ldap.Conn
-	url  string
-	born time.Time
+	url   string
+	born  time.Time
+	fresh bool // dialed for this use, not taken from the idle list
 }
 
 func newPool(cfg *Config, log *slog.Logger, bindDN, bindPW string, now func() time.Time) (*pool, error) {
@@ -69,9 +71,15 @@ func (p *pool) do(ctx context.Context, fn func(c *ldap.Conn) error) error {
 		}
 		c.SetTimeout(p.opTimeout(ctx))
 		err = fn(c.Conn)
+		fresh := c.fresh
 		p.put(c, err)
 		if !isNetwork(err) {
 			break
+		}
+		if fresh {
+			// A new connection failed (e.g. the server accepts but does
+			// not answer): the server is at fault, not a stale connection.
+			p.markDown(c.url, err)
 		}
 		p.log.Debug("ldap: connection failed, retrying", "url", c.url, "err", err)
 	}
@@ -124,13 +132,18 @@ func (p *pool) put(c *pconn, err error) {
 		return
 	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		c.Close()
+		return
+	}
+	c.fresh = false
 	p.idle = append(p.idle, c)
-	p.mu.Unlock()
 }
 
-// dial connects to the first server that is not marked down (all of them,
-// in order, when every one is), binds, and marks servers that fail down for
-// DownFor.
+// dial connects to the first server that is not marked down, then to those
+// that are, binds, and marks servers that fail down for DownFor. When every
+// server is marked down it fails at once.
 func (p *pool) dial(ctx context.Context) (*pconn, error) {
 	now := p.now()
 	p.mu.Lock()
@@ -143,6 +156,12 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 		}
 	}
 	p.mu.Unlock()
+	if len(up) == 0 {
+		// Every server failed within DownFor: fail at once rather than
+		// make each request wait for dial timeouts; the first mark to
+		// expire lets the next request try again.
+		return nil, fmt.Errorf("%w: every LDAP server failed within the last %s", ErrTemporary, p.cfg.DownFor)
+	}
 	var errs []error
 	for _, u := range append(up, down...) {
 		if ctx.Err() != nil {
@@ -154,15 +173,20 @@ func (p *pool) dial(ctx context.Context) (*pconn, error) {
 			p.mu.Lock()
 			delete(p.down, u)
 			p.mu.Unlock()
-			return &pconn{Conn: c, url: u, born: now}, nil
+			return &pconn{Conn: c, url: u, born: now, fresh: true}, nil
 		}
-		p.log.Warn("ldap: server unavailable", "url", u, "err", err)
 		errs = append(errs, fmt.Errorf("%s: %w", u, err))
-		p.mu.Lock()
-		p.down[u] = now.Add(p.cfg.DownFor)
-		p.mu.Unlock()
+		p.markDown(u, err)
 	}
 	return nil, fmt.Errorf("%w: no LDAP server reachable: %v", ErrTemporary, errors.Join(errs...))
+}
+
+// markDown makes dial skip a server for DownFor.
+func (p *pool) markDown(url string, err error) {
+	p.log.Warn("ldap: server unavailable", "url", url, "err", err, "skipped_for", p.cfg.DownFor)
+	p.mu.Lock()
+	p.down[url] = p.now().Add(p.cfg.DownFor)
+	p.mu.Unlock()
 }
 
 func (p *pool) dialOne(ctx context.Context, rawURL string) (*ldap.Conn, error) {
@@ -199,10 +223,11 @@ func (p *pool) dialOne(ctx context.Context, rawURL string) (*ldap.Conn, error) {
 }
 
 // close closes the idle connections; connections in use are closed when
-// they are returned... by the callers that still hold them.
+// they are returned.
 func (p *pool) close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closed = true
 	for _, c := range p.idle {
 		c.Close()
 	}
