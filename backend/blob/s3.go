@@ -26,9 +26,10 @@ const (
 	maxS3PartSize        = 5 << 30 // S3's maximum part size
 )
 
-// S3Config configures an S3 Store. PartSize also bounds the memory one Put
+// S3Config configures an S3 Store. PartSize also sets the memory one Put
 // uses: a body up to PartSize is held whole (so it can be retried), a
-// larger one a part at a time.
+// larger one a part at a time (about 3 × PartSize at most when its size
+// was not given, 1 × otherwise).
 type S3Config struct {
 	Endpoint             string // host:port
 	Bucket               string
