@@ -381,3 +381,55 @@ func splitFields(s string) []string {
 	}
 	return out
 }
+
+// Pruning the expunge log makes Changes report that expunges may have been
+// forgotten, and keeps reporting those that were not.
+func TestExpungeLogRetention(t *testing.T) {
+	e := newEnv(t, 1, func(c *Config) { c.ExpungeLog = time.Hour })
+	c := e.client(0)
+	ctx := ctxT(t)
+	for i := 0; i < 3; i++ {
+		mustDeliver(t, c, testMessage(fmt.Sprint(i), "x"), "acct")
+	}
+	box := selectBox(t, c, "acct", "INBOX").Status
+	expunge := func(uid uint32) {
+		if _, err := c.StoreFlags(ctx, &mailboxv1.StoreFlagsRequest{AccountId: "acct", MailboxId: box.MailboxId, Uids: uidSet(uid, uid),
+			Mode: mailboxv1.StoreMode_STORE_MODE_ADD, Flags: &mailboxv1.Flags{System: uint32(mailboxv1.Flag_FLAG_DELETED)}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Expunge(ctx, &mailboxv1.ExpungeRequest{AccountId: "acct", MailboxId: box.MailboxId}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expunge(1)
+	// Age the first expunge beyond the retention, then make a second one.
+	if _, err := e.pg.Exec(dbName(e.dsn), "UPDATE expunged SET expunged_at = now() - interval '2 hours'"); err != nil {
+		t.Fatal(err)
+	}
+	expunge(2)
+	if _, err := e.backends[0].Sweep(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	changes := func(since uint64) *mailboxv1.ChangesResponse {
+		st, err := c.Changes(ctx, &mailboxv1.ChangesRequest{AccountId: "acct", MailboxId: box.MailboxId, SinceModseq: since})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	old := changes(box.HighestModseq)
+	if !old.ExpungeLogTruncated {
+		t.Fatal("changes since before the pruned expunge: not marked truncated")
+	}
+	if len(old.Vanished.Ranges) != 1 || old.Vanished.Ranges[0].Start != 2 || old.Vanished.Ranges[0].End != 2 {
+		t.Fatalf("vanished %v, want 2 (1 was pruned)", old.Vanished)
+	}
+	recent := changes(old.Status.HighestModseq - 1)
+	if recent.ExpungeLogTruncated {
+		t.Fatal("changes after the pruned expunge marked truncated")
+	}
+}

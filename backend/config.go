@@ -54,6 +54,7 @@ type Config struct {
 
 	SweepInterval time.Duration `name:"sweep-interval" help:"how often unreferenced bodies are looked for and deleted"`
 	UploadGrace   time.Duration `name:"upload-grace" help:"age after which an upload that no message references is deleted; must exceed the longest deliver"`
+	ExpungeLog    time.Duration `name:"expunge-log-retention" help:"how long expunged UIDs are remembered for QRESYNC clients; older ones resynchronise fully"`
 }
 
 // DefaultConfig returns the defaults.
@@ -77,6 +78,7 @@ func DefaultConfig() Config {
 		MaxWatchAccounts:  100000,
 		SweepInterval:     time.Minute,
 		UploadGrace:       time.Hour,
+		ExpungeLog:        30 * 24 * time.Hour,
 	}
 }
 
@@ -134,7 +136,8 @@ func (c *Config) Validate() error {
 		"max-uid-ranges": int64(c.MaxUIDRanges), "max-search-depth": int64(c.MaxSearchDepth), "max-search-keys": int64(c.MaxSearchKeys),
 		"max-mailbox-name": int64(c.MaxMailboxNameLen), "max-mailbox-depth": int64(c.MaxMailboxDepth), "max-mailboxes": int64(c.MaxMailboxes),
 		"max-watch-accounts": int64(c.MaxWatchAccounts), "sweep-interval": int64(c.SweepInterval), "upload-grace": int64(c.UploadGrace),
-		"s3-timeout": int64(c.S3Timeout),
+		"expunge-log-retention": int64(c.ExpungeLog),
+		"s3-timeout":            int64(c.S3Timeout),
 	}
 	for name, v := range positive {
 		if v <= 0 {

@@ -184,7 +184,9 @@ func (s *Server) Close(grace time.Duration) {
 }
 
 // Sweep runs one sweep now: uploads older than grace that nothing
-// references, and bodies that lost their last reference, are deleted.
+// references, and bodies that lost their last reference, are deleted, and
+// the expunge log is pruned to the configured retention. It returns the
+// number of bodies deleted.
 func (s *Server) Sweep(ctx context.Context, grace time.Duration) (int, error) {
 	total := 0
 	del := func(ctx context.Context, key string) error { return s.svc.blobs.Delete(ctx, key) }
@@ -205,6 +207,15 @@ func (s *Server) Sweep(ctx context.Context, grace time.Duration) (int, error) {
 			return total, err
 		}
 		if n < 100 {
+			break
+		}
+	}
+	for {
+		n, err := s.svc.store.PruneExpunged(ctx, s.cfg.ExpungeLog, 1000)
+		if err != nil {
+			return total, err
+		}
+		if n < 1000 {
 			break
 		}
 	}

@@ -150,3 +150,23 @@ func parseChange(p string) (Change, bool) {
 	}
 	return Change{Account: acct, Modseq: ms, MailboxID: mb}, true
 }
+
+// PruneExpunged forgets expunges older than retention, at most limit at a
+// time, raising each affected mailbox's vanished floor. It returns how many
+// entries it removed.
+func (s *Store) PruneExpunged(ctx context.Context, retention time.Duration, limit int) (int, error) {
+	var n int
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `WITH d AS (
+				DELETE FROM expunged e USING (
+					SELECT account_id, mailbox_id, uid FROM expunged WHERE expunged_at < now() - $1::interval
+					ORDER BY expunged_at LIMIT $2 FOR UPDATE SKIP LOCKED) old
+				WHERE e.account_id = old.account_id AND e.mailbox_id = old.mailbox_id AND e.uid = old.uid
+				RETURNING e.account_id, e.mailbox_id, e.modseq),
+			f AS (SELECT account_id, mailbox_id, max(modseq) AS floor FROM d GROUP BY account_id, mailbox_id),
+			u AS (UPDATE mailboxes m SET vanished_floor = greatest(m.vanished_floor, f.floor) FROM f
+				WHERE m.account_id = f.account_id AND m.mailbox_id = f.mailbox_id)
+			SELECT count(*) FROM d`, retention.String(), limit).Scan(&n)
+	})
+	return n, err
+}
