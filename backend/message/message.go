@@ -40,6 +40,7 @@
 package message
 
 import (
+	"bytes"
 	"io"
 	"strings"
 	"time"
@@ -296,12 +297,14 @@ func (p *parser) multipart(bs *mailboxv1.BodyStructure, boundary string, depth i
 // readHeader consumes the header block at the scanner position and returns
 // where it ends (after the blank line, if any). The block also ends before a
 // boundary line of an enclosing multipart, and is empty when the first line is
-// not a header field (a part or message without header).
+// not a header field (a part or message without header) unless it is an mbox
+// "From " line (RFC 4155), kept in the header. Later lines that are not header
+// fields stay in the header, as the blank line ends it.
 func (p *parser) readHeader() int64 {
 	s := p.sc
 	first := true
 	for s.next() {
-		if i, _ := p.boundary(s.head); i >= 0 || (first && fieldNameLen(s.head) == 0 && len(s.head) > 0) {
+		if i, _ := p.boundary(s.head); i >= 0 || (first && len(s.head) > 0 && fieldNameLen(s.head) == 0 && !bytes.HasPrefix(s.head, []byte("From "))) {
 			s.unread()
 			return s.start
 		}

@@ -464,6 +464,8 @@ func TestMalformed(t *testing.T) {
 		{name: "header only", in: "Subject: x\r\nFrom: a@b.example",
 			wants: []want{{typ: "text/plain", body: "", mime: str("Subject: x\r\nFrom: a@b.example"), lines: 0}}},
 		{name: "blank first line", in: "\r\nbody", wants: []want{{typ: "text/plain", body: "body", mime: str("\r\n"), lines: 1}}},
+		{name: "mbox From line kept in header", in: "From alice@example.org Tue Nov 24 09:15:02 2026\nSubject: x\n\nbody\n",
+			wants: []want{{typ: "text/plain", body: "body\n", mime: str("From alice@example.org Tue Nov 24 09:15:02 2026\nSubject: x\n\n"), lines: 1}}},
 		{name: "junk header line kept in header", in: "Subject: x\r\njunk line\r\nTo: a@b.example\r\n\r\nbody",
 			wants: []want{{typ: "text/plain", body: "body", lines: 1}}},
 		{name: "missing final boundary", in: crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\n\none\n--b\nContent-Type: text/html\n\ntwo\nstill two\n"),
@@ -784,6 +786,24 @@ func TestParseDateFast(t *testing.T) {
 		"02 Jan 2006 15:04:05 +0060", "02 Jan 2006 15:04:05", "02 Jan 2006 15:04:05 UT", "123 Jan 2006 15:04 +0000"} {
 		if tm, ok := parseDateFast(s); ok {
 			t.Errorf("%q: fast path accepted as %v", s, tm)
+		}
+	}
+}
+
+func TestConcurrent(t *testing.T) {
+	in := crlf(alternative)
+	want := parse(t, in, Options{})
+	done := make(chan *Parsed)
+	for range 4 {
+		go func() {
+			p, _ := Parse(strings.NewReader(in), int64(len(in)), Options{})
+			done <- p
+		}()
+	}
+	for range 4 {
+		p := <-done
+		if p == nil || !proto.Equal(p.Structure, want.Structure) || !proto.Equal(p.Envelope, want.Envelope) || p.SearchBody != want.SearchBody {
+			t.Errorf("concurrent parse differs: %v", p)
 		}
 	}
 }
