@@ -30,8 +30,31 @@ func benchTree(b *testing.B) directory.Config {
 			fmt.Sprintf("mailHost: backend-%d", i%4), "mailclusterQuotaBytes: 1073741824"), "userPassword: secret", "userPassword: "+sshaSecret, 1))
 		ldif.WriteString("\n")
 	}
+	ldif.WriteString("dn: cn=big," + tr.ListsDN + "\nobjectClass: groupOfNames\nobjectClass: mailclusterList\ncn: big\nmail: big@example.test\n")
+	for i := 0; i < benchListSize; i++ {
+		fmt.Fprintf(&ldif, "member: uid=user%d,%s\n", i, tr.PeopleDN)
+	}
 	s.AddLDIF(b, ldif.String())
 	return configFor(s.URL, tr.BaseDN)
+}
+
+// benchListSize is the number of members of the list big@example.test.
+const benchListSize = 500
+
+// BenchmarkResolveList measures expanding a 500-member list, uncached.
+func BenchmarkResolveList(b *testing.B) {
+	cfg := benchTree(b)
+	cfg.CacheTTL, cfg.NegativeCacheTTL = 1, 0
+	d := newDir(b, cfg)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r, err := d.Resolve(ctx, "big@example.test")
+		if err != nil || len(r.Members) != benchListSize {
+			b.Fatalf("big: %d members, %v", len(r.Members), err)
+		}
+	}
+	b.ReportMetric(float64(b.N*benchListSize)/b.Elapsed().Seconds(), "members/s")
 }
 
 // BenchmarkResolve measures Resolve of an account from several goroutines:

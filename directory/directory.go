@@ -376,14 +376,18 @@ func (d *Directory) isList(e *ldap.Entry) bool {
 
 // expand flattens list e into res.Members and res.Forwards. Lists already on
 // the path are loops: skipped with a warning. A list reached twice by
-// different paths, and an account reached twice, count once.
+// different paths, and an account reached twice, count once. The members
+// of one list are read concurrently (up to ldap-pool-size at a time), in
+// chunks, so that a list over the limit fails without reading it all.
 func (d *Directory) expand(ctx context.Context, top *ldap.Entry, res *Result) error {
+	const chunk = 256
 	seen := map[string]bool{normDN(top.DN): true}
 	var walk func(list *ldap.Entry, path map[string]bool, depth int) error
 	walk = func(list *ldap.Entry, path map[string]bool, depth int) error {
 		if depth > d.cfg.ListMaxDepth {
 			return fmt.Errorf("%w: lists nest deeper than %d at %s", ErrListLimit, d.cfg.ListMaxDepth, list.DN)
 		}
+		var todo []string
 		for _, m := range list.GetEqualFoldAttributeValues(d.cfg.AttrMember) {
 			key := normDN(m)
 			if path[key] {
@@ -394,39 +398,80 @@ func (d *Directory) expand(ctx context.Context, top *ldap.Entry, res *Result) er
 				continue
 			}
 			seen[key] = true
-			e, err := d.byDN(ctx, m)
+			todo = append(todo, m)
+		}
+		for len(todo) > 0 {
+			batch := todo[:min(chunk, len(todo))]
+			todo = todo[len(batch):]
+			entries, err := d.byDNs(ctx, batch)
 			if err != nil {
 				return err
 			}
-			switch {
-			case e == nil:
-				res.Warnings = append(res.Warnings, "missing member: "+m)
-			case d.isList(e):
-				path[key] = true
-				if err := walk(e, path, depth+1); err != nil {
+			for i, e := range entries {
+				if err := d.addMember(batch[i], e, res, func() error {
+					key := normDN(e.DN)
+					path[key] = true
+					defer delete(path, key)
+					return walk(e, path, depth+1)
+				}); err != nil {
 					return err
-				}
-				delete(path, key)
-			default:
-				acc := d.account(e)
-				switch {
-				case len(acc.Forward) > 0:
-					res.Forwards = append(res.Forwards, acc.Forward...)
-				case !acc.Enabled:
-					res.Warnings = append(res.Warnings, "disabled member skipped: "+m)
-				case acc.Address == "":
-					res.Warnings = append(res.Warnings, "member without an address skipped: "+m)
-				default:
-					res.Members = append(res.Members, acc)
-				}
-				if len(res.Members)+len(res.Forwards) > d.cfg.ListMaxMembers {
-					return fmt.Errorf("%w: %s expands to more than %d recipients", ErrListLimit, res.Address, d.cfg.ListMaxMembers)
 				}
 			}
 		}
 		return nil
 	}
 	return walk(top, map[string]bool{normDN(top.DN): true}, 1)
+}
+
+// addMember adds list member entry e (nil: missing) to res; a nested list
+// is handed to nested.
+func (d *Directory) addMember(dn string, e *ldap.Entry, res *Result, nested func() error) error {
+	switch {
+	case e == nil:
+		res.Warnings = append(res.Warnings, "missing member: "+dn)
+		return nil
+	case d.isList(e):
+		return nested()
+	}
+	acc := d.account(e)
+	switch {
+	case len(acc.Forward) > 0:
+		res.Forwards = append(res.Forwards, acc.Forward...)
+	case !acc.Enabled:
+		res.Warnings = append(res.Warnings, "disabled member skipped: "+dn)
+	case acc.Address == "":
+		res.Warnings = append(res.Warnings, "member without an address skipped: "+dn)
+	default:
+		res.Members = append(res.Members, acc)
+	}
+	if len(res.Members)+len(res.Forwards) > d.cfg.ListMaxMembers {
+		return fmt.Errorf("%w: %s expands to more than %d recipients", ErrListLimit, res.Address, d.cfg.ListMaxMembers)
+	}
+	return nil
+}
+
+// byDNs reads entries concurrently; nil for those that do not exist.
+func (d *Directory) byDNs(ctx context.Context, dns []string) ([]*ldap.Entry, error) {
+	out := make([]*ldap.Entry, len(dns))
+	errs := make([]error, len(dns))
+	sem := make(chan struct{}, d.cfg.PoolSize)
+	var wg sync.WaitGroup
+	for i, dn := range dns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = d.byDN(ctx, dn)
+			<-sem
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // normDN is a DN's comparison key: parsed and re-joined in lower case, or

@@ -3,9 +3,11 @@ package directory_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"mailcluster/directory"
@@ -196,4 +198,38 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	sort.Strings(s)
 	return s
+}
+
+// TestResolveLargeList expands a list over several read chunks, with a
+// nested list repeating some of its members.
+func TestResolveLargeList(t *testing.T) {
+	f := newFixture(t)
+	var ldif strings.Builder
+	var members []string
+	for i := 0; i < 600; i++ {
+		uid := fmt.Sprintf("m%d", i)
+		ldif.WriteString(userLDIF(f.tree.PeopleDN, uid, uid+"@example.test") + "\n")
+		members = append(members, f.userDN(uid))
+	}
+	f.s.AddLDIF(t, ldif.String())
+	f.list("sub", "sub@example.test", members[500:]...)
+	f.list("big", "big@example.test", append(members[:550], f.listDN("sub"))...)
+
+	cfg := f.config()
+	cfg.ListMaxMembers = 600
+	r := resolve(t, newDir(t, cfg), "big@example.test")
+	if len(r.Members) != 600 || len(r.Warnings) != 0 {
+		t.Fatalf("big: %d members, warnings %q; want 600 and none", len(r.Members), r.Warnings)
+	}
+	got := map[string]bool{}
+	for _, m := range r.Members {
+		got[m.Address] = true
+	}
+	if len(got) != 600 {
+		t.Fatalf("big: %d distinct members, want 600", len(got))
+	}
+	cfg.ListMaxMembers = 599
+	if _, err := newDir(t, cfg).Resolve(context.Background(), "big@example.test"); !errors.Is(err, directory.ErrListLimit) {
+		t.Fatalf("600 recipients with limit 599: %v", err)
+	}
 }
