@@ -33,6 +33,9 @@ var _ mailboxv1.MailboxServer = (*service)(nil)
 // account checks that the request names an account and that it is the
 // caller's.
 func account(ctx context.Context, id string) error {
+	if id == "" {
+		return &store.InvalidError{Msg: "account id is empty"}
+	}
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if v := md.Get(AccountHeader); len(v) > 0 && v[0] != id {
 			return errPermission

@@ -507,9 +507,14 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 		if changed == 0 {
 			return errNoChange
 		}
+		// Keywords being removed do not join the mailbox's FLAGS list.
+		added := kw
+		if mode == mailboxv1.StoreMode_STORE_MODE_REMOVE {
+			added = []string{}
+		}
 		if _, err := tx.Exec(ctx, `UPDATE mailboxes SET highest_modseq = $3,
 			keywords = CASE WHEN $4::text[] <@ keywords THEN keywords ELSE ARRAY(SELECT DISTINCT x FROM unnest(keywords || $4::text[]) x ORDER BY x) END
-			WHERE account_id=$1 AND mailbox_id=$2`, account, mailboxID, modseq, kw); err != nil {
+			WHERE account_id=$1 AND mailbox_id=$2`, account, mailboxID, modseq, added); err != nil {
 			return err
 		}
 		return notify(ctx, tx, account, modseq, mailboxID)
