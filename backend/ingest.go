@@ -84,10 +84,12 @@ func newBlobKey(now time.Time) string {
 // been written is left to the sweeper, which deletes it after the grace
 // period.
 func (s *service) stage(ctx context.Context, sp *spool, internalDate time.Time) (*store.NewMessage, error) {
+	t0 := time.Now()
 	p, err := message.Parse(sp.ReaderAt(), sp.size, message.Options{MaxSearchText: s.cfg.MaxSearchText})
 	if err != nil {
 		return nil, err
 	}
+	t1 := time.Now()
 	now := time.Now()
 	if internalDate.IsZero() {
 		internalDate = now
@@ -100,9 +102,11 @@ func (s *service) stage(ctx context.Context, sp *spool, internalDate time.Time) 
 	if err := s.store.StartUpload(ctx, msg.BlobKey); err != nil {
 		return nil, err
 	}
+	t2 := time.Now()
 	if err := s.blobs.Put(ctx, msg.BlobKey, io.NewSectionReader(sp.ReaderAt(), 0, sp.size), sp.size); err != nil {
 		return nil, err
 	}
+	s.log.Debug("staged", "key", msg.BlobKey, "parse", t1.Sub(t0), "record", t2.Sub(t1), "put", time.Since(t2))
 	return msg, nil
 }
 
@@ -253,10 +257,12 @@ func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverReq
 		return s.fail("Deliver", err)
 	}
 	defer sp.Close()
+	t0 := time.Now()
 	msg, err := s.stage(ctx, sp, time.Time{})
 	if err != nil {
 		return s.fail("Deliver", err)
 	}
+	t1 := time.Now()
 	rcpts := make([]store.Delivery, len(h.Recipients))
 	for i, r := range h.Recipients {
 		rcpts[i] = store.Delivery{Account: r.AccountId, Mailbox: r.MailboxName, Flags: r.Flags, Quota: r.Quota}
@@ -277,6 +283,7 @@ func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverReq
 	if ok == 0 {
 		s.discard(msg)
 	}
-	log.Debug("delivered", "key", msg.BlobKey, "size", sp.size, "recipients", len(res), "stored", ok)
+	log.Debug("delivered", "key", msg.BlobKey, "size", sp.size, "recipients", len(res), "stored", ok,
+		"stage", t1.Sub(t0), "commit", time.Since(t1))
 	return stream.SendAndClose(out)
 }
