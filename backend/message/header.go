@@ -3,6 +3,8 @@ package message
 import (
 	"io"
 	"mime"
+	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -165,15 +167,18 @@ func clean(s string) string {
 // parseParams parses a Content-Type or Content-Disposition value into its
 // lower-case value ("text/plain", "attachment") and parameters, and returns
 // the boundary parameter as written (for matching; params has it made valid
-// UTF-8). Parameter names
-// are lower case; RFC 2231 continuations and charsets are decoded by
-// mime.ParseMediaType, and RFC 2047 encoded-words in values (a common
-// non-standard practice, decoded by go-message too) are decoded. When the
-// parameters are malformed a lenient parser keeps what it can. ok is false
+// UTF-8). Parameter names are lower case. RFC 2231 continuations and charsets
+// are decoded (any charset go-message knows, where mime.ParseMediaType only
+// knows UTF-8 and US-ASCII and drops the others), and RFC 2047 encoded-words
+// in values (a common non-standard practice, decoded by go-message too) are
+// decoded. Malformed parameters are skipped, keeping the rest. ok is false
 // when the value itself is not a valid token or type/subtype.
 func parseParams(v string) (value string, params map[string]string, boundary string, ok bool) {
-	mt, p, err := mime.ParseMediaType(v)
-	if err != nil {
+	mt, p, err := "", map[string]string(nil), error(nil)
+	if strings.IndexByte(v, '*') < 0 {
+		mt, p, err = mime.ParseMediaType(v)
+	}
+	if err != nil || mt == "" {
 		mt, p = lenientParams(v)
 		if mt == "" {
 			return "", nil, "", false
@@ -194,34 +199,105 @@ func parseParams(v string) (value string, params map[string]string, boundary str
 	return mt, p, boundary, true
 }
 
-// lenientParams is the fallback of parseParams for values that
-// mime.ParseMediaType rejects: duplicate or unterminated parameters, stray
-// tokens, missing values. It returns "" as the value when that is not valid.
+// paramPiece is one section of an RFC 2231 parameter ("name*1*=...").
+type paramPiece struct {
+	idx int  // section number, -1 for "name*="
+	ext bool // percent-encoded, the first section with charset'language'
+	val string
+}
+
+// lenientParams parses what mime.ParseMediaType rejects (duplicate, stray or
+// unterminated parameters) or does not fully decode (RFC 2231 values in
+// charsets other than UTF-8). It returns "" as the value when that is not
+// valid. An extended parameter (name*) wins over a plain one of the same name
+// (RFC 2231 §4 lets a sender give both).
 func lenientParams(v string) (string, map[string]string) {
 	items := splitParams(v)
 	mt := strings.ToLower(strings.TrimSpace(items[0]))
 	if !validMediaValue(mt) {
 		return "", nil
 	}
-	var params map[string]string
+	params := make(map[string]string)
+	var pieces map[string][]paramPiece
 	for _, it := range items[1:] {
 		k, pv, found := strings.Cut(it, "=")
 		k = strings.ToLower(strings.TrimSpace(k))
-		if !found || k == "" || !isToken(k) {
+		if !found {
 			continue
 		}
 		pv = strings.TrimSpace(pv)
 		if len(pv) >= 2 && pv[0] == '"' {
 			pv = unquote(pv)
 		}
-		if params == nil {
-			params = make(map[string]string)
+		pc := paramPiece{idx: -1}
+		if strings.HasSuffix(k, "*") {
+			pc.ext, k = true, k[:len(k)-1]
 		}
-		if _, dup := params[k]; !dup {
-			params[k] = pv
+		if i := strings.IndexByte(k, '*'); i >= 0 {
+			n, err := strconv.Atoi(k[i+1:])
+			if err != nil || n < 0 {
+				continue
+			}
+			pc.idx, k = n, k[:i]
 		}
+		if !isToken(k) {
+			continue
+		}
+		if pc.idx < 0 && !pc.ext {
+			if _, dup := params[k]; !dup {
+				params[k] = pv
+			}
+			continue
+		}
+		pc.val = pv
+		if pieces == nil {
+			pieces = make(map[string][]paramPiece)
+		}
+		pieces[k] = append(pieces[k], pc)
+	}
+	for k, ps := range pieces {
+		params[k] = join2231(ps)
 	}
 	return mt, params
+}
+
+// join2231 assembles and decodes the sections of an RFC 2231 parameter.
+func join2231(ps []paramPiece) string {
+	sort.SliceStable(ps, func(i, j int) bool { return ps[i].idx < ps[j].idx })
+	var raw []byte
+	cs := ""
+	for i, pc := range ps {
+		if !pc.ext {
+			raw = append(raw, pc.val...)
+			continue
+		}
+		s := pc.val
+		if i == 0 {
+			if a := strings.IndexByte(s, '\''); a >= 0 {
+				if b := strings.IndexByte(s[a+1:], '\''); b >= 0 {
+					cs, s = s[:a], s[a+1+b+1:]
+				}
+			}
+		}
+		raw = appendUnescaped(raw, s)
+	}
+	return toUTF8(cs, raw, 4*len(raw)+16)
+}
+
+// appendUnescaped appends s with %XX escapes decoded; a malformed escape is
+// kept as written.
+func appendUnescaped(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if hi, lo := unhex(s[i+1]), unhex(s[i+2]); hi >= 0 && lo >= 0 {
+				dst = append(dst, byte(hi<<4|lo))
+				i += 2
+				continue
+			}
+		}
+		dst = append(dst, s[i])
+	}
+	return dst
 }
 
 // splitParams splits v at semicolons outside quoted strings.

@@ -807,3 +807,32 @@ func TestConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestParams(t *testing.T) {
+	tests := []struct {
+		in, value string
+		params    map[string]string
+	}{
+		{`text/plain; charset="utf-8"; format=flowed`, "text/plain", map[string]string{"charset": "utf-8", "format": "flowed"}},
+		{`Attachment; filename*=iso-8859-1''R%E9sum%E9.pdf`, "attachment", map[string]string{"filename": "Résumé.pdf"}},
+		{`attachment; filename*0*=utf-8''a%C3%A9; filename*1=b.pdf`, "attachment", map[string]string{"filename": "aéb.pdf"}},
+		{`attachment; filename*1="b c"; filename*0="a "`, "attachment", map[string]string{"filename": "a b c"}},
+		{`attachment; filename="plain.txt"; filename*=utf-8''%E2%82%AC.txt`, "attachment", map[string]string{"filename": "€.txt"}},
+		{`attachment; name*=koi8-r'ru'%F0%D2%C9; x*y=1; size=3`, "attachment", map[string]string{"name": "При", "size": "3"}},
+		{`attachment; name*=''100%25%zz`, "attachment", map[string]string{"name": "100%%zz"}},
+		{`attachment; filename="=?iso-8859-1?q?R=E9sum=E9.pdf?="`, "attachment", map[string]string{"filename": "Résumé.pdf"}},
+		{`inline`, "inline", nil},
+		{`image/png; name="a;b.png"; =x; y`, "image/png", map[string]string{"name": "a;b.png"}},
+	}
+	for _, tc := range tests {
+		value, params, _, ok := parseParams(tc.in)
+		if !ok || value != tc.value || !equalMaps(params, tc.params) {
+			t.Errorf("parseParams(%q) = %q %v %v, want %q %v", tc.in, value, params, ok, tc.value, tc.params)
+		}
+	}
+	for _, bad := range []string{"", "a b", "text/", "/plain", "t\xe9xt/plain"} {
+		if value, _, _, ok := parseParams(bad); ok {
+			t.Errorf("parseParams(%q) accepted as %q", bad, value)
+		}
+	}
+}
