@@ -23,6 +23,6 @@ build:
 proto:
 	scripts/genproto.sh
 
-# Runs a local backend with a private PostgreSQL; see README.md.
-run:
-	scripts/run-local.sh
+# Runs the whole cluster locally (mailcluster dev); see README.md.
+run: tools build
+	bin/mailcluster dev $(ARGS)

@@ -17,7 +17,9 @@ import (
 
 	"mailcluster/admin"
 	"mailcluster/backend"
+	"mailcluster/frontend"
 	"mailcluster/internal/config"
+	"mailcluster/internal/devcluster"
 )
 
 func main() {
@@ -51,13 +53,15 @@ type role struct {
 }
 
 var roles = map[string]role{
-	"backend": {"run a backend mailbox server (gRPC; PostgreSQL and S3)", runBackend},
+	"backend":  {"run a backend mailbox server (gRPC; PostgreSQL and S3)", runBackend},
+	"frontend": {"run a frontend (SMTP inbound and submission; LDAP and backends)", runFrontend},
 	"admin":   {"manage accounts, aliases and lists in LDAP (mailcluster admin help)", admin.Main},
+	"dev":     {"run a complete local cluster (PostgreSQL, slapd, backends, frontends) under one directory", runDev},
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mailcluster ROLE [flags]   (mailcluster ROLE -h lists a role's settings)")
-	for _, name := range []string{"backend", "admin"} {
+	for _, name := range []string{"backend", "frontend", "admin"} {
 		fmt.Fprintf(w, "  %-10s %s\n", name, roles[name].summary)
 	}
 }
@@ -120,6 +124,53 @@ func runBackend(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	if err := backend.Run(ctx, cfg.Config, log.With("role", "backend")); err != nil {
 		log.Error("backend stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cfg struct {
+		frontend.Config
+		Log logConfig
+	}
+	cfg.Config = frontend.DefaultConfig()
+	cfg.Log = logConfig{Format: "text", Level: "info"}
+	if code, ok := loadConfig("frontend", &cfg, args, stderr); !ok {
+		return code
+	}
+	log, err := cfg.Log.logger(stderr)
+	if err == nil {
+		err = cfg.Config.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mailcluster frontend: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 2
+	}
+	if err := frontend.Run(ctx, cfg.Config, log.With("role", "frontend")); err != nil {
+		log.Error("frontend stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cfg struct {
+		devcluster.Config
+		Log logConfig
+	}
+	cfg.Config = devcluster.DefaultConfig()
+	cfg.Log = logConfig{Format: "text", Level: "info"}
+	if code, ok := loadConfig("dev", &cfg, args, stderr); !ok {
+		return code
+	}
+	log, err := cfg.Log.logger(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mailcluster dev: %v\n", err)
+		return 2
+	}
+	if err := devcluster.Run(ctx, cfg.Config, log.With("role", "dev"), stdout); err != nil {
+		fmt.Fprintf(stderr, "mailcluster dev: %v\n", err)
 		return 1
 	}
 	return 0
