@@ -1,0 +1,220 @@
+package frontend
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"mailcluster/directory"
+	"mailcluster/frontend/cert"
+	"mailcluster/frontend/listener"
+	"mailcluster/frontend/pool"
+	"mailcluster/frontend/smtpserver"
+)
+
+// Server is a running frontend: its listeners, the directory, the backend
+// pool and the protocol servers.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	Directory *directory.Directory
+	Pool      *pool.Pool
+	certs     *cert.Store
+	limits    *listener.Limits
+	listeners map[string]net.Listener
+	raw       []*listener.Listener
+	smtp      map[string]*smtpserver.Server
+	wg        sync.WaitGroup
+}
+
+// New validates cfg, creates the directory client and the backend pool
+// (checking every backend once), and opens the listeners. Serve starts
+// serving them.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, listeners: map[string]net.Listener{}, smtp: map[string]*smtpserver.Server{},
+		limits: listener.NewLimits(cfg.MaxConns, cfg.MaxConnsPerIP)}
+	var tlsCfg *tls.Config
+	if cfg.TLSCert != "" {
+		c, err := cert.Load(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		s.certs = c
+		tlsCfg = c.TLSConfig()
+	}
+	dir, err := directory.New(cfg.Directory, log.With("part", "directory"))
+	if err != nil {
+		return nil, err
+	}
+	s.Directory = dir
+	backends, _ := pool.ParseBackends(cfg.Backends)
+	p, err := pool.New(ctx, pool.Config{
+		Backends: backends, Token: cfg.BackendToken, TLS: cfg.BackendTLS, CAFile: cfg.BackendCAFile,
+		CertFile: cfg.BackendCert, KeyFile: cfg.BackendKey, HealthInterval: cfg.BackendHealth,
+		HealthTimeout: min(cfg.BackendTimeout, 5*time.Second),
+	}, log.With("part", "pool"))
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	s.Pool = p
+	proxyFrom, _ := listener.ParsePrefixes(cfg.ProxyNetworks)
+	base := smtpserver.Config{
+		Hostname: cfg.Hostname, TLS: tlsCfg,
+		MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients, MaxExpanded: cfg.SMTP.MaxExpanded,
+		MaxLineLength: cfg.SMTP.MaxLineLength, IdleTimeout: cfg.SMTP.IdleTimeout, DataTimeout: cfg.SMTP.DataTimeout,
+		BackendTimeout: cfg.BackendTimeout, SenderCheck: cfg.SMTP.SenderCheck, MaxBadRecipients: cfg.SMTP.MaxBadRecipients,
+		MaxAuthFailures: cfg.SMTP.MaxAuthFailures,
+	}
+	for _, l := range []struct {
+		name, addr string
+		mode       smtpserver.Mode
+		implicit   bool
+	}{
+		{ListenerSMTP, cfg.SMTPListen, smtpserver.Inbound, false},
+		{ListenerSubmission, cfg.SubmissionListen, smtpserver.Submission, false},
+		{ListenerSubmissions, cfg.SubmissionsListen, smtpserver.Submission, true},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		inner, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("%s-listen: %w", l.name, err)
+		}
+		lc := listener.Config{Name: l.name, Proxy: slices.Contains(cfg.ProxyProtocol, l.name), ProxyFrom: proxyFrom,
+			Limits: s.limits, Log: log}
+		if !l.implicit {
+			lc.Busy = smtpserver.Busy(cfg.Hostname)
+		}
+		raw := listener.New(inner, lc)
+		s.raw = append(s.raw, raw)
+		var ln net.Listener = raw
+		if l.implicit {
+			ln = tls.NewListener(ln, tlsCfg)
+		}
+		s.listeners[l.name] = ln
+		sc := base
+		sc.Mode, sc.ImplicitTLS = l.mode, l.implicit
+		sc.InsecureAuth = cfg.SMTP.InsecureAuth && !l.implicit
+		s.smtp[l.name] = smtpserver.New(sc, dir, p, log)
+	}
+	return s, nil
+}
+
+// Addr returns the address of a listener (ListenerSMTP, …), or nil.
+func (s *Server) Addr(name string) net.Addr {
+	if l := s.listeners[name]; l != nil {
+		return l.Addr()
+	}
+	return nil
+}
+
+// Serve starts serving every listener in the background.
+func (s *Server) Serve() {
+	for name, srv := range s.smtp {
+		l := s.listeners[name]
+		s.log.Info("serving", "listener", name, "addr", l.Addr().String())
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
+				s.log.Error("listener stopped", "listener", name, "err", err)
+			}
+		}()
+	}
+}
+
+// ReloadTLS reads the certificate and key files again (SIGHUP). On error
+// the old certificate stays in use.
+func (s *Server) ReloadTLS() error {
+	if s.certs == nil {
+		return nil
+	}
+	if err := s.certs.Reload(); err != nil {
+		return err
+	}
+	s.log.Info("TLS certificate reloaded", "not_after", s.certs.NotAfter())
+	return nil
+}
+
+// OpenConnections is the number of client connections open now.
+func (s *Server) OpenConnections() int { return s.limits.Open() }
+
+// Shutdown stops accepting, waits up to grace for sessions to end, then
+// closes the rest (their in-flight messages are not acknowledged) and the
+// backend and directory clients.
+func (s *Server) Shutdown(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range s.smtp {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if srv.Shutdown(ctx) != nil {
+				srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	s.Close()
+}
+
+// Close closes every listener and connection at once and the clients.
+func (s *Server) Close() {
+	for _, srv := range s.smtp {
+		srv.Close()
+	}
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	for _, l := range s.raw {
+		l.CloseConns()
+	}
+	s.wg.Wait()
+	if s.Pool != nil {
+		s.Pool.Close()
+	}
+	if s.Directory != nil {
+		s.Directory.Close()
+	}
+}
+
+// Run serves the frontend until ctx is canceled; SIGHUP reloads the TLS
+// certificate.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s, err := New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	s.Serve()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			s.Shutdown(30 * time.Second)
+			return nil
+		case <-hup:
+			if err := s.ReloadTLS(); err != nil {
+				log.Error("TLS reload failed; keeping the old certificate", "err", err)
+			}
+		}
+	}
+}

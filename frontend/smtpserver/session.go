@@ -1,0 +1,757 @@
+package smtpserver
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base32"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"mailcluster/directory"
+	"mailcluster/frontend/fault"
+	"mailcluster/frontend/listener"
+	"mailcluster/frontend/pool"
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// session is one client's SMTP session (from EHLO until QUIT, STARTTLS or
+// disconnect). Its context ends at Logout, which stops in-flight calls.
+type session struct {
+	s      *Server
+	conn   *smtp.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *slog.Logger
+	ip     netip.Addr
+	helo   string
+
+	account      *directory.AccountInfo // after AUTH
+	authFailures int
+	badRcpts     int
+
+	// The transaction (MAIL to end of DATA).
+	from     string
+	mailOpts smtp.MailOptions
+	rcpts    []*mailboxv1.Recipient // one per account, in RCPT order
+	routes   []string               // mailHost of each recipient
+	seen     map[string]bool        // account ids in rcpts
+	rcptAddr []string               // accepted RCPT addresses, for the Received header
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
+
+func newID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
+	helo := c.Hostname()
+	if !validHelo(helo) {
+		return nil, errBadHelo
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ip := listener.ClientIP(c.Conn())
+	sess := &session{s: s, conn: c, ctx: ctx, cancel: cancel, ip: ip, helo: helo,
+		log: s.log.With("conn", newID(), "client", ip.String())}
+	sess.log.Debug("session", "helo", helo)
+	return sess, nil
+}
+
+// validHelo accepts a domain or an address literal of printable ASCII, at
+// most 255 bytes (RFC 5321 4.1.1.1, 4.5.3.1.2).
+func validHelo(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if h[i] <= ' ' || h[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Logout ends the session: in-flight calls are canceled.
+func (ss *session) Logout() error {
+	ss.cancel()
+	return nil
+}
+
+// Reset forgets the transaction (RSET, EHLO, end of DATA).
+func (ss *session) Reset() {
+	ss.from = ""
+	ss.mailOpts = smtp.MailOptions{}
+	ss.rcpts, ss.routes, ss.seen, ss.rcptAddr = nil, nil, nil, nil
+}
+
+// closeSoon closes the connection shortly after the current reply is
+// written: go-smtp has no way for a session to end the connection itself.
+func (ss *session) closeSoon() {
+	c := ss.conn.Conn()
+	time.AfterFunc(200*time.Millisecond, func() { c.Close() })
+}
+
+// --- AUTH (RFC 4954) ---
+
+// AuthMechanisms lists PLAIN and LOGIN on submission listeners; go-smtp
+// advertises them only after TLS (or with InsecureAuth).
+func (ss *session) AuthMechanisms() []string {
+	if ss.s.cfg.Mode != Submission {
+		return nil
+	}
+	return []string{sasl.Plain, sasl.Login}
+}
+
+// Auth starts a SASL exchange. Every error it or the exchange returns is an
+// *smtp.SMTPError.
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.s.cfg.Mode != Submission {
+		return nil, errAuthNotHere
+	}
+	if ss.s.cfg.MaxAuthFailures > 0 && ss.authFailures >= ss.s.cfg.MaxAuthFailures {
+		ss.closeSoon()
+		return nil, errAuthTooMany
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return &plainServer{ss: ss}, nil
+	case sasl.Login:
+		return &loginServer{ss: ss}, nil
+	}
+	return nil, errAuthNoMech
+}
+
+// authenticate checks a login and password with the directory, which delays
+// repeated failures per login and client address.
+func (ss *session) authenticate(authzid, login, password string) error {
+	if authzid != "" && authzid != login {
+		ss.authFailures++
+		return errAuthzid
+	}
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.s.cfg.BackendTimeout+30*time.Second)
+	defer cancel()
+	acc, err := ss.s.dir.Authenticate(ctx, login, password, ss.ip)
+	switch {
+	case err == nil:
+		ss.account = &acc
+		ss.log = ss.log.With("account", acc.ID)
+		ss.log.Info("authenticated", "login", login)
+		return nil
+	case errors.Is(err, directory.ErrBadCredentials), errors.Is(err, directory.ErrDisabled):
+		ss.authFailures++
+		ss.log.Info("authentication failed", "login", login, "disabled", errors.Is(err, directory.ErrDisabled), "failures", ss.authFailures)
+		if ss.s.cfg.MaxAuthFailures > 0 && ss.authFailures >= ss.s.cfg.MaxAuthFailures {
+			ss.closeSoon()
+			return errAuthTooMany
+		}
+		return errAuthFailed
+	}
+	ss.log.Warn("authentication: directory unavailable", "err", err)
+	return errAuthTemp
+}
+
+// plainServer is SASL PLAIN (RFC 4616).
+type plainServer struct {
+	ss   *session
+	done bool
+}
+
+func (p *plainServer) Next(resp []byte) ([]byte, bool, error) {
+	if p.done {
+		return nil, true, errAuthSyntax
+	}
+	if resp == nil {
+		return []byte{}, false, nil // ask for the initial response
+	}
+	p.done = true
+	parts := strings.Split(string(resp), "\x00")
+	if len(parts) != 3 || parts[1] == "" {
+		p.ss.authFailures++
+		return nil, true, errAuthSyntax
+	}
+	return nil, true, p.ss.authenticate(parts[0], parts[1], parts[2])
+}
+
+// loginServer is the obsolete but common LOGIN mechanism
+// (draft-murchison-sasl-login).
+type loginServer struct {
+	ss       *session
+	step     int
+	username string
+}
+
+func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		l.step = 1
+		if resp == nil {
+			return []byte("Username:"), false, nil
+		}
+		fallthrough // initial response carries the user name
+	case 1:
+		l.username = string(resp)
+		l.step = 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.ss.authenticate("", l.username, string(resp))
+	}
+	return nil, true, errAuthSyntax
+}
+
+// --- MAIL ---
+
+func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
+	if ss.s.cfg.Mode == Submission && ss.account == nil {
+		return errAuthRequired
+	}
+	if len(from) > 256 {
+		return errPathTooLong
+	}
+	if !printable(from) {
+		return errBadSender
+	}
+	if ss.s.cfg.Mode == Submission && ss.s.cfg.SenderCheck {
+		if err := ss.checkSender(from); err != nil {
+			return err
+		}
+	}
+	ss.Reset()
+	ss.from = from
+	if opts != nil {
+		ss.mailOpts = *opts
+	}
+	return nil
+}
+
+// checkSender accepts only an address that resolves to the authenticated
+// account (its primary address, an alias, or one of those with a
+// subaddress).
+func (ss *session) checkSender(from string) error {
+	if from == "" {
+		return errNotYourAddress
+	}
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.s.cfg.BackendTimeout)
+	defer cancel()
+	res, err := ss.s.dir.Resolve(ctx, from)
+	switch {
+	case err == nil:
+	case errors.Is(err, directory.ErrInvalidAddress):
+		return errBadSender
+	default:
+		ss.log.Warn("sender check: directory unavailable", "err", err)
+		return errDirectoryDown
+	}
+	if (res.Kind == directory.Account || res.Kind == directory.Forward) && res.Account.ID == ss.account.ID {
+		return nil
+	}
+	ss.log.Info("sender refused", "from", from)
+	return errNotYourAddress
+}
+
+// printable reports whether s has no control characters (NUL, CR, LF, …).
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// --- RCPT ---
+
+// target is an account a recipient address leads to.
+type target struct {
+	acc directory.AccountInfo
+}
+
+func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if ss.s.cfg.MaxBadRecipients > 0 && ss.badRcpts >= ss.s.cfg.MaxBadRecipients {
+		ss.closeSoon()
+		return errTooManyBad
+	}
+	err := ss.rcpt(to)
+	if err != nil {
+		var se *smtp.SMTPError
+		if errors.As(err, &se) && se.Code >= 500 {
+			ss.badRcpts++
+		}
+		ss.log.Debug("recipient refused", "to", to, "code", se.Code)
+		return err
+	}
+	return nil
+}
+
+func (ss *session) rcpt(to string) error {
+	if len(to) > 256 {
+		return errPathTooLong
+	}
+	if !printable(to) || to == "" {
+		return errBadAddress
+	}
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.s.cfg.BackendTimeout)
+	defer cancel()
+	targets, err := ss.expand(ctx, to, 0, map[string]bool{})
+	if err != nil {
+		return err
+	}
+	added := 0
+	for _, t := range targets {
+		if !ss.seen[t.acc.ID] {
+			added++
+		}
+	}
+	if ss.s.cfg.MaxExpanded > 0 && len(ss.rcpts)+added > ss.s.cfg.MaxExpanded {
+		return errTooManyExpanded
+	}
+	for _, t := range targets {
+		if ss.seen[t.acc.ID] {
+			continue
+		}
+		if err := ss.checkQuota(ctx, t.acc); err != nil {
+			return err
+		}
+	}
+	if ss.seen == nil {
+		ss.seen = map[string]bool{}
+	}
+	for _, t := range targets {
+		if ss.seen[t.acc.ID] {
+			continue
+		}
+		ss.seen[t.acc.ID] = true
+		ss.rcpts = append(ss.rcpts, &mailboxv1.Recipient{AccountId: t.acc.ID,
+			Quota: &mailboxv1.Quota{StorageBytes: t.acc.Quota.StorageBytes, Messages: t.acc.Quota.Messages}})
+		ss.routes = append(ss.routes, t.acc.Backend)
+	}
+	ss.rcptAddr = append(ss.rcptAddr, to)
+	return nil
+}
+
+// maxForwardDepth bounds how many forwards are followed from one address.
+const maxForwardDepth = 5
+
+// expand resolves an address to the local accounts that receive its mail:
+// an account, a list's members, or where a forward points. Addresses that
+// need delivery elsewhere are refused: on port 25 as relaying (554 5.7.1)
+// when the recipient itself is not local, otherwise with 451 4.3.0 until the
+// outbound queue exists.
+func (ss *session) expand(ctx context.Context, addr string, depth int, visited map[string]bool) ([]target, error) {
+	res, err := ss.s.dir.Resolve(ctx, addr)
+	switch {
+	case err == nil:
+	case errors.Is(err, directory.ErrInvalidAddress):
+		return nil, errBadAddress
+	case errors.Is(err, directory.ErrListLimit):
+		ss.log.Warn("list expansion limit", "address", addr, "err", err)
+		return nil, errListLimit
+	default:
+		ss.log.Warn("recipient lookup: directory unavailable", "err", err)
+		return nil, errDirectoryDown
+	}
+	if visited[res.Address] {
+		return nil, nil // a forwarding loop adds nothing
+	}
+	visited[res.Address] = true
+	switch res.Kind {
+	case directory.NotLocal:
+		if depth == 0 && ss.account == nil {
+			return nil, errRelayDenied
+		}
+		return nil, errNoQueue
+	case directory.Unknown:
+		if depth > 0 {
+			ss.log.Warn("forward to an unknown local address", "address", addr)
+		}
+		return nil, errNoSuchUser
+	case directory.Account:
+		if !res.Account.Enabled {
+			return nil, errDisabled
+		}
+		return []target{{acc: res.Account}}, nil
+	case directory.List:
+		var out []target
+		for _, m := range res.Members {
+			out = append(out, target{acc: m})
+		}
+		return ss.follow(ctx, out, res.Forwards, depth, visited)
+	case directory.Forward:
+		if !res.Account.Enabled {
+			return nil, errDisabled
+		}
+		return ss.follow(ctx, nil, res.Forwards, depth, visited)
+	}
+	return nil, errNoSuchUser
+}
+
+// follow expands forwarding addresses and appends their targets to out.
+func (ss *session) follow(ctx context.Context, out []target, forwards []string, depth int, visited map[string]bool) ([]target, error) {
+	for _, f := range forwards {
+		if depth >= maxForwardDepth {
+			return nil, errListLimit
+		}
+		more, err := ss.expand(ctx, f, depth+1, visited)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, more...)
+	}
+	return out, nil
+}
+
+// checkQuota refuses a recipient whose account is already over its quota,
+// or would be with the size announced in MAIL FROM (RFC 1870).
+func (ss *session) checkQuota(ctx context.Context, acc directory.AccountInfo) error {
+	q := acc.Quota
+	if q.StorageBytes <= 0 && q.Messages <= 0 {
+		return nil
+	}
+	b, err := ss.s.router.Route(acc.ID, acc.Backend)
+	if err != nil {
+		ss.log.Warn("quota check: no backend", "account", acc.ID, "err", err)
+		return errBackendDownRcpt
+	}
+	used, err := b.Client.GetQuota(ctx, &mailboxv1.GetQuotaRequest{AccountId: acc.ID})
+	if err != nil {
+		k := fault.Of(err)
+		ss.log.Warn("quota check failed", "account", acc.ID, "backend", b.Name, "kind", k, "err", err)
+		return rcptError(k)
+	}
+	if q.StorageBytes > 0 && used.StorageBytes+ss.mailOpts.Size > q.StorageBytes ||
+		q.Messages > 0 && used.Messages >= q.Messages {
+		return errOverQuotaRcpt
+	}
+	return nil
+}
+
+// --- DATA and BDAT ---
+
+// Data streams the message to one backend's Deliver with every recipient,
+// checking it on the way, and answers 250 only when Deliver reports it
+// stored for at least one recipient.
+func (ss *session) Data(r io.Reader) error {
+	err := ss.data(r)
+	var se *smtp.SMTPError
+	switch {
+	case err == errTimeout:
+		ss.closeSoon()
+	case errors.As(err, &se) && se.Code != 250:
+		ss.drain(r)
+	}
+	return err
+}
+
+// drain reads the rest of a refused message, so that none of it is taken
+// for commands, renewing the data timeout per read. go-smtp drains too,
+// but under a single deadline; if the rest cannot be read (timeout, line
+// too long) the connection is closed after the reply.
+func (ss *session) drain(r io.Reader) {
+	c := ss.conn.Conn()
+	buf := make([]byte, 32<<10)
+	for {
+		c.SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout))
+		_, err := r.Read(buf)
+		switch {
+		case err == nil:
+			continue
+		case err == io.EOF:
+			return
+		case errors.Is(err, smtp.ErrDataTooLarge):
+			// go-smtp drains the rest itself, without the size limit.
+			return
+		}
+		ss.closeSoon()
+		return
+	}
+}
+
+func (ss *session) data(r io.Reader) error {
+	if len(ss.rcpts) == 0 { // go-smtp checks RCPT; this guards our own state
+		return errTemporary
+	}
+	id := newID()
+	log := ss.log.With("msg", id)
+	b, err := ss.s.router.Route(ss.rcpts[0].AccountId, ss.routes[0])
+	if err != nil {
+		log.Warn("deliver: no backend", "err", err)
+		return errTemporary
+	}
+	log = log.With("backend", b.Name)
+	// The stream lives while the client uploads (bounded by the data
+	// timeout per read); after the upload the answer must come within the
+	// backend timeout.
+	ctx, cancel := context.WithCancel(ss.ctx)
+	defer cancel()
+	st, err := b.Client.Deliver(ctx)
+	if err != nil {
+		return ss.deliverFailed(log, b, err)
+	}
+	if err := st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Header{Header: &mailboxv1.DeliverHeader{
+		Recipients: ss.rcpts, TraceId: id, MailFrom: ss.from}}}); err != nil {
+		return ss.deliverFailed(log, b, recvErr(st, err))
+	}
+	sc := scanner{maxLine: ss.s.cfg.MaxLineLength, inHeader: true}
+	buf := make([]byte, 0, 64<<10)
+	buf = append(buf, ss.received(id)...)
+	var size int64
+	netConn := ss.conn.Conn()
+	for {
+		netConn.SetReadDeadline(time.Now().Add(ss.s.cfg.DataTimeout))
+		n, rerr := r.Read(buf[len(buf):cap(buf)])
+		if n > 0 {
+			chunk := buf[len(buf) : len(buf)+n]
+			size += int64(n)
+			if ss.s.cfg.MaxMessageSize > 0 && size > ss.s.cfg.MaxMessageSize {
+				return ss.refuse(log, errTooBig)
+			}
+			if e := sc.scan(chunk); e != nil {
+				return ss.refuse(log, e)
+			}
+			buf = buf[:len(buf)+n]
+		}
+		if len(buf) == cap(buf) || (rerr != nil && len(buf) > 0) {
+			if err := st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Chunk{Chunk: buf}}); err != nil {
+				// The backend ended the stream early; drain the client
+				// (go-smtp does) and report what the backend said.
+				return ss.deliverFailed(log, b, recvErr(st, err))
+			}
+			buf = make([]byte, 0, 64<<10)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return ss.readFailed(log, rerr)
+		}
+	}
+	if e := sc.finish(); e != nil {
+		return ss.refuse(log, e)
+	}
+	timer := time.AfterFunc(ss.s.cfg.BackendTimeout, cancel)
+	defer timer.Stop()
+	resp, err := st.CloseAndRecv()
+	if err != nil {
+		return ss.deliverFailed(log, b, err)
+	}
+	return ss.results(log, id, resp)
+}
+
+// recvErr returns the status that ended a stream whose Send failed.
+func recvErr(st interface{ RecvMsg(any) error }, sendErr error) error {
+	if !errors.Is(sendErr, io.EOF) {
+		return sendErr
+	}
+	err := st.RecvMsg(&mailboxv1.DeliverResponse{})
+	if err == nil {
+		// Cannot happen (the backend answers only after the whole
+		// message); never take it for success.
+		return errors.New("deliver stream ended before the message was sent")
+	}
+	return err
+}
+
+// refuse ends a message that failed a check; returning makes the caller
+// cancel the Deliver stream, so nothing is stored.
+func (ss *session) refuse(log *slog.Logger, e *smtp.SMTPError) error {
+	log.Info("message refused", "code", e.Code, "reason", e.Message)
+	return e
+}
+
+func (ss *session) readFailed(log *slog.Logger, err error) error {
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		if se == smtp.ErrDataTooLarge {
+			return ss.refuse(log, errTooBig)
+		}
+		return se
+	}
+	if errors.Is(err, smtp.ErrTooLongLine) {
+		return ss.refuse(log, errLineTooLong)
+	}
+	var te interface{ Timeout() bool }
+	if errors.As(err, &te) && te.Timeout() {
+		log.Info("client timed out during DATA")
+		return errTimeout
+	}
+	log.Debug("reading message failed", "err", err)
+	return errTemporary
+}
+
+func (ss *session) deliverFailed(log *slog.Logger, b *pool.Backend, err error) error {
+	k := fault.Of(err)
+	if k == fault.Temporary && ss.ctx.Err() == nil {
+		if status.Code(err) == codes.Unavailable {
+			ss.s.router.MarkDown(b)
+		}
+	}
+	lvl := slog.LevelWarn
+	if k == fault.Config {
+		lvl = slog.LevelError
+	}
+	log.Log(context.Background(), lvl, "deliver failed", "kind", k, "err", err)
+	return dataError(k)
+}
+
+// results turns the per-recipient statuses into the one DATA reply. If any
+// recipient has the message, the reply is 250: answering 4xx would make the
+// client send it again to those who have it.
+func (ss *session) results(log *slog.Logger, id string, resp *mailboxv1.DeliverResponse) error {
+	ok := 0
+	var worst *smtp.SMTPError
+	for i, r := range resp.Results {
+		if r.Status == mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK {
+			ok++
+			continue
+		}
+		var e *smtp.SMTPError
+		switch r.Status {
+		case mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA:
+			e = errOverQuota
+		case mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX:
+			e = errNoMailbox
+		case mailboxv1.DeliveryStatus_DELIVERY_STATUS_REJECTED:
+			e = errRejected
+		default:
+			e = errTemporary
+		}
+		if worst == nil || e.Code/100 == 4 {
+			worst = e
+		}
+		account := ""
+		if i < len(ss.rcpts) {
+			account = ss.rcpts[i].AccountId
+		}
+		log.Warn("recipient not delivered", "account", account, "status", r.Status.String(), "detail", r.Detail)
+	}
+	if ok == 0 {
+		if worst == nil {
+			worst = errTemporary
+		}
+		return worst
+	}
+	log.Info("delivered", "size", resp.Size, "recipients", len(resp.Results), "stored", ok)
+	// go-smtp writes the code and text of an *SMTPError as they are; a 250
+	// here is how the reply carries the message id.
+	return reply(250, smtp.EnhancedCode{2, 0, 0}, "Ok: stored as "+id)
+}
+
+// received builds the trace header (RFC 5321 4.4) with the TLS version and
+// cipher (RFC 8314 4.3 suggests recording them).
+func (ss *session) received(id string) []byte {
+	proto := "SMTP"
+	if ss.conn.Hostname() != "" {
+		proto = "ESMTP"
+	}
+	tlsInfo := ""
+	if cs, ok := ss.conn.TLSConnectionState(); ok {
+		proto += "S"
+		tlsInfo = "\r\n\t(using " + tls.VersionName(cs.Version) + " with cipher " + tls.CipherSuiteName(cs.CipherSuite) + ")"
+	}
+	if ss.account != nil {
+		proto += "A"
+	}
+	if ss.mailOpts.UTF8 {
+		proto = "UTF8" + proto // RFC 6531 3.7.3
+	}
+	var b strings.Builder
+	b.WriteString("Received: from ")
+	b.WriteString(sanitize(ss.helo))
+	b.WriteString(" ([")
+	b.WriteString(ss.ip.String())
+	b.WriteString("])\r\n\tby ")
+	b.WriteString(ss.s.cfg.Hostname)
+	b.WriteString(" (mailcluster) with ")
+	b.WriteString(proto)
+	b.WriteString(" id ")
+	b.WriteString(id)
+	b.WriteString(tlsInfo)
+	if len(ss.rcptAddr) == 1 && len(ss.rcptAddr[0]) < 200 {
+		b.WriteString("\r\n\tfor <")
+		b.WriteString(sanitize(ss.rcptAddr[0]))
+		b.WriteString(">")
+	}
+	b.WriteString(";\r\n\t")
+	b.WriteString(time.Now().UTC().Format("Mon, 02 Jan 2006 15:04:05 -0700"))
+	b.WriteString("\r\n")
+	return []byte(b.String())
+}
+
+// sanitize keeps a client-supplied string safe inside a header.
+func sanitize(s string) string {
+	if len(s) > 255 {
+		s = s[:255]
+	}
+	return strings.Map(func(r rune) rune {
+		if r <= ' ' || r == 0x7f || r == '(' || r == ')' || r == '\\' || r == ';' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// scanner checks a message as it streams: NUL bytes, CR or LF not part of
+// CRLF (which would allow SMTP smuggling through servers that take them as
+// line ends), and header lines over 998 characters. Text lines over the line
+// limit are refused by go-smtp for DATA; the scanner refuses them in BDAT.
+type scanner struct {
+	maxLine   int
+	lineLen   int
+	pendingCR bool
+	inHeader  bool
+}
+
+func (s *scanner) scan(p []byte) *smtp.SMTPError {
+	for _, c := range p {
+		if s.pendingCR {
+			s.pendingCR = false
+			if c != '\n' {
+				return errBareNewline
+			}
+			// End of a line.
+			if s.inHeader && s.lineLen == 0 {
+				s.inHeader = false // the empty line ends the header
+			}
+			s.lineLen = 0
+			continue
+		}
+		switch c {
+		case '\r':
+			s.pendingCR = true
+			continue
+		case '\n':
+			return errBareNewline
+		case 0:
+			return errNUL
+		}
+		s.lineLen++
+		if s.inHeader && s.lineLen > 998 {
+			return errHeaderLine
+		}
+		if s.lineLen > s.maxLine-2 {
+			return errLineTooLong
+		}
+	}
+	return nil
+}
+
+func (s *scanner) finish() *smtp.SMTPError {
+	if s.pendingCR {
+		return errBareNewline
+	}
+	return nil
+}
