@@ -346,6 +346,8 @@ func TestBadMailboxNames(t *testing.T) {
 	}
 	_, err := c.ListMailboxes(ctxT(t), &mailboxv1.ListMailboxesRequest{AccountId: a, Patterns: []string{strings.Repeat("*", 513)}})
 	wantCode(t, "list with a too long pattern", err, codes.InvalidArgument)
+	_, err = c.ListMailboxes(ctxT(t), &mailboxv1.ListMailboxesRequest{AccountId: a, Patterns: make([]string, 101)})
+	wantCode(t, "list with 101 patterns", err, codes.InvalidArgument)
 	// At the limits: 512 bytes and 32 levels are fine.
 	create(t, c, a, strings.Repeat("b", 512))
 	create(t, c, a, strings.Repeat("c/", 31)+"c")
@@ -402,11 +404,18 @@ func TestBadUIDSets(t *testing.T) {
 		"keyword bslash":   {Flags: &mailboxv1.Flags{Keywords: []string{"\\Seen"}}},
 		"keyword 8-bit":    {Flags: &mailboxv1.Flags{Keywords: []string{"Grün"}}},
 		"keyword too long": {Flags: &mailboxv1.Flags{Keywords: []string{strings.Repeat("k", 129)}}},
+		"65 keywords":      {Flags: &mailboxv1.Flags{Keywords: manyKeywords(65)}},
 	} {
 		r.AccountId, r.MailboxId, r.Uids = a, id, uidSet(1, 0)
 		_, err := c.StoreFlags(ctxT(t), r)
 		wantCode(t, "store "+what, err, codes.InvalidArgument)
 	}
+	// 64 keywords in one store are fine.
+	if _, err := c.StoreFlags(ctxT(t), &mailboxv1.StoreFlagsRequest{AccountId: a, MailboxId: id, Uids: uidSet(1, 1),
+		Mode: mailboxv1.StoreMode_STORE_MODE_ADD, Flags: &mailboxv1.Flags{Keywords: manyKeywords(64)}}); err != nil {
+		t.Fatalf("store 64 keywords: %v", err)
+	}
+	before = snapshot(t, c, a)
 	// Bad GetBody ranges and parts.
 	_, _, err = body(t, c, &mailboxv1.GetBodyRequest{AccountId: a, MailboxId: id, Uid: 1, Offset: -1})
 	wantCode(t, "body with a negative offset", err, codes.InvalidArgument)
@@ -415,6 +424,14 @@ func TestBadUIDSets(t *testing.T) {
 	_, _, err = body(t, c, &mailboxv1.GetBodyRequest{AccountId: a, MailboxId: id, Uid: 1, Part: []uint32{0}})
 	wantCode(t, "body part 0", err, codes.NotFound)
 	unchanged(t, c, a, before, "bad stores and body requests")
+}
+
+func manyKeywords(n int) []string {
+	var out []string
+	for i := 0; i < n; i++ {
+		out = append(out, fmt.Sprintf("K%d", i))
+	}
+	return out
 }
 
 func TestBadSearch(t *testing.T) {
@@ -596,4 +613,45 @@ func TestBadDeliver(t *testing.T) {
 	if _, err := deliver(t, c, msg, rs(badMaxRecipients)...); err != nil {
 		t.Fatalf("deliver to %d recipients: %v", badMaxRecipients, err)
 	}
+}
+
+// The mailbox limit counts every mailbox a request would add: the
+// superiors CREATE makes, the superiors RENAME makes, and the mailbox that
+// renaming INBOX makes.
+func TestMailboxLimit(t *testing.T) {
+	e := newEnv(t, 1, func(cfg *Config) { cfg.MaxMailboxes = 9 })
+	c := e.client(0)
+	const a = "hoarder"
+	mustDeliver(t, c, testMessage("m", "x"), a) // six default mailboxes
+	before := snapshot(t, c, a)
+	_, err := c.CreateMailbox(ctxT(t), &mailboxv1.CreateMailboxRequest{AccountId: a, Name: "a/b/c/d"})
+	wantCode(t, "create four mailboxes over the limit", err, codes.InvalidArgument)
+	unchanged(t, c, a, before, "create over the mailbox limit")
+	create(t, c, a, "a/b") // eight
+	before = snapshot(t, c, a)
+	_, err = c.CreateMailbox(ctxT(t), &mailboxv1.CreateMailboxRequest{AccountId: a, Name: "x/y"})
+	wantCode(t, "create two mailboxes, room for one", err, codes.InvalidArgument)
+	unchanged(t, c, a, before, "create over the mailbox limit")
+	create(t, c, a, "a/b/c") // nine: the limit
+	before = snapshot(t, c, a)
+	for _, tc := range []struct{ from, to string }{
+		{"a/b/c", "q/r"}, // would create q
+		{"INBOX", "Old"}, // would create Old
+		{"a/b", "s/t/u"}, // would create s and s/t
+	} {
+		_, err = c.RenameMailbox(ctxT(t), &mailboxv1.RenameMailboxRequest{AccountId: a, OldName: tc.from, NewName: tc.to})
+		wantCode(t, "rename "+tc.from+" to "+tc.to+" at the limit", err, codes.InvalidArgument)
+	}
+	_, err = c.CreateMailbox(ctxT(t), &mailboxv1.CreateMailboxRequest{AccountId: a, Name: "one-more"})
+	wantCode(t, "create at the limit", err, codes.InvalidArgument)
+	unchanged(t, c, a, before, "requests over the mailbox limit")
+	// A rename that adds nothing is fine at the limit; so is a create after
+	// a delete.
+	if _, err := c.RenameMailbox(ctxT(t), &mailboxv1.RenameMailboxRequest{AccountId: a, OldName: "a/b/c", NewName: "a/c"}); err != nil {
+		t.Fatalf("rename within the limit: %v", err)
+	}
+	if _, err := c.DeleteMailbox(ctxT(t), &mailboxv1.DeleteMailboxRequest{AccountId: a, Name: "Junk"}); err != nil {
+		t.Fatal(err)
+	}
+	create(t, c, a, "Spam")
 }

@@ -356,13 +356,29 @@ func TestCreateMailbox(t *testing.T) {
 		}
 		selectBox(t, c, a, n) // superiors are real, selectable mailboxes
 	}
+	// Mail can go to the new mailbox, by deliver and by append.
+	var r *mailboxv1.CreateMailboxResponse
+	res, err := deliver(t, c, testMessage("to-abc", "x"), &mailboxv1.Recipient{AccountId: a, MailboxName: "a/b/c"})
+	if err != nil || res.Results[0].Status != mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK || res.Results[0].Uid != 1 {
+		t.Fatalf("deliver to a/b/c: %v %v", res, err)
+	}
+	ap := mustAppend(t, c, &mailboxv1.AppendHeader{AccountId: a, MailboxName: "a/b/c"}, testMessage("app", "y"))
+	if st := status1(t, c, a, "a/b/c"); ap.MailboxId != info.MailboxId || ap.Uid != 2 || ap.UidValidity != st.UidValidity ||
+		res.Results[0].UidValidity != st.UidValidity || st.Messages != 2 {
+		t.Fatalf("append %v, status %v", ap, st)
+	}
+	// Deliver to "inbox" lands in INBOX.
+	res, err = deliver(t, c, testMessage("lower", "x"), &mailboxv1.Recipient{AccountId: a, MailboxName: "inbox"})
+	if err != nil || res.Results[0].Status != mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK || status1(t, c, a, "INBOX").Messages != 1 {
+		t.Fatalf("deliver to inbox: %v %v", res, err)
+	}
 	if boxes["a/b/c"].MailboxId != info.MailboxId {
 		t.Fatalf("ids differ: %v %v", boxes["a/b/c"], info)
 	}
 	// A sibling under an existing superior.
 	create(t, c, a, "a/d")
 	// Special use on create.
-	r, err := c.CreateMailbox(ctxT(t), &mailboxv1.CreateMailboxRequest{AccountId: a, Name: "Everything", SpecialUse: mailboxv1.SpecialUse_SPECIAL_USE_ALL})
+	r, err = c.CreateMailbox(ctxT(t), &mailboxv1.CreateMailboxRequest{AccountId: a, Name: "Everything", SpecialUse: mailboxv1.SpecialUse_SPECIAL_USE_ALL})
 	if err != nil || r.Mailbox.SpecialUse != mailboxv1.SpecialUse_SPECIAL_USE_ALL {
 		t.Fatalf("create with special use: %v %v", r, err)
 	}
@@ -552,6 +568,14 @@ func TestRenameMailbox(t *testing.T) {
 	// A leaf rename, then a new mailbox under the old name is a new one.
 	if _, err := c.RenameMailbox(ctxT(t), &mailboxv1.RenameMailboxRequest{AccountId: a, OldName: "Workshop", NewName: "Studio"}); err != nil {
 		t.Fatal(err)
+	}
+	// A special-use mailbox keeps its use when renamed.
+	if _, err := c.RenameMailbox(ctxT(t), &mailboxv1.RenameMailboxRequest{AccountId: a, OldName: "Sent", NewName: "Sent Items"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := list(t, c, &mailboxv1.ListMailboxesRequest{AccountId: a, Patterns: []string{"Sent*"}}); names(m) != "Sent Items" ||
+		m["Sent Items"].SpecialUse != mailboxv1.SpecialUse_SPECIAL_USE_SENT || !m["Sent Items"].Subscribed {
+		t.Fatalf("Sent renamed: %v", m)
 	}
 	nw := create(t, c, a, "Work")
 	if nw.MailboxId == old["Work"].MailboxId || status1(t, c, a, "Work").UidValidity == old["Work"].UidValidity {

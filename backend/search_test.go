@@ -45,7 +45,7 @@ func searchMessages() [][]byte {
 		crlf("From: Bob <bob@example.test>\nTo: alice@example.test\nSubject: =?UTF-8?B?" + b64("Grüße aus Köln") + "?=\n" +
 			"Date: Sat, 14 Mar 2026 18:30:00 +0100\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n" +
 			"Content-Transfer-Encoding: base64\n\n" + b64("Meeting at the Dom cathedral tomorrow, señor.\r\n") + "\n"),
-		crlf("From: carol@example.test\nSubject: big one\nX-Priority: 1\n\n" + strings.Repeat("lorem ipsum dolor sit amet\n", 200)),
+		crlf("From: carol@example.test\nSubject: big one\nX-Priority: 1\nX-Tag: one\nX-Tag: two\nX-Long: alpha\n beta\n\n" + strings.Repeat("lorem ipsum dolor sit amet\n", 200)),
 		crlf("From: Dave <dave@example.test>\nTo: alice@example.test\nSubject: =?ISO-8859-1?Q?Caf=E9_meeting?=\n" +
 			"Date: Fri, 20 Mar 2026 09:00:00 +0000\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n" +
 			"--b1\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n" +
@@ -141,6 +141,8 @@ func TestSearch(t *testing.T) {
 		{"HEADER From bob", kHeader("From", "bob"), "[2]"},
 		{"HEADER To bob", kHeader("To", "bob@"), "[1]"},
 		{"HEADER Message-ID", kHeader("Message-ID", "<q1@"), "[1]"},
+		{"HEADER repeated field, second", kHeader("X-Tag", "two"), "[3]"},
+		{"HEADER folded field", kHeader("X-Long", "alpha beta"), "[3]"},
 		{"HEADER Subject % (escaped)", kHeader("Subject", "%"), "[]"},
 		{"HEADER Subject _ (escaped)", kHeader("Subject", "_"), "[]"},
 		{"HEADER value not field name", kHeader("Subject", "Subject"), "[]"},

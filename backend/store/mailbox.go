@@ -221,7 +221,7 @@ func (s *Store) CreateMailbox(ctx context.Context, account, name string, use mai
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if err := s.checkMailboxCount(ctx, tx, account); err != nil {
+		if err := s.checkMailboxCount(ctx, tx, account, append(parents(name), name)); err != nil {
 			return err
 		}
 		for _, p := range parents(name) {
@@ -239,12 +239,15 @@ func (s *Store) CreateMailbox(ctx context.Context, account, name string, use mai
 	return info, err
 }
 
-func (s *Store) checkMailboxCount(ctx context.Context, tx pgx.Tx, account string) error {
-	var n int
-	if err := tx.QueryRow(ctx, "SELECT count(*) FROM mailboxes WHERE account_id=$1", account).Scan(&n); err != nil {
+// checkMailboxCount fails if creating the names in add (distinct) that do
+// not exist yet would take the account over MaxMailboxes.
+func (s *Store) checkMailboxCount(ctx context.Context, tx pgx.Tx, account string, add []string) error {
+	var n, existing int
+	if err := tx.QueryRow(ctx, "SELECT count(*), count(*) FILTER (WHERE name = ANY($2)) FROM mailboxes WHERE account_id=$1",
+		account, add).Scan(&n, &existing); err != nil {
 		return err
 	}
-	if n >= s.cfg.MaxMailboxes {
+	if n+len(add)-existing > s.cfg.MaxMailboxes {
 		return invalid("too many mailboxes (limit %d)", s.cfg.MaxMailboxes)
 	}
 	return nil
@@ -341,6 +344,14 @@ func (s *Store) RenameMailbox(ctx context.Context, account, oldName, newName str
 		if _, err := mailboxByName(ctx, tx, account, newName, false); err == nil {
 			return ErrExists
 		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		// Missing superiors are created, and renaming INBOX creates newName.
+		add := parents(newName)
+		if oldName == "INBOX" {
+			add = append(add, newName)
+		}
+		if err := s.checkMailboxCount(ctx, tx, account, add); err != nil {
 			return err
 		}
 		for _, p := range parents(newName) {
