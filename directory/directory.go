@@ -119,7 +119,9 @@ type Result struct {
 	// Members: the enabled accounts a list expands to, each once, nested
 	// lists flattened.
 	Members []AccountInfo `json:"members,omitempty"`
-	// Forwards: addresses outside the cluster's mailboxes to pass mail on to.
+	// Forwards: addresses to pass mail on to, as stored (mailRoutingAddress).
+	// They may be in a local domain: the caller resolves those again,
+	// bounding the depth itself.
 	Forwards []string `json:"forwards,omitempty"`
 	// Warnings: what list expansion skipped (loops, disabled or missing
 	// members), for logs and `admin explain`.
@@ -613,8 +615,9 @@ func (f *flight) do(key string, fn func() (Result, error)) (Result, error) {
 // same login from another address is not delayed by the first address's
 // failures. A successful login clears its (login, IP) record.
 //
-// Errors: ErrBadCredentials, ErrDisabled (only after a correct password),
-// ErrTemporary, or ctx's error while delayed.
+// Errors: ErrBadCredentials, ErrDisabled (only after a correct password;
+// the account is returned with it, for logging), ErrTemporary, or ctx's
+// error while delayed.
 func (d *Directory) Authenticate(ctx context.Context, login, password string, clientIP netip.Addr) (AccountInfo, error) {
 	key := login
 	valid := validLogin(login) && password != "" && len(password) <= 1024 && !strings.ContainsRune(password, 0)
