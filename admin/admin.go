@@ -41,7 +41,7 @@ type command struct {
 
 // commands maps "noun verb" (or "verb") to the subcommand.
 var commands = map[string]command{
-	"user add":           {"ADDRESS [--password P | --password-file F] [--uid U] [--name N] [--backend B] [--quota-bytes N] [--quota-messages N] [--alias A]... [--disabled]", "create an account", userAdd},
+	"user add":           {"ADDRESS [--password P | --password-file F] [--uid U] [--name N] [--backend B] [--quota-bytes N] [--quota-messages N] [--alias A[,B...]] [--disabled]", "create an account", userAdd},
 	"user show":          {"ADDRESS|LOGIN", "show an account", userShow},
 	"user list":          {"[--domain D]", "list accounts", userList},
 	"user disable":       {"ADDRESS|LOGIN", "refuse logins and mail for an account", userDisable},
