@@ -123,6 +123,7 @@ type Parsed struct {
 func Parse(r io.ReaderAt, size int64, opts Options) (*Parsed, error) {
 	size = max(size, 0)
 	p := &parser{sc: newScanner(r, size, windowSize), opts: opts.withDefaults()}
+	defer p.sc.release()
 	top, h, _ := p.entity(1, false, false)
 	if p.sc.err != nil {
 		return nil, p.sc.err
@@ -505,7 +506,15 @@ func searchHeader(h header) string {
 // bytes. Only a bounded prefix of each part is read.
 func (p *parser) searchBody() (string, error) {
 	limit := p.opts.MaxSearchText
+	estimate := 0
+	for _, it := range p.items {
+		estimate += len(it.text) + 1
+		if it.part != nil {
+			estimate += int(min(it.part.Size, int64(limit)))
+		}
+	}
 	var b strings.Builder
+	b.Grow(min(estimate, limit))
 	for _, it := range p.items {
 		rem := limit - b.Len()
 		if b.Len() > 0 {
@@ -514,22 +523,22 @@ func (p *parser) searchBody() (string, error) {
 		if rem <= 0 {
 			break
 		}
-		text := it.text
-		if it.part != nil {
-			end := min(it.part.EndOffset, it.part.BodyOffset+int64(rem)*4+1024)
-			raw := p.view(it.part.BodyOffset, end)
-			if p.sc.err != nil {
-				return "", p.sc.err
-			}
-			text = toUTF8(it.charset, decodeTransfer(it.part.Encoding, raw), rem)
-		}
-		if text == "" {
+		if it.part != nil && it.part.Size == 0 || it.part == nil && it.text == "" {
 			continue
 		}
 		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString(truncate(text, rem))
+		if it.part == nil {
+			b.WriteString(truncate(it.text, rem))
+			continue
+		}
+		end := min(it.part.EndOffset, it.part.BodyOffset+int64(rem)*4+1024)
+		raw := p.view(it.part.BodyOffset, end)
+		if p.sc.err != nil {
+			return "", p.sc.err
+		}
+		appendUTF8(&b, it.charset, decodeTransfer(it.part.Encoding, raw), rem)
 	}
 	return b.String(), nil
 }

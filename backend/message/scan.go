@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // peekLen is how many bytes of a line's beginning the scanner keeps for the
@@ -49,12 +50,26 @@ type scanner struct {
 	lastEmpty, savedEmpt bool
 }
 
+// windows recycles full-size scanner windows between parses.
+var windows = sync.Pool{New: func() any { b := make([]byte, windowSize); return &b }}
+
+// newScanner returns a scanner of the size octets of r reading window bytes at
+// a time. Call release when done with it.
 func newScanner(r io.ReaderAt, size int64, window int) *scanner {
-	w := int64(window)
-	if size < w {
-		w = size
+	if window == windowSize && size >= windowSize {
+		return &scanner{r: r, size: size, buf: *windows.Get().(*[]byte)}
 	}
-	return &scanner{r: r, size: size, buf: make([]byte, w)}
+	return &scanner{r: r, size: size, buf: make([]byte, min(int64(window), size))}
+}
+
+// release recycles the scanner's window; the scanner and every slice of the
+// window (line heads, views) must not be used afterwards.
+func (s *scanner) release() {
+	if len(s.buf) == windowSize {
+		b := s.buf
+		windows.Put(&b)
+	}
+	s.buf, s.n = nil, 0
 }
 
 // next advances to the next line. It returns false at the end of the input or

@@ -125,6 +125,15 @@ func decodeQP(raw []byte) []byte {
 // toUTF8 converts decoded text in charset cs to at most max bytes of valid
 // UTF-8 without NUL characters. Unknown charsets are treated as UTF-8.
 func toUTF8(cs string, b []byte, max int) string {
+	var sb strings.Builder
+	appendUTF8(&sb, cs, b, max)
+	return sb.String()
+}
+
+// appendUTF8 is toUTF8 writing to sb: it converts b from charset cs and
+// writes at most max bytes of it, cut at a character boundary, made valid
+// UTF-8 without NUL characters.
+func appendUTF8(sb *strings.Builder, cs string, b []byte, max int) {
 	cs = strings.ToLower(strings.TrimSpace(cs))
 	switch cs {
 	case "", "us-ascii", "utf-8", "utf8", "ascii":
@@ -135,15 +144,27 @@ func toUTF8(cs string, b []byte, max int) string {
 			}
 		}
 	}
-	if len(b) > max {
-		b = b[:max]
-		// Do not cut a character in half.
-		for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
-			if r, size := utf8.DecodeLastRune(b); r != utf8.RuneError || size > 1 {
-				break
-			}
-			b = b[:len(b)-1]
-		}
+	b = cutUTF8(b, max)
+	if utf8.Valid(b) && bytes.IndexByte(b, 0) < 0 {
+		sb.Write(b)
+		return
 	}
-	return clean(string(b))
+	// Invalid bytes become U+FFFD, which may make the text longer.
+	sb.WriteString(truncate(clean(string(b)), max))
+}
+
+// cutUTF8 cuts b to at most max bytes without splitting a UTF-8 sequence
+// (an invalid sequence at the cut is dropped).
+func cutUTF8(b []byte, max int) []byte {
+	if len(b) <= max {
+		return b
+	}
+	b = b[:max]
+	for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
+		if r, size := utf8.DecodeLastRune(b); r != utf8.RuneError || size > 1 {
+			break
+		}
+		b = b[:len(b)-1]
+	}
+	return b
 }
