@@ -68,6 +68,11 @@ func TestSlapdStopStart(t *testing.T) {
 	if got, err := ldapsearch(t, s, s.URL, tr.BaseDN); err != nil || len(got) != 3 {
 		t.Fatalf("after restart: %v, %v; want the tree back", got, err)
 	}
+	s.AddLDIF(t, "dn: cn=y,"+tr.PeopleDN+"\nobjectClass: person\ncn: y\nsn: y\n")
+	s.Restart(t)
+	if got, err := ldapsearch(t, s, s.URL, tr.BaseDN); err != nil || len(got) != 4 {
+		t.Fatalf("after Restart: %v, %v; want the tree and the entry added before", got, err)
+	}
 }
 
 func TestSlapdTLS(t *testing.T) {
