@@ -148,7 +148,7 @@ func parseMailbox(s string) *mailboxv1.Address {
 
 // lenientMailbox extracts a display name and address from a mailbox that is
 // not valid RFC 5322: the address is the text in the last angle brackets (or
-// the whole text without comments), the name what precedes them.
+// the whole text), the name what precedes them.
 func lenientMailbox(s string) (name, addr string) {
 	if l := strings.LastIndexByte(s, '<'); l >= 0 {
 		addr = s[l+1:]
@@ -157,41 +157,32 @@ func lenientMailbox(s string) (name, addr string) {
 		}
 		name = decodePhrase(s[:l])
 	} else {
-		addr = stripComments(s)
+		addr = s
 	}
-	addr = strings.TrimSpace(addr)
+	addr = flatten(addr, false)
 	// Obsolete source route: "@relay1,@relay2:local@host".
 	if strings.HasPrefix(addr, "@") {
 		if i := strings.IndexByte(addr, ':'); i >= 0 {
 			addr = addr[i+1:]
 		}
 	}
-	if len(addr) >= 2 && addr[0] == '"' {
-		if q := strings.LastIndexByte(addr, '"'); q > 0 {
-			addr = unquote(addr[:q+1]) + addr[q+1:]
-		}
-	}
-	return name, strings.Join(strings.Fields(addr), "")
+	return name, addr
 }
 
 // decodePhrase turns a display or group name as written into UTF-8: quotes
-// and escapes removed, comments dropped, encoded-words decoded.
+// and escapes removed, comments dropped, white space collapsed, encoded-words
+// decoded.
 func decodePhrase(s string) string {
-	s = strings.TrimSpace(stripComments(s))
-	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		s = unquote(s)
-	}
-	return strings.TrimSpace(decodeText(s))
+	return strings.TrimSpace(decodeText(flatten(s, true)))
 }
 
-// stripComments removes RFC 5322 comments (parenthesised, nestable) outside
-// quoted strings.
-func stripComments(s string) string {
-	if strings.IndexByte(s, '(') < 0 {
-		return s
-	}
+// flatten removes the RFC 5322 comments of s, the quotes and escapes of its
+// quoted strings, and the white space outside them (collapsed to one space
+// when keepSpace).
+func flatten(s string, keepSpace bool) string {
 	var b strings.Builder
-	inQ, depth := false, 0
+	b.Grow(len(s))
+	inQ, depth, space := false, 0, false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
@@ -204,22 +195,30 @@ func stripComments(s string) string {
 			case ')':
 				depth--
 			}
+			continue
 		case inQ:
-			b.WriteByte(c)
 			if c == '\\' && i+1 < len(s) {
 				i++
-				b.WriteByte(s[i])
+				c = s[i]
 			} else if c == '"' {
 				inQ = false
+				continue
 			}
 		case c == '"':
 			inQ = true
-			b.WriteByte(c)
+			continue
 		case c == '(':
 			depth = 1
-		default:
-			b.WriteByte(c)
+			continue
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			space = true
+			continue
 		}
+		if space && keepSpace && b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		space = false
+		b.WriteByte(c)
 	}
 	return b.String()
 }

@@ -30,15 +30,6 @@ func (h header) get(name string) string {
 	return ""
 }
 
-func (h header) has(name string) bool {
-	for i := range h {
-		if strings.EqualFold(h[i].name, name) {
-			return true
-		}
-	}
-	return false
-}
-
 // parseHeader splits a raw header block into fields. It never fails: lines
 // that are neither a field nor a continuation are skipped, a continuation
 // line before any field is ignored, and the blank line ending the block (if

@@ -436,7 +436,7 @@ func describe(bs *mailboxv1.BodyStructure, h header, digest bool) (boundary stri
 		bs.Params = map[string]string{"charset": "us-ascii"}
 	}
 	bs.Encoding = "7bit"
-	if f := strings.Fields(stripComments(h.get("Content-Transfer-Encoding"))); len(f) > 0 {
+	if f := strings.Fields(flatten(h.get("Content-Transfer-Encoding"), true)); len(f) > 0 {
 		bs.Encoding = clean(strings.ToLower(f[0]))
 	}
 	bs.Id = clean(h.get("Content-ID"))
@@ -446,7 +446,7 @@ func describe(bs *mailboxv1.BodyStructure, h header, digest bool) (boundary stri
 	if d, dp, _, ok := parseParams(h.get("Content-Disposition")); ok && !strings.Contains(d, "/") {
 		bs.Disposition, bs.DispositionParams = d, dp
 	}
-	for _, l := range strings.Split(stripComments(h.get("Content-Language")), ",") {
+	for _, l := range strings.Split(flatten(h.get("Content-Language"), true), ",") {
 		if l = strings.TrimSpace(l); l != "" {
 			bs.Language = append(bs.Language, clean(l))
 		}

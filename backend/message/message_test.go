@@ -425,6 +425,12 @@ func TestAddressLists(t *testing.T) {
 		{"empty entries", " , <>, a@x.example,", []*mailboxv1.Address{addr("", "a", "x.example")}},
 		{"unquoted comma in 8bit name", "M\xfcller, Hans <h@x.example>",
 			[]*mailboxv1.Address{addr("", "M\uFFFDller", missingDomain), addr("Hans", "h", "x.example")}},
+		{"lenient with comments", `Sales (the "team" (EU)) "Dept." <sales@x.example>>`,
+			[]*mailboxv1.Address{addr("Sales Dept.", "sales", "x.example")}},
+		{"lenient unterminated angle", `=?utf-8?q?M=C3=BCller?= (x\) y) <m@x.example`,
+			[]*mailboxv1.Address{addr("Müller", "m", "x.example")}},
+		{"lenient quoted local part", `Q <"a b"@x.example>>`, []*mailboxv1.Address{addr("Q", "a b", "x.example")}},
+		{"encoded word with colon", `=?utf-8?q?a:b?= <a@x.example>`, []*mailboxv1.Address{addr("a:b", "a", "x.example")}},
 		{"quoted local part", `"john doe"@x.example`, []*mailboxv1.Address{addr("", "john doe", "x.example")}},
 	}
 	for _, tc := range tests {

@@ -96,9 +96,6 @@ func (s *scanner) unread() {
 	s.lastEOL, s.lastEmpty = s.savedEOL, s.savedEmpt
 }
 
-// atEOF reports whether all input has been consumed.
-func (s *scanner) atEOF() bool { return !s.back && s.pos >= s.size }
-
 // fill reads the window starting at offset off, keeping bytes already held
 // from off on.
 func (s *scanner) fill(off int64) bool {
