@@ -167,11 +167,16 @@ func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) 
 	if internal.IsZero() {
 		internal = time.Now()
 	}
+	// A message without a header block has an empty header, not NULL.
+	header := msg.Header
+	if header == nil {
+		header = []byte{}
+	}
 	out := make([]DeliveryResult, 0, len(unique))
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		out = out[:0]
 		rows, err := tx.Query(ctx, `SELECT r_status, r_mailbox_id, r_uid_validity, r_uid FROM mc_deliver($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-			msg.BlobKey, msg.Size, internal, sentDate, msg.Header, env, st, msg.SearchHeader, msg.SearchBody,
+			msg.BlobKey, msg.Size, internal, sentDate, header, env, st, msg.SearchHeader, msg.SearchBody,
 			accounts, boxes, flagBits, kws, quotaBytes, quotaCount)
 		if err != nil {
 			return err
