@@ -49,7 +49,18 @@ func TestCacheAndOutage(t *testing.T) {
 		t.Fatalf("nobody: %v", r.Kind)
 	}
 
+	limCfg := cfg
+	limCfg.ListMaxMembers = 1
+	lim := newDir(t, limCfg, directory.WithClock(clk.Now))
+	if _, err := lim.Resolve(ctx, "team@example.test"); !errors.Is(err, directory.ErrListLimit) {
+		t.Fatalf("team over the limit: %v", err)
+	}
+
 	s.Stop()
+	// An oversized list is remembered as such (not asked again).
+	if _, err := lim.Resolve(ctx, "team@example.test"); !errors.Is(err, directory.ErrListLimit) {
+		t.Fatalf("team over the limit, in an outage within the negative TTL: %v, want the cached ErrListLimit", err)
+	}
 	// Within the TTL: from cache.
 	if r := resolve(t, d, "alice@example.test"); r.Kind != directory.Account {
 		t.Fatalf("alice in an outage, fresh: %v", r.Kind)

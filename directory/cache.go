@@ -18,6 +18,7 @@ type cache struct {
 
 type cacheEntry struct {
 	res     Result
+	err     error // a permanent failure (ErrListLimit), cached like a negative answer
 	fetched time.Time
 }
 

@@ -256,19 +256,24 @@ func (d *Directory) cached(ctx context.Context, a Address) (Result, error) {
 	e, ok := d.cache.get(key)
 	if ok {
 		ttl := d.cfg.CacheTTL
-		if e.res.Kind == Unknown {
+		if e.res.Kind == Unknown || e.err != nil {
 			ttl = d.cfg.NegativeCacheTTL
 		}
 		if now.Sub(e.fetched) < ttl {
-			return e.res, nil
+			return e.res, e.err
 		}
 	}
 	res, err := d.flight.do(key, func() (Result, error) { return d.fetch(ctx, a) })
-	if err == nil {
+	switch {
+	case err == nil:
 		d.cache.put(key, cacheEntry{res: res, fetched: d.opt.now()})
 		return res, nil
-	}
-	if errors.Is(err, ErrTemporary) && ok && e.res.Kind != Unknown && now.Sub(e.fetched) < d.cfg.StaleTTL {
+	case errors.Is(err, ErrListLimit):
+		// Remembered like an unknown address, so that mail to an
+		// oversized list does not expand it again for every recipient.
+		d.cache.put(key, cacheEntry{err: err, fetched: d.opt.now()})
+		return Result{}, err
+	case errors.Is(err, ErrTemporary) && ok && e.err == nil && e.res.Kind != Unknown && now.Sub(e.fetched) < d.cfg.StaleTTL:
 		d.log.Warn("ldap unavailable: serving cached answer", "address", key, "age", now.Sub(e.fetched).Round(time.Second), "err", err)
 		return e.res, nil
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -231,5 +233,39 @@ func TestResolveLargeList(t *testing.T) {
 	cfg.ListMaxMembers = 599
 	if _, err := newDir(t, cfg).Resolve(context.Background(), "big@example.test"); !errors.Is(err, directory.ErrListLimit) {
 		t.Fatalf("600 recipients with limit 599: %v", err)
+	}
+}
+
+// TestDeploySlapdConf checks deploy/ldap/slapd.conf (with its paths moved to
+// a temporary directory): slaptest accepts it and seed.ldif loads into it.
+func TestDeploySlapdConf(t *testing.T) {
+	slapd, err := testenv.SlapdPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy := filepath.Join(testenv.RepoRoot(), "deploy", "ldap")
+	conf, err := os.ReadFile(filepath.Join(deploy, "slapd.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(conf), "/var/lib/mailcluster-ldap", dir)
+	text = strings.ReplaceAll(text, "/etc/ldap/schema/mailcluster.schema", filepath.Join(deploy, "mailcluster.schema"))
+	if text == string(conf) {
+		t.Fatal("deploy/ldap/slapd.conf no longer uses the paths this test moves")
+	}
+	path := filepath.Join(dir, "slapd.conf")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Dir(slapd)
+	if out, err := exec.Command(filepath.Join(bin, "slaptest"), "-Q", "-u", "-f", path).CombinedOutput(); err != nil {
+		t.Fatalf("slaptest: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(filepath.Join(bin, "slapadd"), "-q", "-f", path, "-l", filepath.Join(deploy, "seed.ldif")).CombinedOutput(); err != nil {
+		t.Fatalf("slapadd seed.ldif: %v\n%s", err, out)
 	}
 }
