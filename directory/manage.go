@@ -59,8 +59,7 @@ func (c *ManagerConfig) Validate() error {
 // any entry first.
 type Manager struct {
 	cfg ManagerConfig
-	d   *Directory
-	log *slog.Logger
+	d   *Directory // its lookup pool, bound as the admin DN, does the writes too
 
 	pmMu    sync.Mutex
 	pmKnown bool // whether the server's Password Modify support is known
@@ -76,15 +75,11 @@ func NewManager(cfg ManagerConfig, log *slog.Logger, opts ...Option) (*Manager, 
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: cfg, d: d, log: d.log}, nil
+	return &Manager{cfg: cfg, d: d}, nil
 }
 
 // Close closes the LDAP connections.
 func (m *Manager) Close() error { return m.d.Close() }
-
-// Directory returns the Manager's read side (uncached answers come from
-// Explain).
-func (m *Manager) Directory() *Directory { return m.d }
 
 // NewUser describes an account to create.
 type NewUser struct {
