@@ -392,3 +392,25 @@ func TestUsageAndFailures(t *testing.T) {
 		t.Fatalf("LDAP down: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }
+
+// TestPasswdFallback: a server that does not list the Password Modify
+// extension (hidden from the root DSE here) gets a salted hash with
+// --method auto, and the password works.
+func TestPasswdFallback(t *testing.T) {
+	s := testenv.NewSlapd(t, testenv.SlapdOptions{Global: "access to dn.base=\"\" attrs=supportedExtension by * none\naccess to dn.base=\"\" by * read"})
+	st := &site{t: t, s: s, tree: s.NewTree(t), url: s.URL}
+	var acc directory.AccountInfo
+	st.okJSON(&acc, "user", "add", "alice@example.test")
+	var res map[string]string
+	st.okJSON(&res, "user", "passwd", "alice", "--password", "pw-auto")
+	if res["method"] != "ssha" {
+		t.Fatalf("passwd --method auto without the extension used %q, want ssha", res["method"])
+	}
+	if err := st.login("alice", "pw-auto"); err != nil {
+		t.Fatalf("login after the fallback: %v", err)
+	}
+	st.ok("user", "add", "bob@example.test", "--password", "pw-bob") // auto at creation: hash in the add
+	if err := st.login("bob", "pw-bob"); err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+}

@@ -58,6 +58,9 @@ type SlapdOptions struct {
 	// Seed is an LDIF file loaded with slapadd before the server starts; it
 	// must contain the suffix entry. Empty: only the suffix entry is created.
 	Seed string
+	// Global is added to slapd.conf's global section (before the
+	// databases), e.g. access rules for the root DSE.
+	Global string
 }
 
 var (
@@ -141,6 +144,7 @@ moduleload back_mdb
 moduleload argon2
 pidfile %s
 %s
+%s
 database config
 database mdb
 maxsize 1073741824
@@ -153,7 +157,7 @@ index objectClass eq
 index uid,mail,mailLocalAddress,member,entryUUID eq
 access to attrs=userPassword by self write by anonymous auth by * none
 access to * by users read by * none
-`, schema, filepath.Join(base, "slapd.pid"), tlsConf, SlapdSuffix, SlapdAdminDN, SlapdAdminPassword,
+`, schema, filepath.Join(base, "slapd.pid"), tlsConf, opt.Global, SlapdSuffix, SlapdAdminDN, SlapdAdminPassword,
 		filepath.Join(base, "data"))
 	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
 		return nil, err
