@@ -28,15 +28,23 @@
 //	BODY[TEXT]     [Structure.BodyOffset, Size)
 //
 // Section N.M of a message/rfc822 part N is found in part.Message (its Parts
-// when it is a multipart, else part.Message itself is section N.1).
+// when it is a multipart, else part.Message itself is section N.1). A
+// non-multipart message has only section 1, which is Structure itself.
+// HEADER.FIELDS and HEADER.FIELDS.NOT are taken from the HEADER range.
+//
+// Offsets and sizes count the bytes as stored. IMAP sends CRLF line endings
+// and RFC822.SIZE and BODYSTRUCTURE sizes must match what is sent, so a
+// message received with bare LF endings should be converted to CRLF before it
+// is stored and parsed; Parse itself accepts either.
 //
 // # Why a scanner of its own
 //
 // go-message reads entities as streams and does not report where a header
 // or body lies in the input, and it stops at the first malformed header line.
 // The boundaries and header blocks are therefore found by a small line
-// scanner here; go-message supplies the charset decoders (and net/mail with
-// them the address and RFC 2047 decoding).
+// scanner here; go-message's charset package supplies the charset decoders,
+// used for body text, RFC 2231 parameters, and (through mime.WordDecoder and
+// net/mail) RFC 2047 encoded-words in headers and addresses.
 package message
 
 import (
@@ -44,8 +52,6 @@ import (
 	"io"
 	"strings"
 	"time"
-
-	_ "github.com/emersion/go-message/charset" // registers charsets with go-message
 
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
@@ -119,7 +125,10 @@ type Parsed struct {
 //   - Bare LF line endings are accepted; offsets always index the input.
 //
 // SearchBody joins, in order and separated by "\n", the decoded text of text/*
-// parts and the decoded header fields of encapsulated messages.
+// parts and the decoded header fields of encapsulated messages (so that SEARCH
+// BODY finds a forwarded message's sender). At most about 4*MaxSearchText
+// bytes of each text part are read; other parts are only scanned for
+// boundaries, through a 64 KiB window.
 func Parse(r io.ReaderAt, size int64, opts Options) (*Parsed, error) {
 	size = max(size, 0)
 	p := &parser{sc: newScanner(r, size, windowSize), opts: opts.withDefaults()}
