@@ -1,0 +1,299 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// fetchChunk bounds the targets of one backend Fetch call (and so the
+// ranges of its UID set).
+const fetchChunk = 5000
+
+// errBroken: a body failed half-way through its literal; the connection
+// cannot be kept in sync and is closed.
+var errBroken = errors.New("imap: body stream broke inside a literal")
+
+// Fetch streams metadata from the backend in batches and writes each
+// message as it arrives; bodies are streamed chunk by chunk from GetBody.
+// Metadata (flags, dates, sizes, ENVELOPE, BODYSTRUCTURE, top-level header
+// fields) never reads S3.
+func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	sel := ss.sel
+	if len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
+		return bad(imap.ResponseCodeClientBug, "BINARY is not supported")
+	}
+	targets := ss.resolve(numSet)
+	if len(targets) == 0 {
+		return nil
+	}
+	req := &mailboxv1.FetchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Envelope: options.Envelope,
+		BodyStructure: options.BodyStructure != nil, InternalDate: options.InternalDate || options.RFC822Size,
+		BatchSize: uint32(ss.srv.cfg.FetchBatch), ChangedSince: options.ChangedSince}
+	for _, s := range options.BodySection {
+		if len(s.Part) == 0 && s.Specifier == imap.PartSpecifierHeader {
+			req.Header = true
+		}
+	}
+	var failed error
+	for len(targets) > 0 {
+		chunk := targets[:min(len(targets), fetchChunk)]
+		targets = targets[len(chunk):]
+		req.Uids = uidSetOf(uidsOf(chunk))
+		if err := ss.fetchChunk(w, req, chunk, options); err != nil {
+			if errors.Is(err, errBroken) || ss.ctx.Err() != nil {
+				ss.conn.NetConn().Close()
+				return err
+			}
+			var ie *imap.Error
+			if !errors.As(err, &ie) {
+				return err // writing to the client failed
+			}
+			failed = err
+		}
+	}
+	return failed
+}
+
+func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchRequest, targets []target, options *imap.FetchOptions) error {
+	var written int
+	for attempt := 0; ; attempt++ {
+		c, ctx, cancel, err := ss.rpc(true)
+		if err != nil {
+			return ss.fail("fetch", err, nil)
+		}
+		stream, err := c.Fetch(ctx, req)
+		j := 0
+		for err == nil {
+			var r *mailboxv1.FetchResponse
+			r, err = stream.Recv()
+			if err != nil {
+				break
+			}
+			for _, m := range r.Messages {
+				for j < len(targets) && targets[j].uid < m.Uid {
+					j++
+				}
+				if j == len(targets) || targets[j].uid != m.Uid {
+					continue
+				}
+				if werr := ss.writeMessage(w, targets[j].seq, m, options); werr != nil {
+					cancel()
+					return werr
+				}
+				written++
+			}
+		}
+		cancel()
+		if err == io.EOF {
+			return nil
+		}
+		ss.srv.unreachable(c, err)
+		if written > 0 || attempt > 0 || !temporary(err) || ss.ctx.Err() != nil {
+			return ss.fail("fetch", err, nil)
+		}
+	}
+}
+
+// writeMessage writes one FETCH response. Body sections without .PEEK set
+// \Seen (not in a read-only mailbox); the new flags follow the bodies.
+func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailboxv1.MessageMeta, options *imap.FetchOptions) error {
+	sel := ss.sel
+	seen := m.Flags.GetSystem()&uint32(mailboxv1.Flag_FLAG_SEEN) != 0
+	setSeen := false
+	if !sel.readOnly && !seen {
+		for _, s := range options.BodySection {
+			if !s.Peek {
+				setSeen = true
+			}
+		}
+	}
+	deferred := setSeen // FLAGS are written after the bodies
+	rw := w.CreateMessage(seq)
+	if options.UID {
+		rw.WriteUID(imap.UID(m.Uid))
+	}
+	if options.Flags && !setSeen {
+		rw.WriteFlags(flagsFromProto(m.Flags))
+	}
+	if options.InternalDate {
+		rw.WriteInternalDate(time.Unix(m.InternalDate, 0))
+	}
+	if options.RFC822Size {
+		rw.WriteRFC822Size(m.Size)
+	}
+	if options.Envelope {
+		rw.WriteEnvelope(envelopeFromProto(m.Envelope))
+	}
+	if options.BodyStructure != nil {
+		rw.WriteBodyStructure(bodyStructureFromProto(m.BodyStructure))
+	}
+	var sectionErr error
+	flags := m.Flags
+	for _, s := range options.BodySection {
+		f, err := ss.writeSection(rw, m, s, setSeen && !s.Peek)
+		if errors.Is(err, errBroken) {
+			return err
+		}
+		if err != nil {
+			sectionErr = err
+			continue
+		}
+		if f != nil {
+			flags, setSeen = f, false
+		}
+	}
+	if (options.Flags && deferred) || flags != m.Flags {
+		rw.WriteFlags(flagsFromProto(flags))
+	}
+	if err := rw.Close(); err != nil {
+		return err
+	}
+	return sectionErr
+}
+
+// writeSection writes one BODY[...] item. It returns the message's flags
+// when reading it set \Seen.
+func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1.MessageMeta, s *imap.FetchItemBodySection, setSeen bool) (*mailboxv1.Flags, error) {
+	fields := len(s.HeaderFields) > 0 || len(s.HeaderFieldsNot) > 0
+	if s.Specifier == imap.PartSpecifierHeader && (len(s.Part) == 0 || fields) && !setSeen {
+		// Header sections come from the stored header block (top level)
+		// or one GetBody of the part's header; fields are filtered here.
+		hdr := m.Header
+		if len(s.Part) > 0 {
+			b, err := ss.readSection(m.Uid, s.Part, mailboxv1.BodySection_BODY_SECTION_HEADER)
+			if err != nil {
+				return nil, err
+			}
+			hdr = b
+		}
+		if fields {
+			hdr = filterHeader(hdr, append(s.HeaderFields, s.HeaderFieldsNot...), len(s.HeaderFieldsNot) > 0)
+		}
+		if p := s.Partial; p != nil {
+			hdr = hdr[min(int64(len(hdr)), p.Offset):]
+			if p.Size > 0 {
+				hdr = hdr[:min(int64(len(hdr)), p.Size)]
+			}
+		}
+		wc := rw.WriteBodySection(s, int64(len(hdr)))
+		if _, err := wc.Write(hdr); err != nil {
+			return nil, err
+		}
+		return nil, wc.Close()
+	}
+	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.mb.key.id, Uid: m.Uid, SetSeen: setSeen}
+	for _, p := range s.Part {
+		req.Part = append(req.Part, uint32(p))
+	}
+	switch s.Specifier {
+	case imap.PartSpecifierHeader:
+		req.Section = mailboxv1.BodySection_BODY_SECTION_HEADER
+	case imap.PartSpecifierText:
+		req.Section = mailboxv1.BodySection_BODY_SECTION_TEXT
+	case imap.PartSpecifierMIME:
+		req.Section = mailboxv1.BodySection_BODY_SECTION_MIME
+	}
+	if p := s.Partial; p != nil && !fields {
+		req.Offset, req.Length = p.Offset, p.Size
+		if p.Size == 0 {
+			req.Length = -1 // <n.0>: nothing
+		}
+	}
+	if fields {
+		hdr, err := ss.readSection(m.Uid, s.Part, mailboxv1.BodySection_BODY_SECTION_HEADER)
+		if err != nil {
+			return nil, err
+		}
+		hdr = filterHeader(hdr, append(s.HeaderFields, s.HeaderFieldsNot...), len(s.HeaderFieldsNot) > 0)
+		wc := rw.WriteBodySection(s, int64(len(hdr)))
+		if _, err := wc.Write(hdr); err != nil {
+			return nil, err
+		}
+		return nil, wc.Close()
+	}
+	if req.Length < 0 {
+		wc := rw.WriteBodySection(s, 0)
+		return nil, wc.Close()
+	}
+	c, ctx, cancel, err := ss.rpc(true)
+	if err != nil {
+		return nil, ss.fail("fetch body", err, nil)
+	}
+	defer cancel()
+	stream, err := c.GetBody(ctx, req)
+	var first *mailboxv1.BodyChunk
+	if err == nil {
+		first, err = stream.Recv()
+	}
+	if err != nil {
+		ss.srv.unreachable(c, err)
+		return nil, ss.fail("fetch body", err, nil)
+	}
+	wc := rw.WriteBodySection(s, first.TotalSize)
+	n := int64(0)
+	chunk := first
+	for {
+		if len(chunk.Data) > 0 {
+			if n+int64(len(chunk.Data)) > first.TotalSize {
+				return nil, errBroken
+			}
+			if _, err := wc.Write(chunk.Data); err != nil {
+				return nil, err
+			}
+			n += int64(len(chunk.Data))
+		}
+		chunk, err = stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			ss.log.Warn("imap: body stream failed inside a literal", "uid", m.Uid, "err", err)
+			return nil, errBroken
+		}
+	}
+	if n != first.TotalSize {
+		return nil, errBroken
+	}
+	if err := wc.Close(); err != nil {
+		return nil, err
+	}
+	if first.Flags != nil {
+		return first.Flags, nil
+	}
+	return nil, nil
+}
+
+// readSection reads a (small) header section whole.
+func (ss *session) readSection(uid uint32, part []int, section mailboxv1.BodySection) ([]byte, error) {
+	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.mb.key.id, Uid: uid, Section: section}
+	for _, p := range part {
+		req.Part = append(req.Part, uint32(p))
+	}
+	return call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) ([]byte, error) {
+		stream, err := c.GetBody(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		var out []byte
+		for {
+			ch, err := stream.Recv()
+			if err == io.EOF {
+				return out, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(out)+len(ch.Data) > 1<<20 {
+				return nil, errLimit
+			}
+			out = append(out, ch.Data...)
+		}
+	})
+}

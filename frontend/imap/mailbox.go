@@ -1,0 +1,336 @@
+package imap
+
+import (
+	"context"
+	"io"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"google.golang.org/grpc/metadata"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// accountHeader is the gRPC metadata key naming the account a call acts
+// for (mailbox.proto conventions).
+const accountHeader = "x-mailcluster-account"
+
+type mailboxKey struct {
+	account string
+	id      int64
+}
+
+// mailboxState is this frontend's view of one selected mailbox, shared by
+// every session that has it selected: the UIDs present (the server view of
+// sequence numbers) and the imapserver.MailboxTracker that gives each
+// session its own view. It is updated only by sync, from the backend's
+// Changes, so all sessions see the same order of events.
+//
+// Locking: mu guards uids, modseq and every call into the tracker and its
+// session trackers (imapserver's trackers read the message count without
+// their own lock). syncMu serialises syncs.
+type mailboxState struct {
+	srv      *Server
+	key      mailboxKey
+	mailHost string
+	refs     int // guarded by srv.mu
+
+	syncMu sync.Mutex
+
+	mu          sync.Mutex
+	uids        []uint32 // ascending; index+1 is the server sequence number
+	modseq      uint64
+	uidValidity uint32
+	tracker     *imapserver.MailboxTracker
+
+	kickMu  sync.Mutex
+	running bool
+	dirty   bool
+}
+
+// acquire returns the shared state of a mailbox, creating it from sel when
+// this frontend has no session on it yet. fresh reports a new state.
+func (s *Server) acquire(account, mailHost string, sel *mailboxv1.SelectResponse) (mb *mailboxState, fresh bool) {
+	key := mailboxKey{account, sel.Status.MailboxId}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mb = s.mailboxes[key]; mb != nil && mb.uidValidity == sel.Status.UidValidity {
+		mb.refs++
+		return mb, false
+	}
+	mb = &mailboxState{srv: s, key: key, mailHost: mailHost, refs: 1,
+		uids: expandUIDs(sel.Uids), modseq: sel.Status.HighestModseq, uidValidity: sel.Status.UidValidity}
+	mb.tracker = imapserver.NewMailboxTracker(uint32(len(mb.uids)))
+	s.mailboxes[key] = mb
+	return mb, true
+}
+
+// release drops a session's reference; the last one stops following it.
+func (s *Server) release(mb *mailboxState) {
+	s.mu.Lock()
+	mb.refs--
+	last := mb.refs == 0
+	if last && s.mailboxes[mb.key] == mb {
+		delete(s.mailboxes, mb.key)
+	}
+	s.mu.Unlock()
+	if last {
+		s.watch.remove(mb)
+	}
+}
+
+// expandUIDs turns backend ranges into a list. Ranges are closed and
+// explicit in Select responses.
+func expandUIDs(set *mailboxv1.UIDSet) []uint32 {
+	if set == nil {
+		return nil
+	}
+	n := 0
+	for _, r := range set.Ranges {
+		if r.End >= r.Start {
+			n += int(r.End-r.Start) + 1
+		}
+	}
+	out := make([]uint32, 0, n)
+	for _, r := range set.Ranges {
+		for u := r.Start; u <= r.End && u != 0; u++ {
+			out = append(out, u)
+			if u == r.End {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// uidSetOf compresses ascending UIDs into backend ranges.
+func uidSetOf(uids []uint32) *mailboxv1.UIDSet {
+	set := &mailboxv1.UIDSet{}
+	for i := 0; i < len(uids); {
+		j := i
+		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
+			j++
+		}
+		set.Ranges = append(set.Ranges, &mailboxv1.UIDRange{Start: uids[i], End: uids[j]})
+		i = j + 1
+	}
+	return set
+}
+
+// inSet reports whether uid is in a backend set (end 0 is "*").
+func inSet(set *mailboxv1.UIDSet, uid uint32) bool {
+	for _, r := range set.GetRanges() {
+		end := r.End
+		if end == 0 {
+			end = ^uint32(0)
+		}
+		if uid >= r.Start && uid <= end {
+			return true
+		}
+	}
+	return false
+}
+
+// seqOf returns the server sequence number of uid, or 0. mu must be held.
+func (mb *mailboxState) seqOf(uid uint32) uint32 {
+	i, ok := slices.BinarySearch(mb.uids, uid)
+	if !ok {
+		return 0
+	}
+	return uint32(i) + 1
+}
+
+// kick asks for a sync soon; kicks while one runs coalesce into one more.
+func (mb *mailboxState) kick() {
+	mb.kickMu.Lock()
+	if mb.running {
+		mb.dirty = true
+		mb.kickMu.Unlock()
+		return
+	}
+	mb.running = true
+	mb.kickMu.Unlock()
+	go func() {
+		for {
+			ctx, cancel := context.WithTimeout(mb.srv.ctx, mb.srv.cfg.RPCTimeout)
+			if err := mb.sync(ctx, nil, nil); err != nil && mb.srv.ctx.Err() == nil {
+				mb.srv.log.Warn("imap: mailbox resync failed", "account", mb.key.account, "mailbox", mb.key.id, "err", err)
+			}
+			cancel()
+			mb.kickMu.Lock()
+			if !mb.dirty {
+				mb.running = false
+				mb.kickMu.Unlock()
+				return
+			}
+			mb.dirty = false
+			mb.kickMu.Unlock()
+		}
+	}()
+}
+
+// client routes the mailbox's account and returns a context carrying the
+// account header.
+func (mb *mailboxState) client(ctx context.Context) (mailboxv1.MailboxClient, context.Context, error) {
+	c, err := mb.srv.deps.Router.Route(mb.key.account, mb.mailHost)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, metadata.AppendToOutgoingContext(ctx, accountHeader, mb.key.account), nil
+}
+
+// sync brings the state up to date with the backend and queues EXISTS,
+// EXPUNGE and FETCH FLAGS for every session. Flag changes of the UIDs in
+// quiet are not queued for source, which has already answered them.
+func (mb *mailboxState) sync(ctx context.Context, source *imapserver.SessionTracker, quiet []uint32) error {
+	mb.syncMu.Lock()
+	defer mb.syncMu.Unlock()
+	mb.mu.Lock()
+	since := mb.modseq
+	mb.mu.Unlock()
+
+	c, cctx, err := mb.client(ctx)
+	if err != nil {
+		return err
+	}
+	stream, err := c.Changes(cctx, &mailboxv1.ChangesRequest{AccountId: mb.key.account, MailboxId: mb.key.id, SinceModseq: since})
+	if err != nil {
+		mb.srv.unreachable(c, err)
+		return err
+	}
+	var (
+		st        *mailboxv1.MailboxStatus
+		changed   []*mailboxv1.MessageMeta
+		vanished  []*mailboxv1.UIDRange
+		truncated bool
+	)
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			mb.srv.unreachable(c, err)
+			return err
+		}
+		if r.Status != nil {
+			st = r.Status
+		}
+		changed = append(changed, r.Changed...)
+		vanished = append(vanished, r.Vanished.GetRanges()...)
+		truncated = truncated || r.ExpungeLogTruncated
+	}
+	if st == nil {
+		return nil
+	}
+	if truncated {
+		return mb.fullSync(ctx, c, cctx, since, st)
+	}
+	mb.apply(&mailboxv1.UIDSet{Ranges: vanished}, changed, st.HighestModseq, source, quiet)
+	mb.mu.Lock()
+	consistent := uint32(len(mb.uids)) == st.Messages
+	mb.mu.Unlock()
+	if !consistent {
+		// Changes and the status were not one snapshot (a change landed
+		// in between) or the log missed something: compare UID lists.
+		return mb.fullSync(ctx, c, cctx, since, nil)
+	}
+	return nil
+}
+
+// fullSync compares the UID list with the backend's (Fetch of 1:*, flags
+// only) when the expunge log cannot tell what vanished.
+func (mb *mailboxState) fullSync(ctx context.Context, c mailboxv1.MailboxClient, cctx context.Context, since uint64, st *mailboxv1.MailboxStatus) error {
+	stream, err := c.Fetch(cctx, &mailboxv1.FetchRequest{AccountId: mb.key.account, MailboxId: mb.key.id,
+		Uids: &mailboxv1.UIDSet{Ranges: []*mailboxv1.UIDRange{{Start: 1, End: 0}}}, BatchSize: uint32(mb.srv.cfg.FetchBatch)})
+	if err != nil {
+		return err
+	}
+	var present []uint32
+	var changed []*mailboxv1.MessageMeta
+	var top uint64
+	for {
+		r, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		for _, m := range r.Messages {
+			present = append(present, m.Uid)
+			top = max(top, m.Modseq)
+			if m.Modseq > since {
+				changed = append(changed, m)
+			}
+		}
+	}
+	if st != nil {
+		top = max(top, st.HighestModseq)
+	}
+	mb.mu.Lock()
+	var gone []uint32
+	for _, u := range mb.uids {
+		if _, ok := slices.BinarySearch(present, u); !ok {
+			gone = append(gone, u)
+		}
+	}
+	mb.mu.Unlock()
+	mb.apply(uidSetOf(gone), changed, top, nil, nil)
+	return nil
+}
+
+// apply queues the updates: expunges first (highest sequence number first,
+// so each number is valid when sent), then new messages one EXISTS at a
+// time (the trackers' sequence-number mapping needs single increments), then
+// flag changes.
+func (mb *mailboxState) apply(vanished *mailboxv1.UIDSet, changed []*mailboxv1.MessageMeta, modseq uint64, source *imapserver.SessionTracker, quiet []uint32) {
+	sort.Slice(changed, func(i, j int) bool { return changed[i].Uid < changed[j].Uid })
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if len(vanished.GetRanges()) > 0 {
+		kept := mb.uids[:0:0]
+		var expunged []uint32
+		for i, u := range mb.uids {
+			if inSet(vanished, u) {
+				expunged = append(expunged, uint32(i)+1)
+			} else {
+				kept = append(kept, u)
+			}
+		}
+		if len(expunged) > 0 {
+			for i := len(expunged) - 1; i >= 0; i-- {
+				mb.tracker.QueueExpunge(expunged[i])
+			}
+			mb.uids = kept
+		}
+	}
+	for _, m := range changed {
+		if inSet(vanished, m.Uid) {
+			continue
+		}
+		last := uint32(0)
+		if n := len(mb.uids); n > 0 {
+			last = mb.uids[n-1]
+		}
+		switch {
+		case m.Uid > last:
+			mb.uids = append(mb.uids, m.Uid)
+			mb.tracker.QueueNumMessages(uint32(len(mb.uids)))
+		default:
+			seq := mb.seqOf(m.Uid)
+			if seq == 0 {
+				continue
+			}
+			src := (*imapserver.SessionTracker)(nil)
+			if _, ok := slices.BinarySearch(quiet, m.Uid); ok {
+				src = source
+			}
+			mb.tracker.QueueMessageFlags(seq, imap.UID(m.Uid), flagsFromProto(m.Flags), src)
+		}
+	}
+	mb.modseq = max(mb.modseq, modseq)
+}

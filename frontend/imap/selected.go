@@ -1,0 +1,329 @@
+package imap
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// target is a message a command acts on: its UID and the sequence number
+// the client knows it by. Sequence numbers stay valid for the whole command
+// because imapserver sends no EXPUNGE while one runs.
+type target struct {
+	uid uint32
+	seq uint32
+}
+
+// resolve turns a client's sequence or UID set into targets, ascending by
+// UID. Messages the client has not been told about yet (no EXISTS) and
+// messages already expunged are left out.
+func (ss *session) resolve(numSet imap.NumSet) []target {
+	sel := ss.sel
+	if sel == nil {
+		return nil
+	}
+	mb := sel.mb
+	var out []target
+	if set, ok := numSet.(imap.UIDSet); ok && imap.IsSearchRes(set) {
+		set = imap.UIDSet{}
+		for _, u := range ss.searchRes {
+			set.AddNum(imap.UID(u))
+		}
+		numSet = set
+	}
+	mb.mu.Lock()
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		clientMax := uint32(0)
+		for n := uint32(len(mb.uids)); n > 0; n-- {
+			if c := sel.st.EncodeSeqNum(n); c != 0 {
+				clientMax = c
+				break
+			}
+		}
+		for _, r := range set {
+			start, stop := span(r.Start, r.Stop, clientMax)
+			stop = min(stop, clientMax)
+			for c := start; c <= stop && c != 0; c++ {
+				if n := sel.st.DecodeSeqNum(c); n != 0 {
+					out = append(out, target{uid: mb.uids[n-1], seq: c})
+				}
+				if c == ^uint32(0) {
+					break
+				}
+			}
+		}
+	case imap.UIDSet:
+		last := uint32(0)
+		if n := len(mb.uids); n > 0 {
+			last = mb.uids[n-1]
+		}
+		for _, r := range set {
+			start, stop := span(uint32(r.Start), uint32(r.Stop), last)
+			i, _ := slices.BinarySearch(mb.uids, start)
+			for ; i < len(mb.uids) && mb.uids[i] <= stop; i++ {
+				if c := sel.st.EncodeSeqNum(uint32(i) + 1); c != 0 {
+					out = append(out, target{uid: mb.uids[i], seq: c})
+				}
+			}
+		}
+	}
+	mb.mu.Unlock()
+	slices.SortFunc(out, func(a, b target) int { return int(int64(a.uid) - int64(b.uid)) })
+	return slices.CompactFunc(out, func(a, b target) bool { return a.uid == b.uid })
+}
+
+// span makes a range static: "*" (0) becomes max, and the ends ascend.
+func span(start, stop, max uint32) (uint32, uint32) {
+	if start == 0 {
+		start = max
+	}
+	if stop == 0 {
+		stop = max
+	}
+	if start > stop {
+		start, stop = stop, start
+	}
+	return start, stop
+}
+
+func uidsOf(ts []target) []uint32 {
+	out := make([]uint32, len(ts))
+	for i, t := range ts {
+		out[i] = t.uid
+	}
+	return out
+}
+
+// seqOfUID returns the client's sequence number of uid, or 0.
+func (ss *session) seqOfUID(uid uint32) uint32 {
+	sel := ss.sel
+	sel.mb.mu.Lock()
+	defer sel.mb.mu.Unlock()
+	if n := sel.mb.seqOf(uid); n != 0 {
+		return sel.st.EncodeSeqNum(n)
+	}
+	return 0
+}
+
+func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	sel := ss.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	targets := ss.resolve(numSet)
+	if len(targets) == 0 {
+		return nil
+	}
+	mode := mailboxv1.StoreMode_STORE_MODE_REPLACE
+	switch flags.Op {
+	case imap.StoreFlagsAdd:
+		mode = mailboxv1.StoreMode_STORE_MODE_ADD
+	case imap.StoreFlagsDel:
+		mode = mailboxv1.StoreMode_STORE_MODE_REMOVE
+	}
+	for _, f := range flags.Flags {
+		if !validFlag(f) {
+			return bad(imap.ResponseCodeClientBug, "Invalid flag")
+		}
+	}
+	req := &mailboxv1.StoreFlagsRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Uids: uidSetOf(uidsOf(targets)),
+		Mode: mode, Flags: flagsToProto(flags.Flags)}
+	if options != nil {
+		req.UnchangedSince = options.UnchangedSince
+	}
+	resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.StoreFlagsResponse, error) {
+		return c.StoreFlags(ctx, req)
+	})
+	if err != nil {
+		return ss.fail("store", err, nil)
+	}
+	_, isUID := numSet.(imap.UIDSet)
+	var quiet []uint32
+	j := 0
+	for _, m := range resp.Messages {
+		for j < len(targets) && targets[j].uid < m.Uid {
+			j++
+		}
+		if j == len(targets) || targets[j].uid != m.Uid {
+			continue
+		}
+		quiet = append(quiet, m.Uid)
+		if flags.Silent {
+			continue
+		}
+		rw := w.CreateMessage(targets[j].seq)
+		if isUID {
+			rw.WriteUID(imap.UID(m.Uid))
+		}
+		rw.WriteFlags(flagsFromProto(m.Flags))
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	slices.Sort(quiet)
+	ss.syncSelected(quiet, sel.st)
+	return nil
+}
+
+// Expunge removes messages flagged \Deleted (all, or those in uids). The
+// EXPUNGE responses reach this session, like every other, through the
+// tracker, and are written before the tagged OK. In a mailbox opened with
+// EXAMINE it does nothing (CLOSE must not expunge there).
+func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	sel := ss.sel
+	if sel.readOnly {
+		return nil
+	}
+	req := &mailboxv1.ExpungeRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id}
+	if uids != nil {
+		targets := ss.resolve(*uids)
+		if len(targets) == 0 {
+			return nil
+		}
+		req.Uids = uidSetOf(uidsOf(targets))
+	}
+	_, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.ExpungeResponse, error) {
+		return c.Expunge(ctx, req)
+	})
+	if err != nil {
+		return ss.fail("expunge", err, nil)
+	}
+	ss.syncSelected(nil, nil)
+	return nil
+}
+
+func (ss *session) isSelected(name string) bool {
+	sel := ss.sel
+	return sel != nil && (sel.name == name || strings.EqualFold(sel.name, "INBOX") && strings.EqualFold(name, "INBOX"))
+}
+
+func copyData(validity uint32, src, dst []uint32) *imap.CopyData {
+	d := &imap.CopyData{UIDValidity: validity}
+	var s, t imap.UIDSet
+	for i := range src {
+		s.AddNum(imap.UID(src[i]))
+		t.AddNum(imap.UID(dst[i]))
+	}
+	d.SourceUIDs, d.DestUIDs = s, t
+	return d
+}
+
+func (ss *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	sel := ss.sel
+	dest, err := ss.lookupName(dest)
+	if err != nil {
+		return nil, errTryCreate
+	}
+	targets := ss.resolve(numSet)
+	if len(targets) == 0 {
+		return nil, nil
+	}
+	resp, err := call(ss, false, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.CopyResponse, error) {
+		return c.Copy(ctx, &mailboxv1.CopyRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Uids: uidSetOf(uidsOf(targets)),
+			DestName: dest, Quota: &mailboxv1.Quota{StorageBytes: ss.acct.Quota.StorageBytes, Messages: ss.acct.Quota.Messages}})
+	})
+	if err != nil {
+		return nil, ss.fail("copy", err, errTryCreate)
+	}
+	if ss.isSelected(dest) {
+		ss.syncSelected(nil, nil)
+	}
+	if len(resp.SourceUids) == 0 || len(resp.SourceUids) != len(resp.DestUids) {
+		return nil, nil
+	}
+	return copyData(resp.DestUidValidity, resp.SourceUids, resp.DestUids), nil
+}
+
+// Move is RFC 6851 MOVE: COPYUID first, then the EXPUNGEs (through the
+// tracker, before the tagged OK).
+func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	sel := ss.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	dest, err := ss.lookupName(dest)
+	if err != nil {
+		return errTryCreate
+	}
+	if ss.isSelected(dest) {
+		return no(imap.ResponseCodeCannot, "Source and destination are the same mailbox")
+	}
+	targets := ss.resolve(numSet)
+	if len(targets) == 0 {
+		return nil
+	}
+	resp, err := call(ss, false, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.MoveResponse, error) {
+		return c.Move(ctx, &mailboxv1.MoveRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Uids: uidSetOf(uidsOf(targets)), DestName: dest})
+	})
+	if err != nil {
+		return ss.fail("move", err, errTryCreate)
+	}
+	if len(resp.SourceUids) > 0 && len(resp.SourceUids) == len(resp.DestUids) {
+		if err := w.WriteCopyData(copyData(resp.DestUidValidity, resp.SourceUids, resp.DestUids)); err != nil {
+			return err
+		}
+	}
+	ss.syncSelected(nil, nil)
+	return nil
+}
+
+func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	sel := ss.sel
+	key := ss.searchKey(criteria)
+	if depthOf(key) > ss.srv.cfg.MaxSearchDepth {
+		return nil, no(imap.ResponseCodeLimit, "SEARCH nested too deeply")
+	}
+	resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.SearchResponse, error) {
+		return c.Search(ctx, &mailboxv1.SearchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Criteria: key})
+	})
+	if err != nil {
+		return nil, ss.fail("search", err, nil)
+	}
+	data := &imap.SearchData{}
+	var seqs imap.SeqSet
+	var uids imap.UIDSet
+	var saved []uint32
+	sel.mb.mu.Lock()
+	for _, u := range resp.Uids {
+		n := sel.mb.seqOf(u)
+		if n == 0 {
+			continue
+		}
+		c := sel.st.EncodeSeqNum(n)
+		if c == 0 {
+			continue
+		}
+		saved = append(saved, u)
+		num := c
+		if kind == imapserver.NumKindUID {
+			num = u
+			uids.AddNum(imap.UID(u))
+		} else {
+			seqs.AddNum(c)
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		data.Max = max(data.Max, num)
+		data.Count++
+	}
+	sel.mb.mu.Unlock()
+	if kind == imapserver.NumKindUID {
+		data.All = uids
+	} else {
+		data.All = seqs
+	}
+	if criteria.ModSeq != nil {
+		data.ModSeq = resp.HighestModseq
+	}
+	if options != nil && options.ReturnSave {
+		ss.searchRes = saved
+	}
+	return data, nil
+}

@@ -1,0 +1,209 @@
+// Package imap is the IMAP4rev1/IMAP4rev2 service of the frontend role. It
+// adapts go-imap v2's imapserver sessions to the backend's gRPC mailbox API
+// (proto/mailbox/v1): each session authenticates against the directory,
+// routes its account to a backend and keeps only per-session state
+// (sequence numbers, through imapserver's MailboxTracker/SessionTracker).
+// Changes made anywhere in the cluster reach selected mailboxes through one
+// multiplexed backend Watch stream per Server.
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"mailcluster/directory"
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// Authenticator checks a login and password (directory.Directory).
+type Authenticator interface {
+	Authenticate(ctx context.Context, login, password string, clientIP netip.Addr) (directory.AccountInfo, error)
+}
+
+// Router gives the backend client serving an account. mailHost is the
+// directory's affinity hint (may be empty). The router is asked again for
+// every command, so a backend that went away is replaced on the next one.
+type Router interface {
+	Route(accountID, mailHost string) (mailboxv1.MailboxClient, error)
+}
+
+// RouterFeedback may be implemented by a Router to learn that a call
+// through c failed because the backend was unreachable, so that routing
+// avoids it at once (pool.Pool.MarkDown).
+type RouterFeedback interface {
+	Unreachable(c mailboxv1.MailboxClient)
+}
+
+// WatchDialer opens a backend Watch stream. Any healthy backend will do:
+// change notifications cross backends through PostgreSQL.
+type WatchDialer func(ctx context.Context) (mailboxv1.Mailbox_WatchClient, error)
+
+// Deps are the Server's collaborators.
+type Deps struct {
+	Auth   Authenticator
+	Router Router
+	// Watch opens the shared Watch stream; nil opens it through Router.
+	Watch WatchDialer
+	// TLS enables STARTTLS on plain listeners; nil disables it.
+	TLS *tls.Config
+}
+
+// Server serves IMAP on any number of listeners.
+type Server struct {
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	caps   imap.CapSet
+	secure *imapserver.Server // LOGIN only after TLS
+	open   *imapserver.Server // LOGIN allowed without TLS
+	watch  *watcher
+	ctx    context.Context
+	cancel context.CancelFunc
+	connID atomic.Uint64
+
+	mu        sync.Mutex
+	mailboxes map[mailboxKey]*mailboxState
+	sessions  map[*session]struct{}
+	closed    bool
+}
+
+// New returns a Server. cfg must be valid (Validate is called again here).
+func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Auth == nil || deps.Router == nil {
+		return nil, errors.New("imap: an authenticator and a router are required")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:       cfg,
+		deps:      deps,
+		log:       log,
+		ctx:       ctx,
+		cancel:    cancel,
+		mailboxes: map[mailboxKey]*mailboxState{},
+		sessions:  map[*session]struct{}{},
+	}
+	s.caps = imap.CapSet{}
+	for _, c := range []imap.Cap{
+		imap.CapIMAP4rev1, imap.CapIMAP4rev2, imap.CapNamespace, imap.CapUIDPlus,
+		imap.CapESearch, imap.CapListExtended, imap.CapListStatus, imap.CapMove,
+		imap.CapStatusSize, imap.CapChildren, imap.CapSpecialUse, imap.CapCreateSpecialUse,
+	} {
+		s.caps[c] = struct{}{}
+	}
+	dial := deps.Watch
+	if dial == nil {
+		dial = func(ctx context.Context) (mailboxv1.Mailbox_WatchClient, error) {
+			c, err := deps.Router.Route("", "")
+			if err != nil {
+				return nil, err
+			}
+			return c.Watch(ctx)
+		}
+	}
+	s.watch = newWatcher(dial, cfg.WatchRetry, log)
+	go s.watch.run(ctx)
+	s.secure = s.newIMAPServer(false)
+	s.open = s.newIMAPServer(true)
+	return s, nil
+}
+
+func (s *Server) newIMAPServer(insecure bool) *imapserver.Server {
+	return imapserver.New(&imapserver.Options{
+		NewSession: func(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			return s.newSession(c)
+		},
+		Caps:         s.caps,
+		Logger:       logAdapter{s.log},
+		TLSConfig:    s.deps.TLS,
+		InsecureAuth: insecure,
+	})
+}
+
+// Serve serves IMAP on l until Close. Authentication is allowed only on TLS
+// connections (implicit TLS, when l is a TLS listener, or after STARTTLS)
+// unless Config.InsecureAuth is set.
+func (s *Server) Serve(l net.Listener) error {
+	return s.ServeAuth(l, s.cfg.InsecureAuth)
+}
+
+// ServeAuth is Serve with the insecure-authentication choice made for this
+// listener alone (a local development listener next to public ones).
+func (s *Server) ServeAuth(l net.Listener, insecureAuth bool) error {
+	if insecureAuth {
+		return s.open.Serve(l)
+	}
+	return s.secure.Serve(l)
+}
+
+// Close stops the listeners, says BYE [UNAVAILABLE] to every connection
+// (after the response being written, if any), closes them and stops the
+// Watch stream. ctx bounds the wait for responses in flight.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	var sessions []*session
+	for ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for _, ss := range sessions {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = ss.conn.Bye("[UNAVAILABLE] Server shutting down, reconnect later")
+			}()
+		}
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	err1 := s.secure.Close()
+	err2 := s.open.Close()
+	s.cancel()
+	s.watch.wait()
+	for _, err := range []error{err1, err2} {
+		if err != nil && !strings.Contains(err.Error(), "server closed") {
+			return err
+		}
+	}
+	return nil
+}
+
+// logAdapter sends imapserver's messages to slog: connection read errors
+// (clients going away, timeouts) at debug, panics and handler errors (which
+// the client saw as NO [SERVERBUG]) at error.
+type logAdapter struct{ log *slog.Logger }
+
+func (a logAdapter) Printf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if strings.HasPrefix(msg, "panic") || strings.HasPrefix(msg, "handling") || strings.HasPrefix(msg, "failed to create") {
+		a.log.Error("imap: " + msg)
+		return
+	}
+	a.log.Debug("imap: " + msg)
+}

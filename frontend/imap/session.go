@@ -1,0 +1,547 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+
+	"net/netip"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+	"google.golang.org/grpc/metadata"
+
+	"mailcluster/directory"
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+var (
+	_ imapserver.SessionIMAP4rev2   = (*session)(nil)
+	_ imapserver.SessionAppendLimit = (*session)(nil)
+)
+
+// session is one IMAP connection. imapserver calls its methods one at a
+// time, except Idle, which runs beside the reader of DONE.
+type session struct {
+	srv    *Server
+	conn   *imapserver.Conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	ip     netip.Addr
+	log    *slog.Logger
+
+	acct      *directory.AccountInfo
+	authFails int
+	sel       *selection
+	searchRes []uint32 // UIDs saved by SEARCH RETURN (SAVE), for "$"
+}
+
+// selection is a session's selected mailbox.
+type selection struct {
+	mb       *mailboxState
+	st       *imapserver.SessionTracker
+	name     string
+	readOnly bool
+}
+
+func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	ss := &session{srv: s, conn: c, ctx: ctx, cancel: cancel}
+	if ap, err := netip.ParseAddrPort(c.NetConn().RemoteAddr().String()); err == nil {
+		ss.ip = ap.Addr().Unmap()
+	}
+	ss.log = s.log.With("conn", s.connID.Add(1), "ip", ss.ip)
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.sessions[ss] = struct{}{}
+	}
+	s.mu.Unlock()
+	if closed {
+		cancel()
+		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Code: imap.ResponseCodeUnavailable, Text: "Server shutting down"}
+	}
+	return ss, nil, nil
+}
+
+// Close ends the session: unselects and cancels calls in flight.
+func (ss *session) Close() error {
+	ss.unselect()
+	ss.cancel()
+	ss.srv.mu.Lock()
+	delete(ss.srv.sessions, ss)
+	ss.srv.mu.Unlock()
+	return nil
+}
+
+// fail turns an error into the client's reply and logs it: client mistakes
+// and temporary trouble at debug, server faults at error.
+func (ss *session) fail(op string, err error, missing *imap.Error) error {
+	reply, fault := classify(err, missing)
+	if fault {
+		ss.log.Error("imap: command failed", "op", op, "account", ss.accountID(), "err", err)
+	} else {
+		ss.log.Debug("imap: command refused", "op", op, "account", ss.accountID(), "err", err)
+	}
+	return reply
+}
+
+func (ss *session) accountID() string {
+	if ss.acct == nil {
+		return ""
+	}
+	return ss.acct.ID
+}
+
+// rpc returns a backend client for the account and a context with the
+// call deadline and the account header. done must be called.
+func (ss *session) rpc(stream bool) (mailboxv1.MailboxClient, context.Context, context.CancelFunc, error) {
+	if ss.acct == nil {
+		return nil, nil, nil, errUnavailable
+	}
+	c, err := ss.srv.deps.Router.Route(ss.acct.ID, ss.acct.Backend)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	d := ss.srv.cfg.RPCTimeout
+	if stream {
+		d = ss.srv.cfg.StreamTimeout
+	}
+	ctx, cancel := context.WithTimeout(ss.ctx, d)
+	return c, metadata.AppendToOutgoingContext(ctx, accountHeader, ss.acct.ID), cancel, nil
+}
+
+// unreachable reports a failed backend to the router.
+func (s *Server) unreachable(c mailboxv1.MailboxClient, err error) {
+	if fb, ok := s.deps.Router.(RouterFeedback); ok && temporary(err) {
+		fb.Unreachable(c)
+	}
+}
+
+// call runs a unary call; idempotent calls are tried once more on another
+// backend when the first one was unreachable.
+func call[T any](ss *session, idempotent bool, f func(ctx context.Context, c mailboxv1.MailboxClient) (T, error)) (T, error) {
+	var zero T
+	for attempt := 0; ; attempt++ {
+		c, ctx, cancel, err := ss.rpc(false)
+		if err != nil {
+			return zero, err
+		}
+		r, err := f(ctx, c)
+		cancel()
+		if err == nil {
+			return r, nil
+		}
+		ss.srv.unreachable(c, err)
+		if !idempotent || attempt > 0 || !temporary(err) || ss.ctx.Err() != nil {
+			return zero, err
+		}
+	}
+}
+
+// ---- not authenticated ----
+
+// Login authenticates against the directory. Failures are counted; after
+// MaxAuthFailures the connection is closed.
+func (ss *session) Login(username, password string) error {
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.RPCTimeout)
+	defer cancel()
+	info, err := ss.srv.deps.Auth.Authenticate(ctx, username, password, ss.ip)
+	switch {
+	case err == nil:
+		ss.acct = &info
+		ss.log = ss.log.With("account", info.ID)
+		ss.log.Debug("imap: login")
+		return nil
+	case errors.Is(err, directory.ErrBadCredentials), errors.Is(err, directory.ErrDisabled):
+		ss.authFails++
+		ss.log.Debug("imap: login failed", "failures", ss.authFails)
+		if ss.authFails >= ss.srv.cfg.MaxAuthFailures {
+			// The tagged NO is written first; the read that follows fails.
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				ss.conn.NetConn().Close()
+			}()
+		}
+		return imapserver.ErrAuthFailed
+	default:
+		return ss.fail("login", err, nil)
+	}
+}
+
+// AppendLimit is the APPENDLIMIT; larger APPEND literals are refused
+// before they are read.
+func (ss *session) AppendLimit() uint32 { return uint32(ss.srv.cfg.MaxAppendSize) }
+
+// ---- authenticated ----
+
+// checkName validates a mailbox name given to CREATE or RENAME (UTF-8,
+// already decoded from modified UTF-7 by imapserver): no empty, "." or ".."
+// components, no wildcards or control characters, bounded length.
+func (ss *session) checkName(name string) (string, error) {
+	name = strings.TrimSuffix(name, "/")
+	if name == "" || len(name) > ss.srv.cfg.MaxMailboxName || !utf8.ValidString(name) {
+		return "", errBadName
+	}
+	for _, part := range strings.Split(name, "/") {
+		if part == "" || part == "." || part == ".." {
+			return "", errBadName
+		}
+	}
+	if strings.ContainsFunc(name, func(r rune) bool { return r == '*' || r == '%' || unicode.IsControl(r) }) {
+		return "", errBadName
+	}
+	if strings.EqualFold(name, "INBOX") {
+		name = "INBOX"
+	}
+	return name, nil
+}
+
+// lookupName validates a name given to SELECT, STATUS and the like, which
+// only look it up: a name that cannot exist does not exist.
+func (ss *session) lookupName(name string) (string, error) {
+	if name == "" || len(name) > ss.srv.cfg.MaxMailboxName || !utf8.ValidString(name) {
+		return "", errNoMailbox
+	}
+	return name, nil
+}
+
+var specialUseOf = map[imap.MailboxAttr]mailboxv1.SpecialUse{
+	imap.MailboxAttrAll: mailboxv1.SpecialUse_SPECIAL_USE_ALL, imap.MailboxAttrArchive: mailboxv1.SpecialUse_SPECIAL_USE_ARCHIVE,
+	imap.MailboxAttrDrafts: mailboxv1.SpecialUse_SPECIAL_USE_DRAFTS, imap.MailboxAttrFlagged: mailboxv1.SpecialUse_SPECIAL_USE_FLAGGED,
+	imap.MailboxAttrJunk: mailboxv1.SpecialUse_SPECIAL_USE_JUNK, imap.MailboxAttrSent: mailboxv1.SpecialUse_SPECIAL_USE_SENT,
+	imap.MailboxAttrTrash: mailboxv1.SpecialUse_SPECIAL_USE_TRASH,
+}
+
+func attrOf(u mailboxv1.SpecialUse) imap.MailboxAttr {
+	for a, v := range specialUseOf {
+		if v == u {
+			return a
+		}
+	}
+	return ""
+}
+
+func (ss *session) Create(name string, options *imap.CreateOptions) error {
+	name, err := ss.checkName(name)
+	if err != nil {
+		return err
+	}
+	req := &mailboxv1.CreateMailboxRequest{AccountId: ss.acct.ID, Name: name}
+	if options != nil && len(options.SpecialUse) > 0 {
+		u, ok := specialUseOf[options.SpecialUse[0]]
+		if !ok || len(options.SpecialUse) > 1 {
+			return no("USEATTR", "Unsupported special-use attribute")
+		}
+		req.SpecialUse = u
+	}
+	_, err = call(ss, false, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.CreateMailboxResponse, error) {
+		return c.CreateMailbox(ctx, req)
+	})
+	if err != nil {
+		return ss.fail("create", err, nil)
+	}
+	return nil
+}
+
+func (ss *session) Delete(name string) error {
+	name, err := ss.lookupName(name)
+	if err != nil {
+		return err
+	}
+	_, err = call(ss, false, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.DeleteMailboxResponse, error) {
+		return c.DeleteMailbox(ctx, &mailboxv1.DeleteMailboxRequest{AccountId: ss.acct.ID, Name: name})
+	})
+	if err != nil {
+		return ss.fail("delete", err, nil)
+	}
+	return nil
+}
+
+func (ss *session) Rename(oldName, newName string, _ *imap.RenameOptions) error {
+	oldName, err := ss.lookupName(oldName)
+	if err != nil {
+		return err
+	}
+	newName, err = ss.checkName(newName)
+	if err != nil {
+		return err
+	}
+	_, err = call(ss, false, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.RenameMailboxResponse, error) {
+		return c.RenameMailbox(ctx, &mailboxv1.RenameMailboxRequest{AccountId: ss.acct.ID, OldName: oldName, NewName: newName})
+	})
+	if err != nil {
+		return ss.fail("rename", err, nil)
+	}
+	return nil
+}
+
+func (ss *session) Subscribe(name string) error   { return ss.subscribe(name, true) }
+func (ss *session) Unsubscribe(name string) error { return ss.subscribe(name, false) }
+
+func (ss *session) subscribe(name string, on bool) error {
+	name, err := ss.checkName(name)
+	if err != nil {
+		return err
+	}
+	_, err = call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.SetSubscribedResponse, error) {
+		return c.SetSubscribed(ctx, &mailboxv1.SetSubscribedRequest{AccountId: ss.acct.ID, Name: name, Subscribed: on})
+	})
+	if err != nil {
+		return ss.fail("subscribe", err, nil)
+	}
+	return nil
+}
+
+func (ss *session) Namespace() (*imap.NamespaceData, error) {
+	return &imap.NamespaceData{Personal: []imap.NamespaceDescriptor{{Prefix: "", Delim: '/'}}}, nil
+}
+
+// List answers LIST and LSUB; the backend matches the patterns.
+func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+	if len(patterns) == 1 && patterns[0] == "" {
+		// RFC 9051 section 6.3.9: the hierarchy delimiter and root.
+		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""})
+	}
+	var pats []string
+	for _, p := range patterns {
+		if p == "" {
+			continue
+		}
+		if ref != "" && !strings.HasPrefix(p, "/") {
+			p = strings.TrimSuffix(ref, "/") + "/" + p
+		}
+		pats = append(pats, strings.TrimPrefix(p, "/"))
+	}
+	if len(pats) == 0 {
+		return nil
+	}
+	req := &mailboxv1.ListMailboxesRequest{AccountId: ss.acct.ID, Patterns: pats,
+		SubscribedOnly: options.SelectSubscribed, SpecialUseOnly: options.SelectSpecialUse, WithStatus: options.ReturnStatus != nil}
+	resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.ListMailboxesResponse, error) {
+		return c.ListMailboxes(ctx, req)
+	})
+	if err != nil {
+		return ss.fail("list", err, nil)
+	}
+	for _, m := range resp.Mailboxes {
+		d := &imap.ListData{Delim: '/', Mailbox: m.Name}
+		if !m.Exists {
+			d.Attrs = append(d.Attrs, imap.MailboxAttrNonExistent, imap.MailboxAttrNoSelect)
+		}
+		if m.HasChildren {
+			d.Attrs = append(d.Attrs, imap.MailboxAttrHasChildren)
+		} else {
+			d.Attrs = append(d.Attrs, imap.MailboxAttrHasNoChildren)
+		}
+		if m.Subscribed && (options.SelectSubscribed || options.ReturnSubscribed) {
+			d.Attrs = append(d.Attrs, imap.MailboxAttrSubscribed)
+		}
+		if a := attrOf(m.SpecialUse); a != "" {
+			d.Attrs = append(d.Attrs, a)
+		}
+		if options.ReturnStatus != nil && m.Exists && m.Status != nil {
+			d.Status = ss.statusData(m.Name, m.Status, options.ReturnStatus)
+		}
+		if err := w.WriteList(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ss *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
+	name, err := ss.lookupName(name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.MailboxStatus, error) {
+		return c.GetStatus(ctx, &mailboxv1.GetStatusRequest{AccountId: ss.acct.ID, Name: name})
+	})
+	if err != nil {
+		return nil, ss.fail("status", err, nil)
+	}
+	return ss.statusData(name, st, options), nil
+}
+
+// statusData fills every item imapserver may write (it dereferences the
+// pointers of the items asked for).
+func (ss *session) statusData(name string, st *mailboxv1.MailboxStatus, _ *imap.StatusOptions) *imap.StatusData {
+	zero := uint32(0)
+	zero64 := int64(0)
+	limit := uint32(ss.srv.cfg.MaxAppendSize)
+	msgs, unseen, deleted, size := st.Messages, st.Unseen, st.Deleted, st.Size
+	return &imap.StatusData{
+		Mailbox: name, NumMessages: &msgs, UIDNext: imap.UID(st.UidNext), UIDValidity: st.UidValidity,
+		NumUnseen: &unseen, NumDeleted: &deleted, Size: &size, AppendLimit: &limit,
+		DeletedStorage: &zero64, NumRecent: &zero, HighestModSeq: st.HighestModseq,
+	}
+}
+
+// Append streams the literal to the backend in chunks; OK means the
+// message is durable.
+func (ss *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
+	name, err := ss.lookupName(name)
+	if err != nil {
+		return nil, errTryCreate
+	}
+	c, ctx, cancel, err := ss.rpc(true)
+	if err != nil {
+		return nil, ss.fail("append", err, errTryCreate)
+	}
+	defer cancel()
+	hdr := &mailboxv1.AppendHeader{AccountId: ss.acct.ID, MailboxName: name, Flags: flagsToProto(options.Flags),
+		Size: r.Size(), Quota: &mailboxv1.Quota{StorageBytes: ss.acct.Quota.StorageBytes, Messages: ss.acct.Quota.Messages}}
+	if !options.Time.IsZero() {
+		hdr.InternalDate = options.Time.Unix()
+	}
+	stream, err := c.Append(ctx)
+	if err != nil {
+		ss.srv.unreachable(c, err)
+		return nil, ss.fail("append", err, errTryCreate)
+	}
+	if err := stream.Send(&mailboxv1.AppendRequest{Part: &mailboxv1.AppendRequest_Header{Header: hdr}}); err == nil {
+		buf := make([]byte, 32<<10)
+		for {
+			n, rerr := io.ReadFull(r, buf)
+			if n > 0 {
+				if err := stream.Send(&mailboxv1.AppendRequest{Part: &mailboxv1.AppendRequest_Chunk{Chunk: buf[:n]}}); err != nil {
+					break // the server ended the stream; CloseAndRecv tells why
+				}
+			}
+			if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+				break
+			}
+			if rerr != nil {
+				cancel() // the client went away: abort, nothing is stored
+				return nil, rerr
+			}
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		ss.srv.unreachable(c, err)
+		return nil, ss.fail("append", err, errTryCreate)
+	}
+	if sel := ss.sel; sel != nil && sel.mb.key.id == resp.MailboxId {
+		ss.syncSelected(nil, nil)
+	}
+	return &imap.AppendData{UID: imap.UID(resp.Uid), UIDValidity: resp.UidValidity}, nil
+}
+
+// ---- select ----
+
+func (ss *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+	ss.unselect()
+	name, err := ss.lookupName(name)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.SelectResponse, error) {
+		return c.Select(ctx, &mailboxv1.SelectRequest{AccountId: ss.acct.ID, Name: name})
+	})
+	if err != nil {
+		return nil, ss.fail("select", err, nil)
+	}
+	mb, fresh := ss.srv.acquire(ss.acct.ID, ss.acct.Backend, resp)
+	if fresh {
+		ss.srv.watch.add(mb, resp.Status.HighestModseq)
+	} else {
+		ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.RPCTimeout)
+		err := mb.sync(ctx, nil, nil)
+		cancel()
+		if err != nil {
+			ss.srv.release(mb)
+			return nil, ss.fail("select", err, nil)
+		}
+	}
+	mb.mu.Lock()
+	st := mb.tracker.NewSession()
+	n := uint32(len(mb.uids))
+	uidNext := resp.Status.UidNext
+	if n > 0 && mb.uids[n-1] >= uidNext {
+		uidNext = mb.uids[n-1] + 1
+	}
+	firstUnseen := uint32(0)
+	if resp.FirstUnseenUid != 0 {
+		firstUnseen = mb.seqOf(resp.FirstUnseenUid)
+	}
+	mb.mu.Unlock()
+	ss.sel = &selection{mb: mb, st: st, name: name, readOnly: options.ReadOnly}
+
+	flags := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+	for _, k := range resp.Keywords {
+		flags = append(flags, imap.Flag(k))
+	}
+	perm := []imap.Flag{}
+	if !options.ReadOnly {
+		perm = append(append(perm, flags...), imap.FlagWildcard)
+	}
+	return &imap.SelectData{
+		Flags: flags, PermanentFlags: perm, NumMessages: n, FirstUnseenSeqNum: firstUnseen,
+		UIDNext: imap.UID(uidNext), UIDValidity: resp.Status.UidValidity, HighestModSeq: resp.Status.HighestModseq,
+	}, nil
+}
+
+func (ss *session) Unselect() error {
+	ss.unselect()
+	return nil
+}
+
+func (ss *session) unselect() {
+	sel := ss.sel
+	if sel == nil {
+		return
+	}
+	ss.sel = nil
+	ss.searchRes = nil
+	sel.mb.mu.Lock()
+	sel.st.Close()
+	sel.mb.mu.Unlock()
+	ss.srv.release(sel.mb)
+}
+
+// syncSelected brings the selected mailbox up to date after this session
+// changed it, so that the untagged responses precede the tagged OK.
+func (ss *session) syncSelected(quiet []uint32, source *imapserver.SessionTracker) {
+	sel := ss.sel
+	if sel == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.RPCTimeout)
+	defer cancel()
+	if err := sel.mb.sync(ctx, source, quiet); err != nil {
+		ss.log.Debug("imap: resync after command failed", "err", err)
+		sel.mb.kick()
+	}
+}
+
+// Poll writes pending updates. While the Watch stream is down the mailbox
+// is resynchronised first, so that NOOP still finds changes.
+func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
+	sel := ss.sel
+	if sel == nil {
+		return nil
+	}
+	if !ss.srv.watch.healthy.Load() {
+		ss.syncSelected(nil, nil)
+	}
+	return sel.st.Poll(w, allowExpunge)
+}
+
+// Idle pushes updates until stop. Updates arrive through the shared Watch
+// stream (one per Server, not one per session); when that stream is
+// reopened after a failure every mailbox is resynchronised.
+func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	sel := ss.sel
+	if sel == nil {
+		<-stop
+		return nil
+	}
+	return sel.st.Idle(w, stop)
+}

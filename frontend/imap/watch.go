@@ -1,0 +1,204 @@
+package imap
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// watcher multiplexes the change notifications of every selected mailbox
+// of one Server over a single backend Watch stream: accounts are added when
+// a session selects one of their mailboxes and removed when the last one is
+// unselected. An event kicks a resynchronisation of the mailboxes it names
+// (mailboxState.kick), which fans out to sessions through the trackers.
+//
+// When the stream breaks it is reopened with backoff, every account is
+// added again and every mailbox resynchronised, so nothing is missed; while
+// it is down, sessions resynchronise on each command (healthy is false).
+type watcher struct {
+	dial  WatchDialer
+	retry time.Duration
+	log   *slog.Logger
+
+	healthy atomic.Bool
+	wake    chan struct{}
+	done    chan struct{}
+
+	mu       sync.Mutex
+	accounts map[string]*watchAccount
+	adds     map[string]uint64
+	removes  map[string]struct{}
+}
+
+type watchAccount struct {
+	modseq uint64
+	boxes  map[*mailboxState]struct{}
+}
+
+func newWatcher(dial WatchDialer, retry time.Duration, log *slog.Logger) *watcher {
+	return &watcher{
+		dial: dial, retry: retry, log: log,
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		accounts: map[string]*watchAccount{},
+		adds:     map[string]uint64{},
+		removes:  map[string]struct{}{},
+	}
+}
+
+func (w *watcher) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// add follows mb's account; since is the MODSEQ the caller has seen.
+func (w *watcher) add(mb *mailboxState, since uint64) {
+	w.mu.Lock()
+	a := w.accounts[mb.key.account]
+	if a == nil {
+		a = &watchAccount{modseq: since, boxes: map[*mailboxState]struct{}{}}
+		w.accounts[mb.key.account] = a
+		delete(w.removes, mb.key.account)
+		w.adds[mb.key.account] = since
+	}
+	a.boxes[mb] = struct{}{}
+	w.mu.Unlock()
+	w.signal()
+}
+
+// remove stops following mb; the account is dropped with its last mailbox.
+func (w *watcher) remove(mb *mailboxState) {
+	w.mu.Lock()
+	a := w.accounts[mb.key.account]
+	if a != nil {
+		delete(a.boxes, mb)
+		if len(a.boxes) == 0 {
+			delete(w.accounts, mb.key.account)
+			if _, pending := w.adds[mb.key.account]; pending {
+				delete(w.adds, mb.key.account)
+			} else {
+				w.removes[mb.key.account] = struct{}{}
+			}
+		}
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *watcher) wait() { <-w.done }
+
+// run keeps a stream open until ctx ends.
+func (w *watcher) run(ctx context.Context) {
+	defer close(w.done)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := w.session(ctx)
+		w.healthy.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		w.log.Warn("imap: backend watch stream failed; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, w.retry)
+	}
+}
+
+// session runs one stream: it adds every followed account, then forwards
+// additions and removals as they come and kicks mailboxes on events.
+func (w *watcher) session(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := w.dial(sctx)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	first := &mailboxv1.WatchRequest{}
+	var boxes []*mailboxState
+	for id, a := range w.accounts {
+		first.Add = append(first.Add, &mailboxv1.WatchAccount{AccountId: id, SinceModseq: a.modseq})
+		for mb := range a.boxes {
+			boxes = append(boxes, mb)
+		}
+	}
+	clear(w.adds)
+	clear(w.removes)
+	w.mu.Unlock()
+	if err := stream.Send(first); err != nil {
+		return err
+	}
+	w.healthy.Store(true)
+	// Changes made while no stream was open are caught up now.
+	for _, mb := range boxes {
+		mb.kick()
+	}
+
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			w.event(ev)
+		}
+	}()
+	for {
+		select {
+		case err := <-recvErr:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.wake:
+		}
+		w.mu.Lock()
+		req := &mailboxv1.WatchRequest{}
+		for id, since := range w.adds {
+			req.Add = append(req.Add, &mailboxv1.WatchAccount{AccountId: id, SinceModseq: since})
+		}
+		for id := range w.removes {
+			req.Remove = append(req.Remove, id)
+		}
+		clear(w.adds)
+		clear(w.removes)
+		w.mu.Unlock()
+		if len(req.Add)+len(req.Remove) == 0 {
+			continue
+		}
+		if err := stream.Send(req); err != nil {
+			return err
+		}
+	}
+}
+
+func (w *watcher) event(ev *mailboxv1.WatchEvent) {
+	var kick []*mailboxState
+	w.mu.Lock()
+	if a := w.accounts[ev.AccountId]; a != nil {
+		a.modseq = max(a.modseq, ev.Modseq)
+		for mb := range a.boxes {
+			if ev.MailboxId == 0 || ev.MailboxId == mb.key.id {
+				kick = append(kick, mb)
+			}
+		}
+	}
+	w.mu.Unlock()
+	for _, mb := range kick {
+		mb.kick()
+	}
+}
