@@ -55,8 +55,8 @@ type role struct {
 var roles = map[string]role{
 	"backend":  {"run a backend mailbox server (gRPC; PostgreSQL and S3)", runBackend},
 	"frontend": {"run a frontend (SMTP inbound and submission; LDAP and backends)", runFrontend},
-	"admin":   {"manage accounts, aliases and lists in LDAP (mailcluster admin help)", admin.Main},
-	"dev":     {"run a complete local cluster (PostgreSQL, slapd, backends, frontends) under one directory", runDev},
+	"admin":    {"manage accounts, aliases and lists in LDAP (mailcluster admin help)", admin.Main},
+	"dev":      {"run a complete local cluster (PostgreSQL, slapd, backends, frontends) under one directory", runDev},
 }
 
 func usage(w io.Writer) {

@@ -16,6 +16,10 @@ type Config struct {
 	// implicit-TLS listener (995) the listener does the handshake (Serve
 	// recognises *tls.Conn). Set by the frontend role.
 	TLS *tls.Config
+	// BackendTimeout bounds one directory or backend call, and each wait
+	// for the next piece of a message body. Set by the frontend role
+	// (backend-timeout).
+	BackendTimeout time.Duration
 
 	InsecureAuth     bool          `name:"pop3-insecure-auth" help:"allow USER/PASS and AUTH on connections without TLS (local development only)"`
 	IdleTimeout      time.Duration `name:"pop3-idle-timeout" help:"close a POP3 connection that sends no command for this long (at least 10m, RFC 1939 section 3)"`
@@ -24,7 +28,6 @@ type Config struct {
 	MaxBadCommands   int           `name:"pop3-max-bad-commands" help:"unknown, malformed or out-of-state POP3 commands before the connection is closed"`
 	MaxAuthFailures  int           `name:"pop3-max-auth-failures" help:"failed POP3 logins per connection before it is closed"`
 	AuthFailureDelay time.Duration `name:"pop3-auth-failure-delay" help:"wait before answering a failed POP3 login (on top of the directory's per-address backoff)"`
-	BackendTimeout   time.Duration `name:"pop3-backend-timeout" help:"bound on one directory or backend call from a POP3 session (and on each wait for the next piece of a message body)"`
 }
 
 // DefaultConfig returns the defaults: the values of Dovecot's POP3 where it
@@ -67,9 +70,6 @@ func (c *Config) Validate() error {
 	}
 	if c.AuthFailureDelay < 0 || c.AuthFailureDelay > time.Minute {
 		bad("pop3-auth-failure-delay", "must be between 0 and 1m")
-	}
-	if c.BackendTimeout <= 0 {
-		bad("pop3-backend-timeout", "must be positive")
 	}
 	return errors.Join(errs...)
 }

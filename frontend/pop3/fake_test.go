@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"mailcluster/directory"
+	"mailcluster/frontend/pool"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
@@ -34,6 +35,12 @@ func (fakeAuth) Authenticate(ctx context.Context, login, password string, ip net
 	}
 	return directory.AccountInfo{}, directory.ErrBadCredentials
 }
+
+// fakeRouter routes every account to one backend.
+type fakeRouter struct{ b *pool.Backend }
+
+func (r fakeRouter) Route(string, string) (*pool.Backend, error) { return r.b, nil }
+func (r fakeRouter) MarkDown(*pool.Backend)                      {}
 
 // fakeMailbox is an INBOX in memory.
 type fakeMailbox struct {

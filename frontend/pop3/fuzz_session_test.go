@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	mailboxv1 "mailcluster/proto/mailbox/v1"
+	"mailcluster/frontend/pool"
 )
 
 // runScript runs one session over a script of client input against the
@@ -16,7 +16,7 @@ func runScript(t testing.TB, mb *fakeMailbox, insecure bool, script []byte) []by
 	cfg.InsecureAuth = insecure
 	cfg.AuthFailureDelay = 0
 	cfg.MaxLineLength = 512
-	srv := NewServer(cfg, fakeAuth{}, RouterFunc(func(string, string) (mailboxv1.MailboxClient, error) { return mb, nil }), slog.New(slog.DiscardHandler))
+	srv := NewServer(cfg, fakeAuth{}, fakeRouter{&pool.Backend{Name: "fake", Client: mb}}, slog.New(slog.DiscardHandler))
 	var out bytes.Buffer
 	ss := newSession(srv, &scriptConn{r: bytes.NewReader(script), w: &out})
 	ss.serve()

@@ -11,10 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/metadata"
-
 	"mailcluster/directory"
-	mailboxv1 "mailcluster/proto/mailbox/v1"
+	"mailcluster/frontend/pool"
 )
 
 // Authenticator checks a login and password (directory.Directory).
@@ -24,28 +22,13 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, login, password string, clientIP netip.Addr) (directory.AccountInfo, error)
 }
 
-// Router returns the backend client for an account: mailHost is the
+// Router picks the backend for an account (pool.Pool): mailHost is the
 // directory's affinity (may be empty). It is asked before every backend
-// call, so a session follows a failover. An error is temporary.
+// call, so a session follows a failover; a backend that answers
+// UNAVAILABLE is marked down. A Route error is temporary.
 type Router interface {
-	Route(accountID, mailHost string) (mailboxv1.MailboxClient, error)
-}
-
-// RouterFunc adapts a function to Router.
-type RouterFunc func(accountID, mailHost string) (mailboxv1.MailboxClient, error)
-
-// Route calls f.
-func (f RouterFunc) Route(accountID, mailHost string) (mailboxv1.MailboxClient, error) {
-	return f(accountID, mailHost)
-}
-
-// accountHeader is the gRPC metadata key naming the session's account
-// (backend.AccountHeader, pool.AccountHeader): the backend refuses a call
-// whose account_id differs from it.
-const accountHeader = "x-mailcluster-account"
-
-func withAccount(ctx context.Context, id string) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, accountHeader, id)
+	Route(accountID, mailHost string) (*pool.Backend, error)
+	MarkDown(b *pool.Backend)
 }
 
 // tlsHandshakeTimeout bounds a TLS handshake (implicit TLS or STLS).

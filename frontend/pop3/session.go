@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"mailcluster/directory"
+	"mailcluster/frontend/fault"
+	"mailcluster/frontend/pool"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
@@ -77,6 +79,7 @@ type session struct {
 	account     directory.AccountInfo
 	mailboxID   int64
 	uidValidity uint32
+	last        *pool.Backend // of the last call, to mark down
 	msgs        []message
 	live        int   // messages not marked deleted
 	liveSize    int64 // their octets
@@ -472,14 +475,16 @@ func (s *session) authFailed() error {
 	return nil
 }
 
-// backend returns the account's backend client and a context for one call.
+// backend returns the account's backend client and a context for one call
+// that carries the account header.
 func (s *session) backend() (mailboxv1.MailboxClient, context.Context, context.CancelFunc, error) {
-	cl, err := s.srv.router.Route(s.account.ID, s.account.Backend)
+	b, err := s.srv.router.Route(s.account.ID, s.account.Backend)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ctx, cancel := context.WithTimeout(withAccount(s.ctx, s.account.ID), s.srv.cfg.BackendTimeout)
-	return cl, ctx, cancel, nil
+	s.last = b
+	ctx, cancel := context.WithTimeout(pool.WithAccount(s.ctx, s.account.ID), s.srv.cfg.BackendTimeout)
+	return b.Client, ctx, cancel, nil
 }
 
 // openMaildrop takes the INBOX as it is now: Select for its id and UIDs,
@@ -535,21 +540,29 @@ func (s *session) fail(op string, err error, notFound string) error {
 	if s.ctx.Err() != nil {
 		return errClose // the session is being closed
 	}
-	switch status.Code(err) {
-	case codes.NotFound:
+	switch fault.Of(err) {
+	case fault.NotFound:
 		if notFound != "" {
 			s.log.Debug(op, "err", err)
 			s.err(CodeNone, notFound)
 			return nil
 		}
-	case codes.Unauthenticated, codes.PermissionDenied:
+	case fault.Config:
 		s.log.Error(op+": backend refused the frontend (configuration)", "err", err)
 		s.err(CodeSysTemp, "Temporary server failure, try again later.")
 		return nil
 	}
+	s.unavailable(err)
 	s.log.Warn(op, "err", err)
 	s.err(CodeSysTemp, "Temporary server failure, try again later.")
 	return nil
+}
+
+// unavailable marks the last backend down when err says it is unreachable.
+func (s *session) unavailable(err error) {
+	if s.last != nil && status.Code(err) == codes.Unavailable {
+		s.srv.router.MarkDown(s.last)
+	}
 }
 
 // msgArg parses a message number argument and answers the errors; m is nil
@@ -662,17 +675,18 @@ func (s *session) cmdTop(c Command) error {
 // the terminating line, so that the client cannot take a truncated message
 // for a whole one.
 func (s *session) sendBody(m *message, top int) error {
-	cl, err := s.srv.router.Route(s.account.ID, s.account.Backend)
+	b, err := s.srv.router.Route(s.account.ID, s.account.Backend)
 	if err != nil {
 		return s.fail("route", err, "")
 	}
-	ctx, cancel := context.WithCancel(withAccount(s.ctx, s.account.ID))
+	s.last = b
+	ctx, cancel := context.WithCancel(pool.WithAccount(s.ctx, s.account.ID))
 	defer cancel()
 	// The watchdog bounds each wait for the backend, not the time the
 	// client takes to read.
 	watchdog := time.AfterFunc(s.srv.cfg.BackendTimeout, cancel)
 	defer watchdog.Stop()
-	st, err := cl.GetBody(ctx, &mailboxv1.GetBodyRequest{AccountId: s.account.ID, MailboxId: s.mailboxID, Uid: m.uid})
+	st, err := b.Client.GetBody(ctx, &mailboxv1.GetBodyRequest{AccountId: s.account.ID, MailboxId: s.mailboxID, Uid: m.uid})
 	var chunk *mailboxv1.BodyChunk
 	if err == nil {
 		chunk, err = st.Recv()
