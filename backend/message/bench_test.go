@@ -74,12 +74,12 @@ func BenchmarkParse4K(b *testing.B) { benchmarkParse(b, message4K()) }
 func BenchmarkParse1M(b *testing.B) { benchmarkParse(b, message1M()) }
 
 func TestBenchmarkMessages(t *testing.T) {
-	p := parse(t, string(message4K()), Options{})
+	p := mustParse(t, string(message4K()), Options{})
 	if len(p.Structure.Parts) != 2 || !strings.Contains(p.SearchBody, "Schöne Angebote für Sie: Bücher") ||
 		!strings.Contains(p.SearchBody, "<p>Schöne Angebote für Sie</p>") || p.Envelope.Subject != "Unsere Angebote der Woche" {
 		t.Errorf("4K message: %d parts, subject %q, SearchBody %.100q", len(p.Structure.Parts), p.Envelope.Subject, p.SearchBody)
 	}
-	p = parse(t, string(message1M()), Options{})
+	p = mustParse(t, string(message1M()), Options{})
 	if len(p.Structure.Parts) != 2 || p.SearchBody != "see attachment" || p.Structure.Parts[1].Size < 1<<20 {
 		t.Errorf("1M message: %d parts, SearchBody %.100q", len(p.Structure.Parts), p.SearchBody)
 	}

@@ -18,9 +18,9 @@ func fuzzSeeds() []string {
 	}
 }
 
-// FuzzParse checks that Parse never panics or fails on input it can read, and
+// FuzzParse checks that Parse never panics or fails on input it can read,
 // that its result keeps the documented invariants, with default and with tight
-// options.
+// options, and that it does not depend on the scanner's window size.
 func FuzzParse(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add([]byte(s))
@@ -33,6 +33,11 @@ func FuzzParse(f *testing.F) {
 			}
 			for _, v := range checkInvariants(in, p, opts) {
 				t.Errorf("Parse(%q): %s", in, v)
+			}
+			for _, window := range []int{1, 7, 100} {
+				if diff := windowDiff(bytes.NewReader(in), int64(len(in)), opts, p, window); diff != "" {
+					t.Errorf("Parse(%q), window %d: %s", in, window, diff)
+				}
 			}
 		}
 	})

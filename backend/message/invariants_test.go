@@ -3,6 +3,7 @@ package message
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strings"
 	"unicode/utf8"
 
@@ -98,4 +99,24 @@ func checkInvariants(input []byte, p *Parsed, opts Options) []string {
 		fail("SearchBody %d bytes > MaxSearchText %d", len(p.SearchBody), opts.MaxSearchText)
 	}
 	return bad
+}
+
+// windowDiff parses r again with a scanner window of window bytes and
+// describes how the result differs from want (parsed with the default
+// window), or returns "": the result must not depend on the window.
+func windowDiff(r io.ReaderAt, size int64, opts Options, want *Parsed, window int) string {
+	got, err := parse(r, size, opts, window)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("error %v", err)
+	case got.Size != want.Size || !bytes.Equal(got.Header, want.Header) || !got.SentDate.Equal(want.SentDate):
+		return fmt.Sprintf("size, header or date differ: %d %q %v", got.Size, got.Header, got.SentDate)
+	case !proto.Equal(got.Envelope, want.Envelope):
+		return fmt.Sprintf("envelope differs: %v", got.Envelope)
+	case !proto.Equal(got.Structure, want.Structure):
+		return fmt.Sprintf("structure differs: %v", got.Structure)
+	case got.SearchHeader != want.SearchHeader || got.SearchBody != want.SearchBody:
+		return fmt.Sprintf("search text differs: %q %q", got.SearchHeader, got.SearchBody)
+	}
+	return ""
 }

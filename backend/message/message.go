@@ -130,8 +130,14 @@ type Parsed struct {
 // bytes of each text part are read; other parts are only scanned for
 // boundaries, through a 64 KiB window.
 func Parse(r io.ReaderAt, size int64, opts Options) (*Parsed, error) {
+	return parse(r, size, opts, windowSize)
+}
+
+// parse is Parse with the scanner window as a parameter, so that tests can
+// check that the result does not depend on it.
+func parse(r io.ReaderAt, size int64, opts Options, window int) (*Parsed, error) {
 	size = max(size, 0)
-	p := &parser{sc: newScanner(r, size, windowSize), opts: opts.withDefaults()}
+	p := &parser{sc: newScanner(r, size, window), opts: opts.withDefaults()}
 	defer p.sc.release()
 	top, h, _ := p.entity(1, false, false)
 	if p.sc.err != nil {

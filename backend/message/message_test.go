@@ -61,7 +61,7 @@ type want struct {
 
 func str(s string) *string { return &s }
 
-func parse(t *testing.T, in string, opts Options) *Parsed {
+func mustParse(t *testing.T, in string, opts Options) *Parsed {
 	t.Helper()
 	p, err := Parse(strings.NewReader(in), int64(len(in)), opts)
 	if err != nil {
@@ -69,6 +69,11 @@ func parse(t *testing.T, in string, opts Options) *Parsed {
 	}
 	for _, v := range checkInvariants([]byte(in), p, opts) {
 		t.Errorf("invariant: %s", v)
+	}
+	for _, window := range []int{7, 100} {
+		if diff := windowDiff(strings.NewReader(in), int64(len(in)), opts, p, window); diff != "" {
+			t.Errorf("window %d: %s", window, diff)
+		}
 	}
 	return p
 }
@@ -169,7 +174,7 @@ func forEOL(t *testing.T, lit string, f func(t *testing.T, in string, conv func(
 
 func TestSimple(t *testing.T) {
 	forEOL(t, simple, func(t *testing.T, in string, conv func(string) string) {
-		p := parse(t, in, Options{})
+		p := mustParse(t, in, Options{})
 		hdrEnd := strings.Index(in, conv("\n\n")) + len(conv("\n\n"))
 		if string(p.Header) != in[:hdrEnd] {
 			t.Errorf("Header %q, want %q", p.Header, in[:hdrEnd])
@@ -229,7 +234,7 @@ epilogue
 
 func TestAlternative(t *testing.T) {
 	forEOL(t, alternative, func(t *testing.T, in string, conv func(string) string) {
-		p := parse(t, in, Options{})
+		p := mustParse(t, in, Options{})
 		checkParts(t, in, p, []want{
 			{sec: "", typ: "multipart/alternative", params: map[string]string{"boundary": "==alt-b0und4ry=="},
 				body: in[strings.Index(in, conv("This is")):], nparts: 2},
@@ -277,7 +282,7 @@ Content-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==
 ` + secret[:40] + "\n" + secret[40:] + `
 ------=_Part_1_2.3--
 `)
-	p := parse(t, in, Options{})
+	p := mustParse(t, in, Options{})
 	checkParts(t, in, p, []want{
 		{sec: "", typ: "multipart/mixed", params: map[string]string{"boundary": "----=_Part_1_2.3"}, nparts: 2,
 			body: in[strings.Index(in, "\r\n\r\n")+4:]},
@@ -332,7 +337,7 @@ Content-Disposition: inline
 `)
 	innerCRLF := crlf(inner)
 	innerHdr := innerCRLF[:strings.Index(innerCRLF, "\r\n\r\n")+4]
-	p := parse(t, in, Options{})
+	p := mustParse(t, in, Options{})
 	checkParts(t, in, p, []want{
 		{sec: "1", typ: "text/plain", params: map[string]string{"charset": "us-ascii"}, body: "see attached", mime: str("\r\n"), lines: 1},
 		{sec: "2", typ: "message/rfc822", body: innerCRLF, lines: int64(strings.Count(inner, "\n")),
@@ -393,7 +398,7 @@ func TestEncodedWords(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {
 			in := crlf("Subject: " + tc.subject + "\nFrom: =?utf-8?q?Ren=C3=A9e?= <r@x.example>, \"=?utf-8?b?5bGx55Sw?=\" <y@x.example>\n\nbody\n")
-			p := parse(t, in, Options{})
+			p := mustParse(t, in, Options{})
 			if p.Envelope.Subject != tc.want {
 				t.Errorf("subject %q, want %q", p.Envelope.Subject, tc.want)
 			}
@@ -436,7 +441,7 @@ func TestAddressLists(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := crlf("To: " + tc.value + "\n\n")
-			p := parse(t, in, Options{})
+			p := mustParse(t, in, Options{})
 			checkEnvelope(t, &mailboxv1.Envelope{To: p.Envelope.To}, &mailboxv1.Envelope{To: tc.want})
 		})
 	}
@@ -444,7 +449,7 @@ func TestAddressLists(t *testing.T) {
 
 func TestSenderReplyTo(t *testing.T) {
 	in := crlf("From: a@x.example\nSender: s@x.example\nReply-To:\n\n")
-	p := parse(t, in, Options{})
+	p := mustParse(t, in, Options{})
 	want := &mailboxv1.Envelope{
 		From:    []*mailboxv1.Address{addr("", "a", "x.example")},
 		Sender:  []*mailboxv1.Address{addr("", "s", "x.example")},
@@ -550,7 +555,7 @@ func TestMalformed(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := parse(t, tc.in, tc.opts)
+			p := mustParse(t, tc.in, tc.opts)
 			checkParts(t, tc.in, p, tc.wants)
 		})
 	}
@@ -605,7 +610,7 @@ func TestDepthLimit(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := nested(tc.levels, tc.messages)
-			p := parse(t, in, tc.opts)
+			p := mustParse(t, in, tc.opts)
 			if d := maxDepth(p.Structure); d != tc.wantDepth {
 				t.Errorf("depth %d, want %d", d, tc.wantDepth)
 			}
@@ -617,7 +622,7 @@ func TestDepthLimit(t *testing.T) {
 	}
 	// The opaque part at the limit still spans its whole body.
 	in := nested(3, false)
-	p := parse(t, in, Options{MaxDepth: 2})
+	p := mustParse(t, in, Options{MaxDepth: 2})
 	leaf := section(p.Structure, "1")
 	if leaf.Type != "application" || !strings.HasPrefix(in[leaf.BodyOffset:leaf.EndOffset], "--b1\r\n") || !strings.HasSuffix(in[leaf.BodyOffset:leaf.EndOffset], "--b2--\r\n--b1--") {
 		t.Errorf("opaque leaf %s/%s body %q", leaf.Type, leaf.Subtype, in[leaf.BodyOffset:leaf.EndOffset])
@@ -632,7 +637,7 @@ func TestPartsLimit(t *testing.T) {
 	}
 	b.WriteString("--b--\r\n")
 	in := b.String()
-	p := parse(t, in, Options{MaxParts: 10})
+	p := mustParse(t, in, Options{MaxParts: 10})
 	if n := len(p.Structure.Parts); n != 9 {
 		t.Errorf("%d parts, want 9 (10 with the multipart)", n)
 	}
@@ -647,7 +652,7 @@ func TestPartsLimit(t *testing.T) {
 		t.Errorf("SearchBody has undescribed parts: %q", p.SearchBody)
 	}
 	// A multipart with no room for a child is opaque.
-	p = parse(t, in, Options{MaxParts: 1})
+	p = mustParse(t, in, Options{MaxParts: 1})
 	if p.Structure.Type != "application" {
 		t.Errorf("MaxParts 1: %s/%s", p.Structure.Type, p.Structure.Subtype)
 	}
@@ -657,12 +662,12 @@ func TestSearchTextLimit(t *testing.T) {
 	body := strings.Repeat("héllo wörld ", 1000)
 	in := crlf("Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain; charset=utf-8\n\n" + body + "\n--b\n\nsecond part\n--b--\n")
 	for _, limit := range []int{1, 2, 3, 100, 101, 1000} {
-		p := parse(t, in, Options{MaxSearchText: limit})
+		p := mustParse(t, in, Options{MaxSearchText: limit})
 		if len(p.SearchBody) > limit || !utf8.ValidString(p.SearchBody) || !strings.HasPrefix(body, p.SearchBody) || len(p.SearchBody) < limit-2 {
 			t.Errorf("limit %d: SearchBody %d bytes %q", limit, len(p.SearchBody), p.SearchBody)
 		}
 	}
-	p := parse(t, in, Options{})
+	p := mustParse(t, in, Options{})
 	if p.SearchBody != body+"\nsecond part" {
 		t.Errorf("SearchBody %q", p.SearchBody)
 	}
@@ -674,7 +679,7 @@ func TestLongLines(t *testing.T) {
 	for _, n := range []int{windowSize - 1, windowSize, windowSize + 1, 3*windowSize + 7} {
 		long := strings.Repeat("A", n)
 		in := "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n" + long + "\r\n--b\r\n\r\n" + long[:10] + "\r\n--b--\r\n"
-		p := parse(t, in, Options{})
+		p := mustParse(t, in, Options{})
 		checkParts(t, in, p, []want{
 			{sec: "1", typ: "application/octet-stream", body: long},
 			{sec: "2", typ: "text/plain", body: long[:10], lines: 1},
@@ -760,7 +765,7 @@ func TestSentDate(t *testing.T) {
 		{"", time.Time{}},
 	}
 	for _, tc := range tests {
-		p := parse(t, crlf("Date: "+tc.date+"\n\n"), Options{})
+		p := mustParse(t, crlf("Date: "+tc.date+"\n\n"), Options{})
 		if !p.SentDate.Equal(tc.want) {
 			t.Errorf("Date %q: SentDate %v, want %v", tc.date, p.SentDate, tc.want)
 		}
@@ -798,7 +803,7 @@ func TestParseDateFast(t *testing.T) {
 
 func TestConcurrent(t *testing.T) {
 	in := crlf(alternative)
-	want := parse(t, in, Options{})
+	want := mustParse(t, in, Options{})
 	done := make(chan *Parsed)
 	for range 4 {
 		go func() {

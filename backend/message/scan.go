@@ -160,14 +160,17 @@ func (s *scanner) read() bool {
 }
 
 // readLong handles a line longer than the window, which starts at buf[0]
-// (offset start): it keeps the line's head and slides the window until the
-// line ends.
+// (offset start): it keeps the line's first peekLen bytes and slides the
+// window until the line ends.
 func (s *scanner) readLong(start int64) bool {
 	s.long = append(s.long[:0], s.buf[:min(s.n, peekLen)]...)
 	prevCR := s.buf[s.n-1] == '\r'
 	for {
 		if !s.fill(s.base + int64(s.n)) {
 			return false
+		}
+		if len(s.long) < peekLen {
+			s.long = append(s.long, s.buf[:min(s.n, peekLen-len(s.long))]...)
 		}
 		if j := bytes.IndexByte(s.buf[:s.n], '\n'); j >= 0 {
 			eol := 1
@@ -185,12 +188,16 @@ func (s *scanner) readLong(start int64) bool {
 	}
 }
 
+// setLine records the line [start, end) ending in eol bytes. head holds the
+// line's first bytes; it is cut to the line's content and to peekLen, so that
+// it does not depend on the window size.
 func (s *scanner) setLine(start, end int64, eol int, head []byte) {
+	if content := end - start - int64(eol); int64(len(head)) > content {
+		head = head[:content]
+	}
 	if len(head) > peekLen {
 		head = head[:peekLen]
 	}
-	// A head taken from s.long of a line whose CR sits at the end of the
-	// kept prefix is harmless: only short lines are interpreted.
 	s.start, s.end, s.eol, s.head = start, end, eol, head
 	s.pos = end
 }
