@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"testing"
 
@@ -702,5 +703,68 @@ func TestOddMessages(t *testing.T) {
 	sr, err := c.Search(ctxT(t), &mailboxv1.SearchRequest{AccountId: a, MailboxId: selectBox(t, c, a, "INBOX").Status.MailboxId, Criteria: kText("no header at all")})
 	if err != nil || fmtUIDs(sr.Uids) != "[3 4]" {
 		t.Fatalf("search in a message without header: %v %v", sr, err)
+	}
+}
+
+// Numbers and times at the edges of their types keep their meaning: a
+// MODSEQ or size beyond any real one matches nothing (nothing is
+// "newer"), a date beyond any real one is after every message, and an
+// append with an impossible internal date is refused.
+func TestExtremeNumbers(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	const a = "extreme"
+	id := fillInbox(t, c, a, 2)
+	const huge = math.MaxUint64
+	for _, tc := range []struct {
+		what string
+		key  *sk
+		want string
+	}{
+		{"LARGER 2^63", kNum(mailboxv1.SearchKey_OP_LARGER, 1<<63), "[]"},
+		{"LARGER max", kNum(mailboxv1.SearchKey_OP_LARGER, huge), "[]"},
+		{"SMALLER max", kNum(mailboxv1.SearchKey_OP_SMALLER, huge), "[1 2]"},
+		{"MODSEQ max", kNum(mailboxv1.SearchKey_OP_MODSEQ, huge), "[]"},
+		{"SINCE max", &sk{Op: mailboxv1.SearchKey_OP_SINCE, Time: math.MaxInt64}, "[]"},
+		{"BEFORE max", &sk{Op: mailboxv1.SearchKey_OP_BEFORE, Time: math.MaxInt64}, "[1 2]"},
+		{"SINCE min", &sk{Op: mailboxv1.SearchKey_OP_SINCE, Time: math.MinInt64}, "[1 2]"},
+		{"BEFORE min", &sk{Op: mailboxv1.SearchKey_OP_BEFORE, Time: math.MinInt64}, "[]"},
+		{"SENTSINCE max", &sk{Op: mailboxv1.SearchKey_OP_SENT_SINCE, Time: math.MaxInt64}, "[]"},
+		{"SENTBEFORE max", &sk{Op: mailboxv1.SearchKey_OP_SENT_BEFORE, Time: math.MaxInt64}, "[1 2]"},
+		{"SENTSINCE min", &sk{Op: mailboxv1.SearchKey_OP_SENT_SINCE, Time: math.MinInt64}, "[1 2]"},
+	} {
+		r, err := c.Search(ctxT(t), &mailboxv1.SearchRequest{AccountId: a, MailboxId: id, Criteria: tc.key})
+		if err != nil || fmtUIDs(r.Uids) != tc.want {
+			t.Errorf("search %s: %v %v, want %s", tc.what, r.GetUids(), err, tc.want)
+		}
+	}
+	ms, err := fetchSet(t, c, &mailboxv1.FetchRequest{AccountId: a, MailboxId: id, ChangedSince: huge})
+	if err != nil || len(ms) != 0 {
+		t.Errorf("fetch changedsince max: %v %v", uidsOf(ms), err)
+	}
+	ch, err := changesErr(t, c, &mailboxv1.ChangesRequest{AccountId: a, MailboxId: id, SinceModseq: huge})
+	if err != nil || len(ch.changed) != 0 || len(ch.vanished.Ranges) != 0 {
+		t.Errorf("changes since max: %+v %v", ch, err)
+	}
+	// UNCHANGEDSINCE above every MODSEQ (beyond 32 bits, beyond 63 bits):
+	// the store happens.
+	for i, since := range []uint64{1 << 32, huge} {
+		r, err := c.StoreFlags(ctxT(t), &mailboxv1.StoreFlagsRequest{AccountId: a, MailboxId: id, Uids: uidSet(1, 0), UnchangedSince: since,
+			Mode: mailboxv1.StoreMode_STORE_MODE_ADD, Flags: &mailboxv1.Flags{System: []uint32{fSeen, fFlagged}[i]}})
+		if err != nil || len(r.Modified.GetRanges()) != 0 || len(r.Messages) != 2 || r.Messages[0].Flags.System&[]uint32{fSeen, fFlagged}[i] == 0 {
+			t.Errorf("store unchangedsince %d: %v %v", since, r, err)
+		}
+	}
+	// Internal dates: the year 9999 is the last that fits.
+	before := snapshot(t, c, a)
+	for _, d := range []int64{253402300800, 1 << 50, math.MaxInt64} {
+		_, err := appendMsg(t, c, &mailboxv1.AppendHeader{AccountId: a, MailboxName: "INBOX", InternalDate: d}, testMessage("x", "y"))
+		wantCode(t, fmt.Sprintf("append with internal date %d", d), err, codes.InvalidArgument)
+	}
+	unchanged(t, c, a, before, "appends with impossible internal dates")
+	last := int64(253402300799)
+	ap := mustAppend(t, c, &mailboxv1.AppendHeader{AccountId: a, MailboxName: "INBOX", InternalDate: last}, testMessage("x", "y"))
+	if ms, err := fetchSet(t, c, &mailboxv1.FetchRequest{AccountId: a, MailboxId: id, Uids: uidSet(ap.Uid, ap.Uid), InternalDate: true}); err != nil || ms[0].InternalDate != last {
+		t.Fatalf("internal date %v %v, want %d", ms, err, last)
 	}
 }

@@ -167,6 +167,10 @@ func receive[Req any](s *service, recv func() (*Req, error), header func(*Req) (
 	return sp, nil
 }
 
+// maxInternalDate is the latest internal date an append may set:
+// 9999-12-31 23:59:59 UTC, the end of what IMAP's date-time can express.
+const maxInternalDate = 253402300799
+
 func (s *service) Append(stream grpc.ClientStreamingServer[mailboxv1.AppendRequest, mailboxv1.AppendResponse]) error {
 	ctx := stream.Context()
 	first, err := stream.Recv()
@@ -185,6 +189,9 @@ func (s *service) Append(stream grpc.ClientStreamingServer[mailboxv1.AppendReque
 	}
 	if h.Size < 0 {
 		return s.fail("Append", errSizeMismatch)
+	}
+	if h.InternalDate > maxInternalDate {
+		return s.fail("Append", &store.InvalidError{Msg: "internal date is after the year 9999"})
 	}
 	sp, err := receive(s, stream.Recv, func(r *mailboxv1.AppendRequest) (bool, []byte) {
 		return r.GetHeader() != nil, r.GetChunk()

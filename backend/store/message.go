@@ -361,7 +361,7 @@ func (s *Store) Fetch(ctx context.Context, account string, mailboxID int64, set 
 			}
 		}
 		sql := "SELECT " + cols + " FROM messages m" + uidJoin + "WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid"
-		rows, err := tx.Query(ctx, sql, account, mailboxID, f.starts, f.ends, int64(o.ChangedSince))
+		rows, err := tx.Query(ctx, sql, account, mailboxID, f.starts, f.ends, sqlInt(o.ChangedSince))
 		if err != nil {
 			return err
 		}
@@ -475,14 +475,14 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 			c AS (SELECT t.uid, t.flags, t.keywords, t.modseq, `+newFlags+` AS nf, `+newKw+` AS nk FROM t),
 			u AS (UPDATE messages m SET flags = c.nf, keywords = c.nk, modseq = $7 FROM c
 				WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.uid = c.uid
-				AND (c.nf <> c.flags OR c.nk <> c.keywords) AND ($8 = 0 OR c.modseq <= $8)
+				AND (c.nf <> c.flags OR c.nk <> c.keywords) AND ($8::bigint = 0 OR c.modseq <= $8::bigint)
 				RETURNING m.uid)
 			SELECT c.uid, CASE WHEN u.uid IS NULL THEN c.flags ELSE c.nf END,
 				CASE WHEN u.uid IS NULL THEN c.keywords ELSE c.nk END,
 				CASE WHEN u.uid IS NULL THEN c.modseq ELSE $7 END,
-				u.uid IS NOT NULL, ($8 <> 0 AND c.modseq > $8)
+				u.uid IS NOT NULL, ($8::bigint <> 0 AND c.modseq > $8::bigint)
 			FROM c LEFT JOIN u ON u.uid = c.uid ORDER BY c.uid`,
-			account, mailboxID, f.starts, f.ends, int32(bits), kw, modseq, int64(unchangedSince))
+			account, mailboxID, f.starts, f.ends, int32(bits), kw, modseq, sqlInt(unchangedSince))
 		if err != nil {
 			return err
 		}
@@ -741,7 +741,7 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 			kf.ends[0] = 1<<32 - 1
 		}
 		rows, err := tx.Query(ctx, `SELECT m.uid FROM expunged m`+uidJoin+`
-			WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid`, account, mailboxID, kf.starts, kf.ends, int64(since))
+			WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid`, account, mailboxID, kf.starts, kf.ends, sqlInt(since))
 		if err != nil {
 			return err
 		}
@@ -752,7 +752,7 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 		}
 		first.Vanished.Ranges = b.ranges
 		rows, err = tx.Query(ctx, `SELECT uid, flags, keywords, modseq FROM messages
-			WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 ORDER BY uid`, account, mailboxID, int64(since))
+			WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 ORDER BY uid`, account, mailboxID, sqlInt(since))
 		if err != nil {
 			return err
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -169,20 +168,20 @@ func (b *sqlBuilder) key(ctx context.Context, s *Store, tx pgx.Tx, account strin
 		}
 		return cond, nil
 	case mailboxv1.SearchKey_OP_BEFORE:
-		return "m.internal_date < " + b.arg(time.Unix(k.Time, 0)), nil
+		return "m.internal_date < " + b.arg(sqlTime(k.Time)), nil
 	case mailboxv1.SearchKey_OP_SINCE:
-		return "m.internal_date >= " + b.arg(time.Unix(k.Time, 0)), nil
+		return "m.internal_date >= " + b.arg(sqlTime(k.Time)), nil
 	case mailboxv1.SearchKey_OP_SENT_BEFORE:
 		// No usable Date header: not before, not since (and so NOT matches).
-		return "coalesce(m.sent_date < " + b.arg(time.Unix(k.Time, 0)) + ", false)", nil
+		return "coalesce(m.sent_date < " + b.arg(sqlTime(k.Time)) + ", false)", nil
 	case mailboxv1.SearchKey_OP_SENT_SINCE:
-		return "coalesce(m.sent_date >= " + b.arg(time.Unix(k.Time, 0)) + ", false)", nil
+		return "coalesce(m.sent_date >= " + b.arg(sqlTime(k.Time)) + ", false)", nil
 	case mailboxv1.SearchKey_OP_LARGER:
-		return "m.size > " + b.arg(int64(k.Number)), nil
+		return "m.size > " + b.arg(sqlInt(k.Number)), nil
 	case mailboxv1.SearchKey_OP_SMALLER:
-		return "m.size < " + b.arg(int64(k.Number)), nil
+		return "m.size < " + b.arg(sqlInt(k.Number)), nil
 	case mailboxv1.SearchKey_OP_MODSEQ:
-		return "m.modseq >= " + b.arg(int64(k.Number)), nil
+		return "m.modseq >= " + b.arg(sqlInt(k.Number)), nil
 	case mailboxv1.SearchKey_OP_HEADER:
 		// search_header holds one unfolded "Name: value" line per field.
 		// The field name matches case-insensitively; the value as a

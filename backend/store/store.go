@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"sort"
 	"strings"
@@ -50,6 +51,34 @@ func IsInvalid(err error) bool { return errors.Is(err, errInvalidInput) }
 
 func invalid(format string, args ...any) error {
 	return &InvalidError{Msg: fmt.Sprintf(format, args...)}
+}
+
+// sqlInt converts an unsigned protocol number (a MODSEQ or a size) for SQL.
+// No stored value exceeds math.MaxInt64, so a larger number clamps to it
+// and keeps its meaning instead of wrapping negative.
+func sqlInt(v uint64) int64 {
+	if v > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
+}
+
+// The earliest and latest times stored or compared (years 1 to 9999).
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+)
+
+// sqlTime converts Unix seconds for SQL, clamped to [minTime, maxTime], so
+// that a date beyond them keeps its meaning instead of overflowing.
+func sqlTime(sec int64) time.Time {
+	switch {
+	case sec < minTime.Unix():
+		return minTime
+	case sec > maxTime.Unix():
+		return maxTime
+	}
+	return time.Unix(sec, 0)
 }
 
 // Config configures the connection pool.
