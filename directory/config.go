@@ -236,13 +236,15 @@ func (c *Config) Validate() error {
 	if strings.ContainsAny(c.SubaddressSeparator, "@\"\\ ") {
 		bad("subaddress-separator: %q may not contain @, quotes, backslash or space", c.SubaddressSeparator)
 	}
-	for i, d := range c.LocalDomains {
-		d = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
-		if d == "" || strings.ContainsAny(d, "@ ") {
-			bad("local-domains: %q is not a domain", c.LocalDomains[i])
+	domains := make([]string, 0, len(c.LocalDomains)) // not in place: the caller's slice stays as it was
+	for _, d := range c.LocalDomains {
+		n := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
+		if n == "" || strings.ContainsAny(n, "@ ") {
+			bad("local-domains: %q is not a domain", d)
 		}
-		c.LocalDomains[i] = d
+		domains = append(domains, n)
 	}
+	c.LocalDomains = domains
 	return errors.Join(errs...)
 }
 
