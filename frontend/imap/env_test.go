@@ -166,17 +166,7 @@ func (st *stack) frontend(mod func(*Config), backends ...int) (*Server, string) 
 	if err != nil {
 		st.t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		st.t.Fatal(err)
-	}
-	go srv.Serve(l)
-	st.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Close(ctx)
-	})
-	return srv, l.Addr().String()
+	return srv, serveOn(st.t, srv)
 }
 
 // login connects a go-imap client and logs in.
@@ -283,3 +273,19 @@ func (r *raw) expect(prefix string) string {
 }
 
 var netipLocal = netip.MustParseAddr("127.0.0.1")
+
+// serveOn serves srv on a fresh loopback listener and closes it at the end.
+func serveOn(t *testing.T, srv *Server) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Close(ctx)
+	})
+	return l.Addr().String()
+}

@@ -1,0 +1,212 @@
+package imap
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// events collects unilateral responses of one client.
+type events struct {
+	exists  chan uint32
+	expunge chan uint32
+	fetch   chan []imap.Flag
+}
+
+func newEvents() *events {
+	return &events{exists: make(chan uint32, 100), expunge: make(chan uint32, 100), fetch: make(chan []imap.Flag, 100)}
+}
+
+func (e *events) handler() *imapclient.UnilateralDataHandler {
+	return &imapclient.UnilateralDataHandler{
+		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+			if d.NumMessages != nil {
+				e.exists <- *d.NumMessages
+			}
+		},
+		Expunge: func(seq uint32) { e.expunge <- seq },
+		Fetch: func(msg *imapclient.FetchMessageData) {
+			buf, err := msg.Collect()
+			if err == nil {
+				e.fetch <- buf.Flags
+			}
+		},
+	}
+}
+
+func within[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("no %s within %v", what, d)
+		panic("unreachable")
+	}
+}
+
+func loginWith(t *testing.T, addr, user string, ev *events) *imapclient.Client {
+	t.Helper()
+	c, err := imapclient.DialInsecure(addr, &imapclient.Options{UnilateralDataHandler: ev.handler()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Login(user, "secret").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Two frontends on two backends: deliveries, flag changes and expunges made
+// through one reach an IDLE session on the other within a second.
+func TestIdleAcrossFrontendsAndBackends(t *testing.T) {
+	st := newStack(t, 2)
+	id := st.user("erin")
+	deliver(t, st.clients[0], id, testMessage(1))
+	_, addrA := st.frontend(nil, 0)
+	_, addrB := st.frontend(nil, 1)
+
+	evA := newEvents()
+	a := loginWith(t, addrA, "erin", evA)
+	if _, err := a.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	b := login(t, addrB, "erin")
+	if _, err := b.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := a.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	deliver(t, st.clients[1], id, testMessage(2))
+	if n := within(t, evA.exists, time.Second, "EXISTS after a delivery through the other backend"); n != 2 {
+		t.Fatalf("EXISTS %d", n)
+	}
+	t.Logf("delivery to EXISTS: %v", time.Since(start))
+
+	if err := b.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if f := within(t, evA.fetch, time.Second, "FETCH FLAGS"); len(f) != 1 || f[0] != imap.FlagFlagged {
+		t.Fatalf("flags %v", f)
+	}
+	if err := b.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	within(t, evA.fetch, time.Second, "FETCH FLAGS \\Deleted")
+	if _, err := b.Expunge().Collect(); err != nil {
+		t.Fatal(err)
+	}
+	if seq := within(t, evA.expunge, time.Second, "EXPUNGE"); seq != 1 {
+		t.Fatalf("EXPUNGE %d", seq)
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fetchAll(t, a, imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true})
+	if len(msgs) != 1 || msgs[0].UID != 2 || msgs[0].SeqNum != 1 {
+		t.Fatalf("after IDLE: %+v", msgs)
+	}
+}
+
+// Without IDLE, changes wait for a command that may carry them, and no
+// EXPUNGE is sent during FETCH, STORE or SEARCH (RFC 9051 section 7.5.1).
+func TestNoExpungeDuringFetch(t *testing.T) {
+	st := newStack(t, 1)
+	id := st.user("fred")
+	for i := 1; i <= 3; i++ {
+		deliver(t, st.clients[0], id, testMessage(i))
+	}
+	_, addr := st.frontend(nil, 0)
+	evA := newEvents()
+	a := loginWith(t, addr, "fred", evA)
+	if _, err := a.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	b := login(t, addr, "fred")
+	if _, err := b.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Store(imap.SeqSetNum(2), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Expunge().Collect(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let the watch event arrive
+	// a still numbers 3 messages: FETCH 3 is UID 3, and no EXPUNGE comes.
+	msgs := fetchAll(t, a, imap.SeqSetNum(3), &imap.FetchOptions{UID: true})
+	if len(msgs) != 1 || msgs[0].UID != 3 {
+		t.Fatalf("FETCH 3 = %+v", msgs)
+	}
+	if _, err := a.Search(&imap.SearchCriteria{}, nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case seq := <-evA.expunge:
+		t.Fatalf("EXPUNGE %d during FETCH/SEARCH", seq)
+	default:
+	}
+	if err := a.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if seq := within(t, evA.expunge, time.Second, "EXPUNGE after NOOP"); seq != 2 {
+		t.Fatalf("EXPUNGE %d", seq)
+	}
+}
+
+// Many idle sessions of many accounts share one Watch stream.
+func TestIdleSharesOneWatchStream(t *testing.T) {
+	st := newStack(t, 1)
+	const n = 20
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = st.user(fmt.Sprintf("u%d", i))
+	}
+	var dials atomic.Int64
+	r := &testRouter{clients: st.clients, down: map[int]bool{}}
+	cfg := DefaultConfig()
+	cfg.InsecureAuth = true
+	srv, err := New(cfg, Deps{Auth: st.dir, Router: r, Watch: func(ctx context.Context) (mailboxv1.Mailbox_WatchClient, error) {
+		dials.Add(1)
+		return st.clients[0].Watch(ctx)
+	}}, st.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveOn(t, srv)
+	evs := make([]*events, n)
+	for i := range ids {
+		evs[i] = newEvents()
+		c := loginWith(t, addr, fmt.Sprintf("u%d", i), evs[i])
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Idle(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range ids {
+		deliver(t, st.clients[0], ids[i], testMessage(i))
+	}
+	for i := range ids {
+		within(t, evs[i].exists, 2*time.Second, "EXISTS")
+	}
+	if d := dials.Load(); d != 1 {
+		t.Fatalf("%d Watch streams for %d idle sessions", d, n)
+	}
+}
