@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -146,6 +145,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	d.DialTimeout, d.Timeout = 2*time.Second, 3*time.Second
 	d.AuthDelayBase, d.AuthDelayMax, d.AuthFailFree = 10*time.Millisecond, 50*time.Millisecond, 100
 	d.StaleTTL = 0
+	d.DownFor = 100 * time.Millisecond
 	dir, err := directory.New(d, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -463,5 +463,3 @@ func msg(subject string, body ...string) string {
 	}
 	return b.String()
 }
-
-var localIP = netip.MustParseAddr("127.0.0.1")
