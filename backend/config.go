@@ -15,7 +15,8 @@ import (
 // every field is documented in the README and settable by flag or
 // MAILCLUSTER_* environment variable.
 type Config struct {
-	Listen string `name:"grpc-listen" help:"address the gRPC server listens on"`
+	Listen     string `name:"grpc-listen" help:"address the gRPC server listens on"`
+	HTTPListen string `name:"http-listen" help:"address for /metrics (Prometheus), /healthz and /readyz; empty: off"`
 	// Authentication of callers: mTLS, a shared token, or (development only)
 	// nothing at all.
 	TLSCert  string `name:"grpc-tls-cert" help:"server certificate file (PEM) for gRPC over TLS"`
@@ -61,6 +62,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:            "127.0.0.1:7070",
+		HTTPListen:        "127.0.0.1:7071",
 		PostgresMaxConns:  32,
 		BlobDriver:        "s3",
 		S3Region:          "us-east-1",

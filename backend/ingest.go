@@ -223,6 +223,7 @@ func (s *service) Append(stream grpc.ClientStreamingServer[mailboxv1.AppendReque
 		return s.fail("Append", err)
 	}
 	r := res[0]
+	s.metrics.deliveries.WithLabelValues(r.Status.String()).Inc()
 	switch r.Status {
 	case mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK:
 		return stream.SendAndClose(&mailboxv1.AppendResponse{UidValidity: r.UIDValidity, Uid: r.UID, MailboxId: r.MailboxID})
@@ -289,6 +290,9 @@ func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverReq
 	}
 	if ok == 0 {
 		s.discard(msg)
+	}
+	for _, r := range res {
+		s.metrics.deliveries.WithLabelValues(r.Status.String()).Inc()
 	}
 	log.Debug("delivered", "key", msg.BlobKey, "size", sp.size, "recipients", len(res), "stored", ok,
 		"stage", t1.Sub(t0), "commit", time.Since(t1))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -31,13 +32,15 @@ import (
 // Server is a running backend: the gRPC service, its PostgreSQL pool and
 // blob store, the change listener and the sweeper.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	svc    *service
-	grpc   *grpc.Server
-	health *health.Server
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cfg     Config
+	metrics *metrics
+	http    *http.Server
+	log     *slog.Logger
+	svc     *service
+	grpc    *grpc.Server
+	health  *health.Server
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // New connects to PostgreSQL (applying migrations) and the blob store and
@@ -46,8 +49,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	m := newMetrics()
 	st, err := store.Open(ctx, store.Config{
-		DSN: cfg.PostgresDSN, MaxConns: int32(cfg.PostgresMaxConns),
+		Observe: m.observePostgres,
+		DSN:     cfg.PostgresDSN, MaxConns: int32(cfg.PostgresMaxConns),
 		MaxUIDRanges: cfg.MaxUIDRanges, MaxSearchDepth: cfg.MaxSearchDepth, MaxSearchKeys: cfg.MaxSearchKeys,
 		MaxMailboxNameLen: cfg.MaxMailboxNameLen, MaxMailboxDepth: cfg.MaxMailboxDepth, MaxMailboxes: cfg.MaxMailboxes,
 	})
@@ -59,14 +64,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	blobs = instrumentedBlobs{Store: blobs, m: m}
 	opts, err := serverOptions(cfg)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	opts = append(opts, grpc.ChainUnaryInterceptor(m.unary()), grpc.ChainStreamInterceptor(m.stream()))
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Server{cfg: cfg, log: log, cancel: cancel, health: health.NewServer()}
-	s.svc = &service{cfg: cfg, log: log, store: st, blobs: blobs, hub: newHub()}
+	s := &Server{cfg: cfg, log: log, cancel: cancel, health: health.NewServer(), metrics: m}
+	s.svc = &service{cfg: cfg, log: log, store: st, blobs: blobs, hub: newHub(), metrics: m}
 	s.grpc = grpc.NewServer(opts...)
 	mailboxv1.RegisterMailboxServer(s.grpc, s.svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -167,6 +174,16 @@ func serverOptions(cfg Config) ([]grpc.ServerOption, error) {
 // Serve serves gRPC on l until Close.
 func (s *Server) Serve(l net.Listener) error { return s.grpc.Serve(l) }
 
+// ServeHTTP serves /metrics, /healthz and /readyz on l until Close.
+func (s *Server) ServeHTTP(l net.Listener) error {
+	s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	err := s.http.Serve(l)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
 // Close stops accepting calls, lets running calls finish for up to grace,
 // then stops the background work and closes the pools.
 func (s *Server) Close(grace time.Duration) {
@@ -177,6 +194,9 @@ func (s *Server) Close(grace time.Duration) {
 	case <-done:
 	case <-time.After(grace):
 		s.grpc.Stop()
+	}
+	if s.http != nil {
+		s.http.Close()
 	}
 	s.cancel()
 	s.wg.Wait()
@@ -230,7 +250,9 @@ func (s *Server) sweepLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := s.Sweep(ctx, s.cfg.UploadGrace); err != nil && ctx.Err() == nil {
+			n, err := s.Sweep(ctx, s.cfg.UploadGrace)
+			s.metrics.swept.Add(float64(n))
+			if err != nil && ctx.Err() == nil {
 				s.log.Warn("sweep", "err", err)
 			} else if n > 0 {
 				s.log.Info("sweep", "deleted", n)
@@ -277,8 +299,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("grpc-listen: %w", err)
 	}
 	log.Info("backend serving", "addr", l.Addr().String(), "blob", cfg.BlobDriver)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- s.Serve(l) }()
+	if cfg.HTTPListen != "" {
+		hl, err := net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
+			s.Close(0)
+			return fmt.Errorf("http-listen: %w", err)
+		}
+		log.Info("metrics and health serving", "addr", hl.Addr().String())
+		go func() { errc <- s.ServeHTTP(hl) }()
+	}
 	select {
 	case <-ctx.Done():
 		s.Close(30 * time.Second)

@@ -21,11 +21,12 @@ const AccountHeader = "x-mailcluster-account"
 // calls the store or the blob store, and maps the error.
 type service struct {
 	mailboxv1.UnsafeMailboxServer
-	cfg   Config
-	log   *slog.Logger
-	store *store.Store
-	blobs blob.Store
-	hub   *hub
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Store
+	blobs   blob.Store
+	hub     *hub
+	metrics *metrics
 }
 
 var _ mailboxv1.MailboxServer = (*service)(nil)

@@ -141,6 +141,8 @@ func (s *service) resync(ctx context.Context) {
 func (s *service) Watch(stream grpc.BidiStreamingServer[mailboxv1.WatchRequest, mailboxv1.WatchEvent]) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
+	s.metrics.watchers.Inc()
+	defer s.metrics.watchers.Dec()
 	w := newWatcher()
 	var (
 		mu      sync.Mutex

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"math"
 	"net"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -92,6 +93,9 @@ type Config struct {
 	MaxMailboxNameLen int // bytes
 	MaxMailboxDepth   int // hierarchy levels
 	MaxMailboxes      int // per account
+	// Observe, if set, is called after every transaction with the name of
+	// the store method, its duration and its error (for metrics).
+	Observe func(op string, d time.Duration, err error)
 }
 
 func (c *Config) defaults() {
@@ -214,7 +218,19 @@ func (s *Store) migrate(ctx context.Context) error {
 // tx runs fn in a transaction, retrying serialization failures and deadlocks
 // a few times, and classifies the error.
 func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	var err error
+	op := ""
+	if s.cfg.Observe != nil {
+		op = caller()
+	}
+	return s.txNamed(ctx, op, fn)
+}
+
+// txNamed is tx with the operation name for metrics given.
+func (s *Store) txNamed(ctx context.Context, op string, fn func(tx pgx.Tx) error) (err error) {
+	if s.cfg.Observe != nil {
+		start := time.Now()
+		defer func() { s.cfg.Observe(op, time.Since(start), err) }()
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		err = pgx.BeginFunc(ctx, s.pool, fn)
 		if err == nil {
@@ -278,7 +294,7 @@ func (s *Store) ensureAccount(ctx context.Context, account string) error {
 	if _, ok := s.known.Load(account); ok {
 		return nil
 	}
-	err := s.tx(ctx, func(tx pgx.Tx) error {
+	err := s.txNamed(ctx, "EnsureAccount", func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, "INSERT INTO accounts (account_id) VALUES ($1) ON CONFLICT DO NOTHING", account)
 		if err != nil {
 			return err
@@ -321,4 +337,22 @@ func nextModseq(ctx context.Context, tx pgx.Tx, account string) (modseq, bytes, 
 func notify(ctx context.Context, tx pgx.Tx, account string, modseq int64, mailboxID int64) error {
 	_, err := tx.Exec(ctx, "SELECT pg_notify('mailcluster', $1)", fmt.Sprintf("%d %d %s", modseq, mailboxID, account))
 	return err
+}
+
+// caller names the exported Store method that runs a transaction, for
+// metrics labels (a small, fixed set).
+func caller() string {
+	pc := make([]uintptr, 8)
+	n := runtime.Callers(3, pc)
+	frames := runtime.CallersFrames(pc[:n])
+	for {
+		f, more := frames.Next()
+		name := f.Function[strings.LastIndex(f.Function, ".")+1:]
+		if name != "" && name[0] >= 'A' && name[0] <= 'Z' {
+			return name
+		}
+		if !more {
+			return "other"
+		}
+	}
 }
