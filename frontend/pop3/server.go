@@ -204,3 +204,12 @@ func isTLS(c net.Conn) (*tls.Conn, bool) {
 	tc, ok := c.(*tls.Conn)
 	return tc, ok
 }
+
+// Busy is the line sent to a client refused for a connection limit on a
+// plaintext listener (listener.Config.Busy).
+func Busy(perIP bool) string {
+	if perIP {
+		return "-ERR [SYS/TEMP] Too many connections from your address, try again later.\r\n"
+	}
+	return "-ERR [SYS/TEMP] Too many connections, try again later.\r\n"
+}

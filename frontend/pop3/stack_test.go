@@ -6,12 +6,17 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"mailcluster/frontend/listener"
+	"mailcluster/frontend/pool"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
@@ -595,5 +600,47 @@ func (s *stack) wantCount(acct string, want int) {
 	s.t.Helper()
 	if n := len(s.inbox(acct)); n != want {
 		s.t.Fatalf("INBOX has %d messages, want %d", n, want)
+	}
+}
+
+// Behind the frontend's listener (connection limits, PROXY protocol), a
+// refused client gets a POP3 line and the session sees the PROXY source.
+func TestBehindListener(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := listener.New(inner, listener.Config{Name: "pop3", Proxy: true, ProxyFrom: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
+		Limits: listener.NewLimits(0, 1), Busy: Busy})
+	cfg := DefaultConfig()
+	cfg.Hostname = "pop.example.test"
+	cfg.InsecureAuth = true
+	cfg.AuthFailureDelay = 0
+	var logs logBuffer
+	srv := NewServer(cfg, fakeAuth{}, fakeRouter{&pool.Backend{Client: newFakeMailbox("Subject: x\r\n\r\ny\r\n")}},
+		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	go srv.Serve(l)
+	defer srv.Close()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "PROXY TCP4 192.0.2.7 192.0.2.1 5555 110\r\n")
+		return c
+	}
+	c := newClient(t, dial())
+	c.expect("USER nobody", "+OK")
+	c.expect("PASS x", "-ERR [AUTH]")
+	second := dial()
+	defer second.Close()
+	second.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, _ := io.ReadAll(second)
+	if string(got) != Busy(true) {
+		t.Fatalf("refused client got %q", got)
+	}
+	c.expect("QUIT", "+OK")
+	if !strings.Contains(logs.String(), "client=192.0.2.7") {
+		t.Fatalf("PROXY source not in the log:\n%s", logs.String())
 	}
 }
