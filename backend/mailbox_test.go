@@ -729,3 +729,46 @@ func sliceHas(s []string, v string) bool {
 	}
 	return false
 }
+
+// A mailbox can take the name of its deleted superior: its inferiors then
+// move onto names that the renamed mailboxes themselves had.
+func TestRenameOntoDeletedSuperior(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	const a = "promoter"
+	create(t, c, a, "Projects/2024/Q1")
+	create(t, c, a, "Projects/2024/2024")
+	mustAppend(t, c, &mailboxv1.AppendHeader{AccountId: a, MailboxName: "Projects/2024"}, testMessage("p", "p"))
+	mustAppend(t, c, &mailboxv1.AppendHeader{AccountId: a, MailboxName: "Projects/2024/2024"}, testMessage("pp", "pp"))
+	for _, n := range []string{"Projects/2024", "Projects/2024/2024", "Projects/2024/Q1"} {
+		if _, err := c.SetSubscribed(ctxT(t), &mailboxv1.SetSubscribedRequest{AccountId: a, Name: n, Subscribed: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := map[string]*mailboxv1.MailboxStatus{}
+	for _, n := range []string{"Projects/2024", "Projects/2024/2024", "Projects/2024/Q1"} {
+		old[n] = status1(t, c, a, n)
+	}
+	if _, err := c.DeleteMailbox(ctxT(t), &mailboxv1.DeleteMailboxRequest{AccountId: a, Name: "Projects"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RenameMailbox(ctxT(t), &mailboxv1.RenameMailboxRequest{AccountId: a, OldName: "Projects/2024", NewName: "Projects"}); err != nil {
+		t.Fatalf("rename onto the deleted superior: %v", err)
+	}
+	boxes := list(t, c, &mailboxv1.ListMailboxesRequest{AccountId: a, Patterns: []string{"Projects*"}})
+	if names(boxes) != "Projects,Projects/2024,Projects/Q1" {
+		t.Fatalf("after rename: %s", names(boxes))
+	}
+	for from, to := range map[string]string{"Projects/2024": "Projects", "Projects/2024/2024": "Projects/2024", "Projects/2024/Q1": "Projects/Q1"} {
+		st := status1(t, c, a, to)
+		if st.MailboxId != old[from].MailboxId || st.UidValidity != old[from].UidValidity || st.Messages != old[from].Messages {
+			t.Fatalf("%s → %s: %v, was %v", from, to, st, old[from])
+		}
+		if !boxes[to].Subscribed {
+			t.Fatalf("%s lost its subscription: %v", to, boxes[to])
+		}
+	}
+	// The other way round is a rename into its own inferior.
+	_, err := c.RenameMailbox(ctxT(t), &mailboxv1.RenameMailboxRequest{AccountId: a, OldName: "Projects", NewName: "Projects/2024"})
+	wantCode(t, "rename into its own inferior", err, codes.InvalidArgument)
+}

@@ -363,28 +363,38 @@ func (s *Store) RenameMailbox(ctx context.Context, account, oldName, newName str
 			return renameInbox(ctx, tx, account, m, newName, modseq)
 		}
 		// Inferiors move with their parent: a rename that would collide with
-		// an existing name fails as a whole.
+		// an existing name fails as a whole. Names that move too do not
+		// collide (a mailbox may take its deleted superior's name).
 		var clash bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mailboxes a JOIN mailboxes b
 			ON b.account_id = a.account_id AND b.name = $3 || substr(a.name, length($2) + 1)
-			WHERE a.account_id=$1 AND starts_with(a.name, $2 || '/'))`, account, oldName, newName).Scan(&clash); err != nil {
+			WHERE a.account_id=$1 AND starts_with(a.name, $2 || '/')
+			AND b.name <> $2 AND NOT starts_with(b.name, $2 || '/'))`, account, oldName, newName).Scan(&clash); err != nil {
 			return err
 		}
 		if clash {
 			return ErrExists
 		}
-		for _, table := range []string{"mailboxes", "subscriptions"} {
-			if _, err := tx.Exec(ctx, `UPDATE `+table+` SET name = $3 || substr(name, length($2) + 1)
-				WHERE account_id=$1 AND (name = $2 OR starts_with(name, $2 || '/'))
-				AND NOT EXISTS (SELECT 1 FROM `+table+` x WHERE x.account_id=$1 AND x.name = $3 || substr(`+table+`.name, length($2) + 1))`,
-				account, oldName, newName); err != nil {
+		// Names move in two steps, through temporary names that no mailbox
+		// can have (they start with a control character), so that no row
+		// takes a name another row is about to leave. A subscription whose
+		// new name is already subscribed is dropped.
+		const under = `account_id=$1 AND (name = $2 OR starts_with(name, $2 || '/'))`
+		const temp = `account_id=$1 AND starts_with(name, E'\x01')`
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`UPDATE mailboxes SET name = E'\x01' || substr(name, length($2) + 1) WHERE ` + under, []any{account, oldName}},
+			{`UPDATE mailboxes SET name = $2 || substr(name, 2) WHERE ` + temp, []any{account, newName}},
+			{`UPDATE subscriptions SET name = E'\x01' || substr(name, length($2) + 1) WHERE ` + under, []any{account, oldName}},
+			{`INSERT INTO subscriptions (account_id, name) SELECT account_id, $2 || substr(name, 2) FROM subscriptions
+				WHERE ` + temp + ` ON CONFLICT DO NOTHING`, []any{account, newName}},
+			{`DELETE FROM subscriptions WHERE ` + temp, []any{account}},
+		} {
+			if _, err := tx.Exec(ctx, q.sql, q.args...); err != nil {
 				return err
 			}
-		}
-		// A subscription whose new name was already subscribed stays behind.
-		if _, err := tx.Exec(ctx, `DELETE FROM subscriptions WHERE account_id=$1 AND (name = $2 OR starts_with(name, $2 || '/'))`,
-			account, oldName); err != nil {
-			return err
 		}
 		return notify(ctx, tx, account, modseq, m.ID)
 	})
