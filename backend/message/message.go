@@ -336,12 +336,11 @@ func (p *parser) readHeader() int64 {
 // of an enclosing multipart, which it leaves unread.
 func (p *parser) skip() {
 	s := p.sc
-	if len(p.bounds) == 0 {
-		for s.next() {
+	for {
+		s.skipPlain()
+		if !s.next() {
+			return
 		}
-		return
-	}
-	for s.next() {
 		if i, _ := p.boundary(s.head); i >= 0 {
 			s.unread()
 			return

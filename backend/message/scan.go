@@ -209,3 +209,47 @@ func (s *scanner) offset() int64 {
 	}
 	return s.pos
 }
+
+var dashLine = []byte("\n--")
+
+// skipPlain consumes, as if by calls to next, the complete lines from the
+// current position that are already in the window and do not start with
+// "--", so that they cannot be boundary lines. It lets bodies be skipped with
+// bulk byte searches instead of line by line. It does nothing when a line was
+// unread. After it, s.start, s.end, s.eol and s.head are stale and unread
+// must not be called before the next call to next.
+func (s *scanner) skipPlain() {
+	if s.back || s.pos < s.base || s.pos >= s.base+int64(s.n) {
+		return
+	}
+	buf := s.buf[:s.n]
+	i := int(s.pos - s.base)
+	// Find the first "--" at the start of a line; "-" is rare in text and
+	// absent from base64, so this is one vectorised search per window.
+	stop := -1 // the region [i, stop) holds complete lines only
+	for k := i; stop < 0; {
+		j := bytes.Index(buf[k:], dashLine[1:])
+		if j < 0 {
+			break
+		}
+		if k += j; k == i || buf[k-1] == '\n' {
+			stop = k
+		}
+		k++
+	}
+	if stop < 0 {
+		stop = bytes.LastIndexByte(buf[i:], '\n') + i + 1
+	}
+	if stop <= i {
+		return
+	}
+	region := buf[i:stop]
+	last := region[bytes.LastIndexByte(region[:len(region)-1], '\n')+1:]
+	eol := 1
+	if len(last) >= 2 && last[len(last)-2] == '\r' {
+		eol = 2
+	}
+	s.count += int64(bytes.Count(region, dashLine[:1]))
+	s.lastEOL, s.lastEmpty = eol, len(last) == eol
+	s.pos = s.base + int64(stop)
+}
