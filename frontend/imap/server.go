@@ -201,6 +201,12 @@ type logAdapter struct{ log *slog.Logger }
 
 func (a logAdapter) Printf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
+	if strings.Contains(msg, "imapwire:") || strings.Contains(msg, "utf7:") {
+		// Malformed client input that imapserver does not classify (it
+		// answers NO [SERVERBUG] without detail).
+		a.log.Debug("imap: " + msg)
+		return
+	}
 	if strings.HasPrefix(msg, "panic") || strings.HasPrefix(msg, "handling") || strings.HasPrefix(msg, "failed to create") {
 		a.log.Error("imap: " + msg)
 		return

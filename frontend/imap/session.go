@@ -8,7 +8,7 @@ import (
 
 	"net/netip"
 	"strings"
-	"time"
+
 	"unicode"
 	"unicode/utf8"
 
@@ -162,11 +162,7 @@ func (ss *session) Login(username, password string) error {
 		ss.authFails++
 		ss.log.Debug("imap: login failed", "failures", ss.authFails)
 		if ss.authFails >= ss.srv.cfg.MaxAuthFailures {
-			// The tagged NO is written first; the read that follows fails.
-			go func() {
-				time.Sleep(50 * time.Millisecond)
-				ss.conn.NetConn().Close()
-			}()
+			_ = ss.conn.Bye("Too many authentication failures")
 		}
 		return imapserver.ErrAuthFailed
 	default:

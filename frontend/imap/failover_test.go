@@ -1,0 +1,64 @@
+package imap
+
+import (
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// When the session's backend goes away, the next command runs on the other
+// one (storage is shared) and IDLE keeps working over a new Watch stream.
+func TestBackendFailoverMidSession(t *testing.T) {
+	st := newStack(t, 2)
+	id := st.user("ivy")
+	deliver(t, st.clients[0], id, testMessage(1))
+	_, addr := st.frontend(nil, 0, 1)
+	ev := newEvents()
+	c := loginWith(t, addr, "ivy", ev)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	fetchAll(t, c, imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true})
+
+	st.backends[0].Close(time.Second)
+
+	msgs := fetchAll(t, c, imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true, UID: true})
+	if len(msgs) != 1 || msgs[0].Envelope.Subject != "message 1" {
+		t.Fatalf("FETCH after failover: %+v", msgs)
+	}
+	if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagAnswered}}, nil).Close(); err != nil {
+		t.Fatalf("STORE after failover: %v", err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the Watch stream moves to backend 2
+	deliver(t, st.clients[1], id, testMessage(2))
+	if n := within(t, ev.exists, 5*time.Second, "EXISTS after failover"); n != 2 {
+		t.Fatalf("EXISTS %d", n)
+	}
+	idle.Close()
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// With no backend at all, commands fail with NO [UNAVAILABLE] and nothing
+// internal is said.
+func TestNoBackendUnavailable(t *testing.T) {
+	st := newStack(t, 1)
+	st.user("jay")
+	_, addr := st.frontend(nil, 0)
+	c := login(t, addr, "jay")
+	st.backends[0].Close(time.Second)
+	_, err := c.Select("INBOX", nil).Wait()
+	e, ok := err.(*imap.Error)
+	if !ok || e.Code != imap.ResponseCodeUnavailable {
+		t.Fatalf("SELECT with no backend: %v", err)
+	}
+	if e.Text != errUnavailable.Text {
+		t.Fatalf("text %q", e.Text)
+	}
+}
