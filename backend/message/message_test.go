@@ -847,3 +847,107 @@ func TestParams(t *testing.T) {
 		}
 	}
 }
+
+func TestRealWorldShapes(t *testing.T) {
+	// Apple Mail style: mixed → (alternative → (plain, related → (html, image))), pdf.
+	apple := crlf(`From: Eve <eve@example.net>
+To: bob@example.com
+Subject: photos
+Mime-Version: 1.0 (Mac OS X Mail 16.0)
+Content-Type: multipart/mixed; boundary="Apple-Mail=_M1"
+
+--Apple-Mail=_M1
+Content-Type: multipart/alternative; boundary="Apple-Mail=_A2"
+
+--Apple-Mail=_A2
+Content-Transfer-Encoding: 7bit
+Content-Type: text/plain; charset=us-ascii
+
+see the photo
+--Apple-Mail=_A2
+Content-Type: multipart/related; type="text/html"; boundary="Apple-Mail=_R3"
+
+--Apple-Mail=_R3
+Content-Type: text/html; charset=us-ascii
+
+<html><img src="cid:p1"></html>
+--Apple-Mail=_R3
+Content-Disposition: inline; filename=p.jpg
+Content-Type: image/jpeg; name="p.jpg"
+Content-Transfer-Encoding: base64
+Content-Id: <p1>
+
+/9j/4AAQSkZJRg==
+--Apple-Mail=_R3--
+
+--Apple-Mail=_A2--
+
+--Apple-Mail=_M1
+Content-Disposition: attachment; filename=a.pdf
+Content-Type: application/pdf; name="a.pdf"
+Content-Transfer-Encoding: base64
+
+JVBERi0xLjQ=
+--Apple-Mail=_M1--
+`)
+	p := mustParse(t, apple, Options{})
+	checkParts(t, apple, p, []want{
+		{sec: "", typ: "multipart/mixed", nparts: 2, body: apple[strings.Index(apple, "--Apple-Mail=_M1\r\n"):]},
+		{sec: "1", typ: "multipart/alternative", nparts: 2, body: apple[strings.Index(apple, "--Apple-Mail=_A2\r\n"):strings.Index(apple, "--Apple-Mail=_A2--")+len("--Apple-Mail=_A2--\r\n")]},
+		{sec: "1.1", typ: "text/plain", body: "see the photo", lines: 1},
+		{sec: "1.2", typ: "multipart/related", params: map[string]string{"type": "text/html", "boundary": "Apple-Mail=_R3"}, nparts: 2,
+			body: apple[strings.Index(apple, "--Apple-Mail=_R3\r\n"):strings.Index(apple, "--Apple-Mail=_R3--")+len("--Apple-Mail=_R3--\r\n")]},
+		{sec: "1.2.1", typ: "text/html", body: `<html><img src="cid:p1"></html>`, lines: 1},
+		{sec: "1.2.2", typ: "image/jpeg", encoding: "base64", body: "/9j/4AAQSkZJRg==",
+			mime: str("Content-Disposition: inline; filename=p.jpg\r\nContent-Type: image/jpeg; name=\"p.jpg\"\r\nContent-Transfer-Encoding: base64\r\nContent-Id: <p1>\r\n\r\n")},
+		{sec: "2", typ: "application/pdf", encoding: "base64", body: "JVBERi0xLjQ="},
+	})
+	if img := section(p.Structure, "1.2.2"); img.Id != "<p1>" || img.Disposition != "inline" {
+		t.Errorf("image id %q disposition %q", img.Id, img.Disposition)
+	}
+	if p.SearchBody != "see the photo\n<html><img src=\"cid:p1\"></html>" {
+		t.Errorf("SearchBody %q", p.SearchBody)
+	}
+
+	// A delivery status notification (RFC 3464): report → text, delivery-status, rfc822-headers.
+	dsn := crlf(`From: MAILER-DAEMON@mail.example.com
+To: alice@example.org
+Subject: Undelivered Mail Returned to Sender
+Content-Type: multipart/report; report-type=delivery-status;
+	boundary="7D1B4.1732"
+
+--7D1B4.1732
+Content-Description: Notification
+Content-Type: text/plain; charset=us-ascii
+
+I'm sorry to have to inform you that your message could not
+be delivered.
+--7D1B4.1732
+Content-Description: Delivery report
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mail.example.com
+
+Final-Recipient: rfc822; nobody@example.com
+Action: failed
+Status: 5.1.1
+--7D1B4.1732
+Content-Description: Undelivered Message Headers
+Content-Type: text/rfc822-headers
+
+From: alice@example.org
+Subject: hello
+--7D1B4.1732--
+`)
+	p = mustParse(t, dsn, Options{})
+	checkParts(t, dsn, p, []want{
+		{sec: "", typ: "multipart/report", params: map[string]string{"report-type": "delivery-status", "boundary": "7D1B4.1732"}, nparts: 3,
+			body: dsn[strings.Index(dsn, "--7D1B4.1732\r\n"):]},
+		{sec: "1", typ: "text/plain", body: "I'm sorry to have to inform you that your message could not\r\nbe delivered.", lines: 2},
+		{sec: "2", typ: "message/delivery-status", body: crlf("Reporting-MTA: dns; mail.example.com\n\nFinal-Recipient: rfc822; nobody@example.com\nAction: failed\nStatus: 5.1.1")},
+		{sec: "3", typ: "text/rfc822-headers", body: crlf("From: alice@example.org\nSubject: hello"), lines: 2},
+	})
+	if d := section(p.Structure, "2").Description; d != "Delivery report" {
+		t.Errorf("description %q", d)
+	}
+}
