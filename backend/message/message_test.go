@@ -893,10 +893,10 @@ JVBERi0xLjQ=
 	p := mustParse(t, apple, Options{})
 	checkParts(t, apple, p, []want{
 		{sec: "", typ: "multipart/mixed", nparts: 2, body: apple[strings.Index(apple, "--Apple-Mail=_M1\r\n"):]},
-		{sec: "1", typ: "multipart/alternative", nparts: 2, body: apple[strings.Index(apple, "--Apple-Mail=_A2\r\n"):strings.Index(apple, "--Apple-Mail=_A2--")+len("--Apple-Mail=_A2--\r\n")]},
+		{sec: "1", typ: "multipart/alternative", nparts: 2, body: apple[strings.Index(apple, "--Apple-Mail=_A2\r\n") : strings.Index(apple, "--Apple-Mail=_A2--")+len("--Apple-Mail=_A2--\r\n")]},
 		{sec: "1.1", typ: "text/plain", body: "see the photo", lines: 1},
 		{sec: "1.2", typ: "multipart/related", params: map[string]string{"type": "text/html", "boundary": "Apple-Mail=_R3"}, nparts: 2,
-			body: apple[strings.Index(apple, "--Apple-Mail=_R3\r\n"):strings.Index(apple, "--Apple-Mail=_R3--")+len("--Apple-Mail=_R3--\r\n")]},
+			body: apple[strings.Index(apple, "--Apple-Mail=_R3\r\n") : strings.Index(apple, "--Apple-Mail=_R3--")+len("--Apple-Mail=_R3--\r\n")]},
 		{sec: "1.2.1", typ: "text/html", body: `<html><img src="cid:p1"></html>`, lines: 1},
 		{sec: "1.2.2", typ: "image/jpeg", encoding: "base64", body: "/9j/4AAQSkZJRg==",
 			mime: str("Content-Disposition: inline; filename=p.jpg\r\nContent-Type: image/jpeg; name=\"p.jpg\"\r\nContent-Transfer-Encoding: base64\r\nContent-Id: <p1>\r\n\r\n")},
