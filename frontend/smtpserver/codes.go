@@ -41,7 +41,7 @@ var (
 	errAuthNotHere    = reply(503, smtp.EnhancedCode{5, 5, 1}, "AUTH is not available on this port; use submission")
 	errAuthTooMany    = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many failed authentications, closing connection")
 	errAuthzid        = reply(535, smtp.EnhancedCode{5, 7, 8}, "Authorization identity must be empty or equal the login")
-	errBadHelo        = reply(501, smtp.EnhancedCode{5, 5, 2}, "Invalid HELO/EHLO argument")
+	errBadHelo        = reply(501, smtp.EnhancedCode{5, 5, 2}, "Invalid HELO/EHLO argument (RFC 5321 4.1.1.1)")
 
 	// DATA and BDAT (RFC 5321 4.5.3.1.6, RFC 1870, RFC 3463 X.3.4, X.6.0, X.2.2).
 	errTooBig      = reply(552, smtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed maximum message size")

@@ -398,19 +398,31 @@ type conn struct {
 
 func (c *cluster) dial(listener string) *conn {
 	c.t.Helper()
+	cn := c.dialRaw(listener, "")
+	if listener == frontend.ListenerSubmissions {
+		tc := tls.Client(cn.c, c.tlsConfig())
+		cn.c, cn.r, cn.tc = tc, bufio.NewReader(tc), tc
+	}
+	cn.expect("220 ")
+	return cn
+}
+
+// dialRaw connects and sends first (a PROXY header) without reading.
+func (c *cluster) dialRaw(listener, first string) *conn {
+	c.t.Helper()
 	nc, err := net.Dial("tcp", c.fe.Addr(listener).String())
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { nc.Close() })
 	cn := &conn{t: c.t, cl: c, c: nc, r: bufio.NewReader(nc)}
-	if listener == frontend.ListenerSubmissions {
-		tc := tls.Client(nc, c.tlsConfig())
-		cn.c, cn.r, cn.tc = tc, bufio.NewReader(tc), tc
+	if first != "" {
+		cn.send(first)
 	}
-	cn.expect("220 ")
 	return cn
 }
+
+func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
 
 func (c *cluster) tlsConfig() *tls.Config {
 	roots := x509.NewCertPool()

@@ -225,6 +225,13 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if !printable(from) {
 		return errBadSender
 	}
+	if h := ss.conn.Hostname(); h != ss.helo {
+		// A later EHLO (go-smtp resets the session without asking us).
+		if !validHelo(h) {
+			return errBadHelo
+		}
+		ss.helo = h
+	}
 	if ss.s.cfg.Mode == Submission && ss.s.cfg.SenderCheck {
 		if err := ss.checkSender(from); err != nil {
 			return err
