@@ -951,3 +951,41 @@ Subject: hello
 		t.Errorf("description %q", d)
 	}
 }
+
+func TestDecodeQP(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"plain", "plain"},
+		{"a=3Db=3db", "a=b=b"},
+		{"soft=\r\nbreak", "softbreak"},
+		{"soft= \t\nbreak", "softbreak"},
+		{"trailing  \t\r\nspace \n", "trailing\r\nspace\r\n"},
+		{"kept=20\nkept =20 \n", "kept \r\nkept  \r\n"},
+		{"bad=ZZ=4", "bad=ZZ=4"},
+		{"end=", "end"},
+		{"a=\r\n=\r\nb", "ab"},
+		{"=C3=A9t=C3=A9", "été"},
+	}
+	for _, tc := range tests {
+		if got := string(decodeQP([]byte(tc.in))); got != tc.want {
+			t.Errorf("decodeQP(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestDecodeBase64(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"aGVsbG8=", "hello"},
+		{"aGVs\r\nbG8=\r\n", "hello"},
+		{"aGVsbG8", "hello"},
+		{"aGVs*bG8!", "hello"},
+		{"aGk=aGk=", "hihi"},
+		{"aA", "h"},
+	}
+	for _, tc := range tests {
+		if got := string(decodeBase64([]byte(tc.in))); got != tc.want {
+			t.Errorf("decodeBase64(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

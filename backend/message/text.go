@@ -85,41 +85,38 @@ func unhex(c byte) int {
 // is removed as the RFC requires of decoders.
 func decodeQP(raw []byte) []byte {
 	out := make([]byte, 0, len(raw))
-	for len(raw) > 0 {
-		line := raw
-		nl := false
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw, nl = raw[:i], raw[i+1:], true
-		} else {
-			raw = nil
-		}
-		line = bytes.TrimRight(line, " \t\r")
-		soft := len(line) > 0 && line[len(line)-1] == '='
-		if soft {
-			line = line[:len(line)-1]
-		}
-		for len(line) > 0 {
-			j := bytes.IndexByte(line, '=')
-			if j < 0 {
-				out = append(out, line...)
-				break
-			}
-			out = append(out, line[:j]...)
-			if j+2 < len(line) {
-				if hi, lo := unhex(line[j+1]), unhex(line[j+2]); hi >= 0 && lo >= 0 {
+	kept := 0 // out[kept:] is literal white space that ends the line so far
+	for i := 0; i < len(raw); i++ {
+		switch c := raw[i]; c {
+		case ' ', '\t', '\r':
+			out = append(out, c)
+			continue
+		case '\n':
+			out = append(out[:kept], '\r', '\n')
+		case '=':
+			if i+2 < len(raw) {
+				if hi, lo := unhex(raw[i+1]), unhex(raw[i+2]); hi >= 0 && lo >= 0 {
 					out = append(out, byte(hi<<4|lo))
-					line = line[j+3:]
-					continue
+					i += 2
+					break
 				}
 			}
-			out = append(out, '=')
-			line = line[j+1:]
+			k := i + 1
+			for k < len(raw) && (raw[k] == ' ' || raw[k] == '\t' || raw[k] == '\r') {
+				k++
+			}
+			if k == len(raw) || raw[k] == '\n' {
+				out = out[:kept] // soft line break
+				i = k
+			} else {
+				out = append(out, c)
+			}
+		default:
+			out = append(out, c)
 		}
-		if nl && !soft {
-			out = append(out, '\r', '\n')
-		}
+		kept = len(out)
 	}
-	return out
+	return out[:kept]
 }
 
 // toUTF8 converts decoded text in charset cs to at most max bytes of valid
