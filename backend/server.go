@@ -50,8 +50,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	m := newMetrics()
+	pub := newPublisher(log)
 	st, err := store.Open(ctx, store.Config{
-		Observe: m.observePostgres,
+		Observe: m.observePostgres, Published: pub.enqueue,
 		DSN:     cfg.PostgresDSN, MaxConns: int32(cfg.PostgresMaxConns),
 		MaxUIDRanges: cfg.MaxUIDRanges, MaxSearchDepth: cfg.MaxSearchDepth, MaxSearchKeys: cfg.MaxSearchKeys,
 		MaxMailboxNameLen: cfg.MaxMailboxNameLen, MaxMailboxDepth: cfg.MaxMailboxDepth, MaxMailboxes: cfg.MaxMailboxes,
@@ -78,7 +79,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	mailboxv1.RegisterMailboxServer(s.grpc, s.svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 
-	s.wg.Add(3)
+	pub.st = st
+	s.wg.Add(4)
+	go func() {
+		defer s.wg.Done()
+		pub.run(bg)
+	}()
 	go func() {
 		defer s.wg.Done()
 		st.Listen(bg, s.svc.hub.publish, func() { go s.svc.resync(bg) })

@@ -175,19 +175,20 @@ func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) 
 	out := make([]DeliveryResult, 0, len(unique))
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		out = out[:0]
-		rows, err := tx.Query(ctx, `SELECT r_status, r_mailbox_id, r_uid_validity, r_uid FROM mc_deliver($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		rows, err := tx.Query(ctx, `SELECT r_status, r_mailbox_id, r_uid_validity, r_uid, r_modseq FROM mc_deliver($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			msg.BlobKey, msg.Size, internal, sentDate, header, env, st, msg.SearchHeader, msg.SearchBody,
 			accounts, boxes, flagBits, kws, quotaBytes, quotaCount)
 		if err != nil {
 			return err
 		}
 		var status int32
-		var mb, uv, uid int64
-		_, err = pgx.ForEachRow(rows, []any{&status, &mb, &uv, &uid}, func() error {
+		var mb, uv, uid, ms int64
+		_, err = pgx.ForEachRow(rows, []any{&status, &mb, &uv, &uid, &ms}, func() error {
 			r := DeliveryResult{MailboxID: mb, UIDValidity: uint32(uv), UID: uint32(uid)}
 			switch status {
 			case 0:
 				r.Status = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK
+				notify(ctx, tx, accounts[len(out)], ms, mb)
 			case 1:
 				r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA, "over quota"
 			default:

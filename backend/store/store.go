@@ -93,6 +93,10 @@ type Config struct {
 	MaxMailboxNameLen int // bytes
 	MaxMailboxDepth   int // hierarchy levels
 	MaxMailboxes      int // per account
+	// Published, if set, receives the changes of every committed
+	// transaction, to publish them with Publish (batched, asynchronously);
+	// when nil they are published synchronously after each commit.
+	Published func([]Change)
 	// Observe, if set, is called after every transaction with the name of
 	// the store method, its duration and its error (for metrics).
 	Observe func(op string, d time.Duration, err error)
@@ -225,15 +229,25 @@ func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return s.txNamed(ctx, op, fn)
 }
 
-// txNamed is tx with the operation name for metrics given.
+// txNamed is tx with the operation name for metrics given. Changes that
+// fn records with notify are published after a successful commit.
 func (s *Store) txNamed(ctx context.Context, op string, fn func(tx pgx.Tx) error) (err error) {
 	if s.cfg.Observe != nil {
 		start := time.Now()
 		defer func() { s.cfg.Observe(op, time.Since(start), err) }()
 	}
+	var changes []Change
 	for attempt := 0; attempt < 5; attempt++ {
-		err = pgx.BeginFunc(ctx, s.pool, fn)
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			changes = changes[:0]
+			pending.Store(tx, &changes)
+			defer pending.Delete(tx)
+			return fn(tx)
+		})
 		if err == nil {
+			if len(changes) > 0 {
+				s.published(ctx, changes)
+			}
 			return nil
 		}
 		var pe *pgconn.PgError
@@ -332,11 +346,50 @@ func nextModseq(ctx context.Context, tx pgx.Tx, account string) (modseq, bytes, 
 	return
 }
 
-// notify publishes a change on the account to every backend's watchers. It
-// is delivered when the transaction commits.
-func notify(ctx context.Context, tx pgx.Tx, account string, modseq int64, mailboxID int64) error {
-	_, err := tx.Exec(ctx, "SELECT pg_notify('mailcluster', $1)", fmt.Sprintf("%d %d %s", modseq, mailboxID, account))
-	return err
+// pending holds the changes recorded by transactions in progress, keyed by
+// their pgx.Tx, so that notify needs nothing but the transaction.
+var pending sync.Map // pgx.Tx → *[]Change
+
+// notify records a change on the account, to be published to every
+// backend's watchers once the transaction commits. Publishing happens after
+// the commit and outside it: PostgreSQL serialises the commits of all
+// transactions that NOTIFY (they hold a database-wide lock through their
+// commit), which would cap deliveries at one WAL flush at a time.
+func notify(_ context.Context, tx pgx.Tx, account string, modseq int64, mailboxID int64) error {
+	if p, ok := pending.Load(tx); ok {
+		c := p.(*[]Change)
+		*c = append(*c, Change{Account: account, Modseq: uint64(modseq), MailboxID: mailboxID})
+	}
+	return nil
+}
+
+// published hands committed changes to Config.Published, or publishes them
+// at once when that is not set.
+func (s *Store) published(ctx context.Context, changes []Change) {
+	if s.cfg.Published != nil {
+		s.cfg.Published(changes)
+		return
+	}
+	_ = s.Publish(context.WithoutCancel(ctx), changes)
+}
+
+// Publish sends change notifications to every backend (PostgreSQL NOTIFY
+// on the channel "mailcluster", payload "modseq mailbox account"). The
+// transaction commits asynchronously: a notification lost in a crash is
+// recovered by watchers resynchronising when their connection comes back.
+func (s *Store) Publish(ctx context.Context, changes []Change) error {
+	payloads := make([]string, len(changes))
+	for i, c := range changes {
+		payloads[i] = fmt.Sprintf("%d %d %s", c.Modseq, c.MailboxID, c.Account)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT pg_notify('mailcluster', p) FROM unnest($1::text[]) p", payloads)
+		return err
+	})
+	return classify(err)
 }
 
 // caller names the exported Store method that runs a transaction, for
