@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"mailcluster/backend"
+	"mailcluster/frontend"
 	"mailcluster/internal/config"
 )
 
@@ -20,6 +21,8 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 	cfg := backend.DefaultConfig()
 	settings := config.Describe(&cfg)
 	settings = append(settings, config.Describe(&logConfig{})...)
+	fe := frontend.DefaultConfig()
+	settings = append(settings, config.Describe(&fe)...)
 	for _, s := range settings {
 		if !bytes.Contains(readme, []byte("`"+s.Env+"`")) || !bytes.Contains(readme, []byte("`-"+s.Flag+"`")) {
 			t.Errorf("README does not document %s (-%s)", s.Env, s.Flag)
