@@ -952,40 +952,31 @@ Subject: hello
 	}
 }
 
-func TestDecodeQP(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{"plain", "plain"},
-		{"a=3Db=3db", "a=b=b"},
-		{"soft=\r\nbreak", "softbreak"},
-		{"soft= \t\nbreak", "softbreak"},
-		{"trailing  \t\r\nspace \n", "trailing\r\nspace\r\n"},
-		{"kept=20\nkept =20 \n", "kept \r\nkept  \r\n"},
-		{"bad=ZZ=4", "bad=ZZ=4"},
-		{"end=", "end"},
-		{"a=\r\n=\r\nb", "ab"},
-		{"=C3=A9t=C3=A9", "été"},
+func TestDecodeTransfer(t *testing.T) {
+	tests := []struct{ enc, in, want string }{
+		{"quoted-printable", "", ""},
+		{"quoted-printable", "plain", "plain"},
+		{"quoted-printable", "a=3Db=3db", "a=b=b"},
+		{"quoted-printable", "soft=\r\nbreak", "softbreak"},
+		{"quoted-printable", "soft= \t\nbreak", "softbreak"},
+		{"quoted-printable", "trailing  \t\r\nspace \n", "trailing\r\nspace\r\n"},
+		{"quoted-printable", "kept=20\nkept =20 \n", "kept \r\nkept  \r\n"},
+		{"quoted-printable", "bad=ZZ=4", "bad=ZZ=4"},
+		{"quoted-printable", "end=", "end"},
+		{"quoted-printable", "a=\r\n=\r\nb", "ab"},
+		{"quoted-printable", "=C3=A9t=C3=A9", "été"},
+		{"base64", "", ""},
+		{"base64", "aGVsbG8=", "hello"},
+		{"base64", "aGVs\r\nbG8=\r\n", "hello"},
+		{"base64", "aGVsbG8", "hello"},
+		{"base64", "aGVs*bG8!", "hello"},
+		{"base64", "aGk=aGk=", "hihi"},
+		{"base64", "aA", "h"},
+		{"8bit", "as =3D is", "as =3D is"},
 	}
 	for _, tc := range tests {
-		if got := string(decodeQP([]byte(tc.in))); got != tc.want {
-			t.Errorf("decodeQP(%q) = %q, want %q", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestDecodeBase64(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"", ""},
-		{"aGVsbG8=", "hello"},
-		{"aGVs\r\nbG8=\r\n", "hello"},
-		{"aGVsbG8", "hello"},
-		{"aGVs*bG8!", "hello"},
-		{"aGk=aGk=", "hihi"},
-		{"aA", "h"},
-	}
-	for _, tc := range tests {
-		if got := string(decodeBase64([]byte(tc.in))); got != tc.want {
-			t.Errorf("decodeBase64(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := string(decodeTransfer(tc.enc, []byte(tc.in))); got != tc.want {
+			t.Errorf("decodeTransfer(%s, %q) = %q, want %q", tc.enc, tc.in, got, tc.want)
 		}
 	}
 }
