@@ -61,7 +61,7 @@ var roles = map[string]role{
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: mailcluster ROLE [flags]   (mailcluster ROLE -h lists a role's settings)")
-	for _, name := range []string{"backend", "frontend", "admin"} {
+	for _, name := range []string{"backend", "frontend", "admin", "dev"} {
 		fmt.Fprintf(w, "  %-10s %s\n", name, roles[name].summary)
 	}
 }

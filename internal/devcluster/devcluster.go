@@ -66,6 +66,7 @@ func (c *Config) Validate() error {
 //
 //	B+389           slapd (ldap://127.0.0.1)
 //	B+900+i         backend i's gRPC (i from 1)
+//	B+950+i         backend i's /metrics, /healthz, /readyz
 //	B+100*i+25/87/65/43/93/10/95   frontend i's SMTP, submission, submissions,
 //	                IMAP, IMAPS, POP3, POP3S
 func (c *Config) ldapPort() int             { return c.BasePort + 389 }
@@ -362,6 +363,7 @@ func (c *Cluster) backend(ctx context.Context, i int) error {
 	cmd := exec.Command(c.self, "backend")
 	cmd.Env = append(os.Environ(),
 		"MAILCLUSTER_GRPC_LISTEN="+c.backendAddr(i),
+		fmt.Sprintf("MAILCLUSTER_HTTP_LISTEN=127.0.0.1:%d", c.cfg.BasePort+950+i),
 		"MAILCLUSTER_GRPC_TLS_CERT="+c.path("pki", name+".crt"),
 		"MAILCLUSTER_GRPC_TLS_KEY="+c.path("pki", name+".key"),
 		"MAILCLUSTER_GRPC_CLIENT_CA="+c.path("pki", "ca.crt"),
@@ -410,7 +412,7 @@ func (c *Cluster) summary() {
 	fmt.Fprintf(w, "  PostgreSQL  %s\n", c.dsn())
 	fmt.Fprintf(w, "  LDAP        ldap://127.0.0.1:%d/  (admin: cn=admin,dc=example,dc=test / %s)\n", c.cfg.ldapPort(), ldapAdminPassword)
 	for i := 1; i <= c.cfg.Backends; i++ {
-		fmt.Fprintf(w, "  backend-%d   gRPC %s (mTLS, CA %s)\n", i, c.backendAddr(i), c.path("pki", "ca.crt"))
+		fmt.Fprintf(w, "  backend-%d   gRPC %s (mTLS, CA %s), metrics http://127.0.0.1:%d/metrics\n", i, c.backendAddr(i), c.path("pki", "ca.crt"), c.cfg.BasePort+950+i)
 	}
 	if frontendEnv != nil {
 		for i := 1; i <= c.cfg.Frontends; i++ {
@@ -504,4 +506,31 @@ func waitTCP(ctx context.Context, addr string) error {
 		}
 		return err
 	})
+}
+
+func init() {
+	frontendEnv = func(c *Cluster, i int) []string {
+		addr := func(p int) string { return fmt.Sprintf("127.0.0.1:%d", c.cfg.frontendPort(i, p)) }
+		var backends []string
+		for b := 1; b <= c.cfg.Backends; b++ {
+			backends = append(backends, fmt.Sprintf("backend-%d=%s", b, c.backendAddr(b)))
+		}
+		name := fmt.Sprintf("frontend-%d", i)
+		return []string{
+			"MAILCLUSTER_HOSTNAME=mail.example.test",
+			"MAILCLUSTER_SMTP_LISTEN=" + addr(25),
+			"MAILCLUSTER_SUBMISSION_LISTEN=" + addr(87),
+			"MAILCLUSTER_SUBMISSIONS_LISTEN=" + addr(65),
+			"MAILCLUSTER_IMAP_LISTEN=" + addr(43),
+			"MAILCLUSTER_IMAPS_LISTEN=" + addr(93),
+			"MAILCLUSTER_POP3_LISTEN=" + addr(10),
+			"MAILCLUSTER_POP3S_LISTEN=" + addr(95),
+			"MAILCLUSTER_TLS_CERT=" + c.path("pki", "mail.crt"),
+			"MAILCLUSTER_TLS_KEY=" + c.path("pki", "mail.key"),
+			"MAILCLUSTER_BACKENDS=" + strings.Join(backends, ","),
+			"MAILCLUSTER_BACKEND_CA_FILE=" + c.path("pki", "ca.crt"),
+			"MAILCLUSTER_BACKEND_CERT=" + c.path("pki", name+".crt"),
+			"MAILCLUSTER_BACKEND_KEY=" + c.path("pki", name+".key"),
+		}
+	}
 }
