@@ -31,7 +31,7 @@ const testToken = "imap-test-token"
 // stack is one test's cluster: PostgreSQL and S3 (fresh database and
 // bucket), n backends, a slapd subtree with users, and frontends.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	backends []*backend.Server
 	addrs    []string
 	clients  []mailboxv1.MailboxClient
@@ -55,7 +55,7 @@ func (tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]str
 }
 func (tokenCreds) RequireTransportSecurity() bool { return false }
 
-func newStack(t *testing.T, nBackends int) *stack {
+func newStack(t testing.TB, nBackends int) *stack {
 	t.Helper()
 	pg, s3 := testenv.StartPostgres(t), testenv.StartS3(t)
 	dsn := pg.CreateDatabase(t, "")
@@ -184,7 +184,7 @@ func login(t *testing.T, addr, user string) *imapclient.Client {
 }
 
 // deliver delivers msg to account's INBOX through backend client c.
-func deliver(t *testing.T, c mailboxv1.MailboxClient, account string, msg []byte) {
+func deliver(t testing.TB, c mailboxv1.MailboxClient, account string, msg []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -215,12 +215,12 @@ func testMessage(i int) []byte {
 
 // raw is a line-level IMAP connection for edge cases.
 type raw struct {
-	t    *testing.T
+	t    testing.TB
 	conn net.Conn
 	buf  []byte
 }
 
-func dialRaw(t *testing.T, addr string) *raw {
+func dialRaw(t testing.TB, addr string) *raw {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -275,7 +275,7 @@ func (r *raw) expect(prefix string) string {
 var netipLocal = netip.MustParseAddr("127.0.0.1")
 
 // serveOn serves srv on a fresh loopback listener and closes it at the end.
-func serveOn(t *testing.T, srv *Server) string {
+func serveOn(t testing.TB, srv *Server) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -12,9 +12,24 @@ import (
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
-// fetchChunk bounds the targets of one backend Fetch call (and so the
-// ranges of its UID set).
-const fetchChunk = 5000
+// maxRanges bounds the ranges of the UID set of one backend Fetch call
+// (the backend refuses more than max-uid-ranges, 10,000 by default).
+const maxRanges = 1000
+
+// chunkEnd returns how many targets make up the first backend request: as
+// many as fit in maxRanges ranges.
+func chunkEnd(ts []target) int {
+	ranges := 0
+	for i := range ts {
+		if i == 0 || ts[i].uid != ts[i-1].uid+1 {
+			ranges++
+			if ranges > maxRanges {
+				return i
+			}
+		}
+	}
+	return len(ts)
+}
 
 // errBroken: a body failed half-way through its literal; the connection
 // cannot be kept in sync and is closed.
@@ -43,7 +58,7 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 	}
 	var failed error
 	for len(targets) > 0 {
-		chunk := targets[:min(len(targets), fetchChunk)]
+		chunk := targets[:chunkEnd(targets)]
 		targets = targets[len(chunk):]
 		req.Uids = uidSetOf(uidsOf(chunk))
 		if err := ss.fetchChunk(w, req, chunk, options); err != nil {

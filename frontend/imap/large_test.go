@@ -1,0 +1,67 @@
+package imap
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// A large mailbox: FETCH 1:* (FLAGS ENVELOPE) streams in backend batches,
+// and a sparse set with more ranges than one backend call takes is split.
+func TestLargeMailboxFetch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("delivers 2,100 messages")
+	}
+	st := newStack(t, 1)
+	id := st.user("kim")
+	const n = 2100
+	var wg sync.WaitGroup
+	next := make(chan int, n)
+	for i := 1; i <= n; i++ {
+		next <- i
+	}
+	close(next)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				deliver(t, st.clients[0], id, testMessage(i))
+			}
+		}()
+	}
+	wg.Wait()
+	_, addr := st.frontend(func(c *Config) { c.FetchBatch = 100 }, 0)
+	c := login(t, addr, "kim")
+	if sel, err := c.Select("INBOX", nil).Wait(); err != nil || sel.NumMessages != n {
+		t.Fatalf("select: %v %v", sel, err)
+	}
+	cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, Envelope: true})
+	count := 0
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		buf, err := m.Collect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		count++
+		if buf.SeqNum != uint32(count) || buf.Envelope == nil {
+			t.Fatalf("message %d: %+v", count, buf)
+		}
+	}
+	if err := cmd.Close(); err != nil || count != n {
+		t.Fatalf("FETCH 1:* gave %d messages: %v", count, err)
+	}
+	var odd imap.SeqSet
+	for i := uint32(1); i <= n; i += 2 {
+		odd.AddNum(i)
+	}
+	msgs := fetchAll(t, c, odd, &imap.FetchOptions{UID: true})
+	if len(msgs) != n/2 || msgs[len(msgs)-1].SeqNum != n-1 {
+		t.Fatalf("sparse FETCH: %d messages", len(msgs))
+	}
+	res, err := c.Search(&imap.SearchCriteria{SeqNum: []imap.SeqSet{odd}}, &imap.SearchOptions{ReturnCount: true}).Wait()
+	if err != nil || res.Count != n/2 {
+		t.Fatalf("SEARCH RETURN (COUNT) of the odd messages: %+v %v", res, err)
+	}
+}
