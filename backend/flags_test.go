@@ -440,6 +440,17 @@ func TestMove(t *testing.T) {
 		t.Fatalf("empty move: %v %v", r, err)
 	}
 	unchanged(t, c, a, before, "empty move")
+	// A move within the mailbox gives the message a new UID; usage stays.
+	r, err = c.Move(ctxT(t), &mailboxv1.MoveRequest{AccountId: a, MailboxId: id, Uids: uidSet(1, 1), DestName: "INBOX"})
+	if err != nil || fmtUIDs(r.SourceUids) != "[1]" || fmtUIDs(r.DestUids) != "[5]" || r.DestUidValidity != inbox.Status.UidValidity {
+		t.Fatalf("move within INBOX: %v %v", r, err)
+	}
+	if got := fmtUIDs(expand(selectBox(t, c, a, "INBOX").Uids)); got != "[4 5]" {
+		t.Fatalf("INBOX after moving within: %s", got)
+	}
+	if q2, _ := c.GetQuota(ctxT(t), &mailboxv1.GetQuotaRequest{AccountId: a}); !proto.Equal(q0, q2) {
+		t.Fatalf("quota after move within %v, before %v", q2, q0)
+	}
 }
 
 func TestExpungeAndUIDsNeverReused(t *testing.T) {
