@@ -19,16 +19,48 @@ import (
 
 // spool holds a message while it is being stored: in memory up to a limit,
 // then in an unlinked temporary file. It enforces the maximum message size
-// while the message streams in.
+// while the message streams in, and stores line endings as CRLF: a bare LF
+// becomes CRLF (RFC 5322 section 2.3), so that the octets IMAP and POP3
+// send, and every size and offset recorded at delivery, agree.
 type spool struct {
 	max, memLimit int64
 	dir           string
 	buf           bytes.Buffer
 	file          *os.File
-	size          int64
+	size          int64 // octets stored
+	raw           int64 // octets received
+	lastCR        bool
+	conv          []byte
 }
 
+// Write stores p with bare LFs turned into CRLF.
 func (s *spool) Write(p []byte) (int, error) {
+	s.raw += int64(len(p))
+	if bytes.IndexByte(p, '\n') < 0 {
+		if len(p) > 0 {
+			s.lastCR = p[len(p)-1] == '\r'
+		}
+		if _, err := s.write(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	out := s.conv[:0]
+	for i, c := range p {
+		if c == '\n' && !(i > 0 && p[i-1] == '\r' || i == 0 && s.lastCR) {
+			out = append(out, '\r')
+		}
+		out = append(out, c)
+	}
+	s.lastCR = p[len(p)-1] == '\r'
+	s.conv = out
+	if _, err := s.write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (s *spool) write(p []byte) (int, error) {
 	if s.size+int64(len(p)) > s.max {
 		return 0, errTooBig
 	}
@@ -160,7 +192,7 @@ func receive[Req any](s *service, recv func() (*Req, error), header func(*Req) (
 			return nil, err
 		}
 	}
-	if a := announced(); a > 0 && a != sp.size {
+	if a := announced(); a > 0 && a != sp.raw {
 		sp.Close()
 		return nil, errSizeMismatch
 	}
