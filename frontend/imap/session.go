@@ -300,7 +300,7 @@ func (ss *session) Namespace() (*imap.NamespaceData, error) {
 
 // List answers LIST and LSUB; the backend matches the patterns.
 func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
-	if len(patterns) == 1 && patterns[0] == "" {
+	if len(patterns) == 0 {
 		// RFC 9051 section 6.3.9: the hierarchy delimiter and root.
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""})
 	}
