@@ -65,7 +65,9 @@ func parents(name string) []string {
 // section 6.3.8): "*" matches any sequence, "%" any sequence without the
 // separator. INBOX matches case-insensitively.
 func MatchPattern(pattern, name string) bool {
-	if len(pattern) >= 5 && strings.EqualFold(pattern[:5], "INBOX") && (len(pattern) == 5 || pattern[5] == Separator[0]) {
+	// INBOX is case-insensitive (RFC 9051 section 5.1): a pattern that
+	// starts with it in any case matches it.
+	if len(pattern) >= 5 && strings.EqualFold(pattern[:5], "INBOX") {
 		pattern = "INBOX" + pattern[5:]
 	}
 	return match(pattern, name)

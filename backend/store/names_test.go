@@ -18,6 +18,8 @@ func TestMatchPattern(t *testing.T) {
 		{"a/*", "a/b/c", true},
 		{"inbox", "INBOX", true},
 		{"Inbox/%", "INBOX/x", true},
+		{"Inbox*", "INBOX", true},
+		{"inbox*", "INBOX/sub", true},
 		{"x*y", "xay", true},
 		{"x*y", "xa", false},
 		{"%/b", "a/b", true},

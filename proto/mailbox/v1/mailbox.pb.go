@@ -1,6 +1,8 @@
 // The one contract between mailcluster frontends and backends.
 //
 // Conventions that hold for every RPC:
+//   - Bodies are stored with CRLF line endings: a bare LF in an appended or
+//     delivered message becomes CRLF; all other octets are kept as sent.
 //   - Every request names the account it acts for (account_id: the stable key
 //     the directory provides, such as entryUUID). When the caller also sends
 //     the gRPC metadata key "x-mailcluster-account", the two must agree, or the
@@ -2551,8 +2553,9 @@ func (x *StoreFlagsRequest) GetUnchangedSince() uint64 {
 
 type StoreFlagsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Every message in the set that still exists, with its flags after the
-	// store (changed or not) and modseq.
+	// Every message in the set that still exists and was not refused by
+	// unchanged_since, with its flags after the store (changed or not) and
+	// modseq.
 	Messages []*MessageMeta `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// UIDs not stored because their modseq was above unchanged_since.
 	Modified      *UIDSet `protobuf:"bytes,2,opt,name=modified,proto3" json:"modified,omitempty"`
@@ -3200,7 +3203,7 @@ type AppendHeader struct {
 	MailboxName   string                 `protobuf:"bytes,2,opt,name=mailbox_name,json=mailboxName,proto3" json:"mailbox_name,omitempty"`
 	Flags         *Flags                 `protobuf:"bytes,3,opt,name=flags,proto3" json:"flags,omitempty"`
 	InternalDate  int64                  `protobuf:"varint,4,opt,name=internal_date,json=internalDate,proto3" json:"internal_date,omitempty"` // Unix seconds; 0: now
-	Size          int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`                                     // announced size (literal length); the body must match
+	Size          int64                  `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`                                     // announced size (literal length): the body must match; 0: unknown
 	Quota         *Quota                 `protobuf:"bytes,6,opt,name=quota,proto3" json:"quota,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

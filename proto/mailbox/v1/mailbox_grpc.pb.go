@@ -1,6 +1,8 @@
 // The one contract between mailcluster frontends and backends.
 //
 // Conventions that hold for every RPC:
+//   - Bodies are stored with CRLF line endings: a bare LF in an appended or
+//     delivered message becomes CRLF; all other octets are kept as sent.
 //   - Every request names the account it acts for (account_id: the stable key
 //     the directory provides, such as entryUUID). When the caller also sends
 //     the gRPC metadata key "x-mailcluster-account", the two must agree, or the
