@@ -472,12 +472,6 @@ func (s *Store) Status(ctx context.Context, account, name string) (*mailboxv1.Ma
 	return st, err
 }
 
-// readTx runs fn in a read-only repeatable-read transaction, so that its
-// queries see one snapshot.
-func (s *Store) readTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
-	return classify(err)
-}
 
 // Select returns what a session needs to open a mailbox: its status, every
 // UID present as ranges, the keywords in use and the first unseen UID.

@@ -260,6 +260,17 @@ func (s *Store) txNamed(ctx context.Context, op string, fn func(tx pgx.Tx) error
 	return classify(err)
 }
 
+// readTx runs fn in a read-only repeatable-read transaction, so that its
+// queries see one snapshot.
+func (s *Store) readTx(ctx context.Context, fn func(tx pgx.Tx) error) (err error) {
+	if s.cfg.Observe != nil {
+		op, start := caller(), time.Now()
+		defer func() { s.cfg.Observe(op, time.Since(start), err) }()
+	}
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
+	return classify(err)
+}
+
 // classify turns driver errors into ErrUnavailable; domain errors pass.
 func classify(err error) error {
 	if err == nil {
