@@ -143,7 +143,7 @@ func findRepo(hint string) (string, error) {
 func (c *Cluster) path(p ...string) string { return filepath.Join(append([]string{c.dir}, p...)...) }
 
 func (c *Cluster) start(ctx context.Context) error {
-	for _, d := range []string{"pki", "pg", "ldap/data", "blobs", "logs"} {
+	for _, d := range []string{"pki", "pg", "ldap/data", "blobs", "logs", "run"} {
 		if err := os.MkdirAll(c.path(d), 0o755); err != nil {
 			return err
 		}
@@ -408,7 +408,7 @@ func (c *Cluster) provision(ctx context.Context) error {
 
 func (c *Cluster) summary() {
 	w := c.out
-	fmt.Fprintf(w, "mailcluster dev: running; state in %s, logs in %s\n", c.dir, c.path("logs"))
+	fmt.Fprintf(w, "mailcluster dev: running; state in %s, logs in %s, PIDs in %s\n", c.dir, c.path("logs"), c.path("run"))
 	fmt.Fprintf(w, "  PostgreSQL  %s\n", c.dsn())
 	fmt.Fprintf(w, "  LDAP        ldap://127.0.0.1:%d/  (admin: cn=admin,dc=example,dc=test / %s)\n", c.cfg.ldapPort(), ldapAdminPassword)
 	for i := 1; i <= c.cfg.Backends; i++ {
@@ -442,10 +442,16 @@ func (c *Cluster) spawn(name string, cmd *exec.Cmd, stop syscall.Signal) error {
 		logf.Close()
 		return err
 	}
+	// The PID file lets operators and tests stop one node (kill $(cat …)).
+	pidFile := c.path("run", name+".pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+		c.log.Warn("writing PID file", "err", err)
+	}
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), stop: stop}
 	go func() {
 		err := cmd.Wait()
 		logf.Close()
+		os.Remove(pidFile)
 		close(p.done)
 		c.log.Info("process exited", "name", name, "pid", cmd.Process.Pid, "err", err)
 	}()
