@@ -27,6 +27,8 @@ type Config struct {
 	MaxAuthCommands  int           `name:"pop3-max-auth-commands" help:"commands a POP3 client may send before it has logged in"`
 	MaxBadCommands   int           `name:"pop3-max-bad-commands" help:"unknown, malformed or out-of-state POP3 commands before the connection is closed"`
 	MaxAuthFailures  int           `name:"pop3-max-auth-failures" help:"failed POP3 logins per connection before it is closed"`
+	ReadAhead        int           `name:"pop3-read-ahead" help:"messages after the one a RETR asks for that are fetched from the backend in parallel, in memory, for the RETRs that follow (0: none)"`
+	ReadAheadMemory  int64         `name:"pop3-read-ahead-memory" help:"bytes all POP3 sessions of this frontend may hold read ahead together (K, M, G suffixes)"`
 	AuthFailureDelay time.Duration `name:"pop3-auth-failure-delay" help:"wait before answering a failed POP3 login (on top of the directory's per-address backoff)"`
 }
 
@@ -40,6 +42,8 @@ func DefaultConfig() Config {
 		MaxAuthCommands:  30,
 		MaxBadCommands:   20,
 		MaxAuthFailures:  3,
+		ReadAhead:        4,
+		ReadAheadMemory:  64 << 20,
 		AuthFailureDelay: 2 * time.Second,
 		BackendTimeout:   30 * time.Second,
 	}
@@ -67,6 +71,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAuthFailures < 1 {
 		bad("pop3-max-auth-failures", "must be at least 1")
+	}
+	if c.ReadAhead < 0 || c.ReadAhead > 64 {
+		bad("pop3-read-ahead", "must be between 0 and 64")
+	}
+	if c.ReadAheadMemory < 0 {
+		bad("pop3-read-ahead-memory", "must not be negative")
 	}
 	if c.AuthFailureDelay < 0 || c.AuthFailureDelay > time.Minute {
 		bad("pop3-auth-failure-delay", "must be between 0 and 1m")

@@ -19,15 +19,16 @@
 //     from a Dovecot with the default format do not download everything
 //     again. (body_id is not used: one body can be in the INBOX twice.)
 //   - LIST sizes are the octets RETR sends, not counting the stuffing dots
-//     and the terminating line, because RETR sends the stored body
-//     byte for byte: 8-bit content, long lines and line endings as stored,
-//     with dot-stuffing after every LF. Bodies delivered by SMTP have CRLF
-//     line endings. A body stored with bare LFs (an IMAP APPEND of a
-//     non-conforming message) is sent with its bare LFs, so that LIST and
-//     RETR agree without reading every body at login; a line starting with
-//     '.' after a bare LF is stuffed too, so no client can see an early
-//     terminator. A body that does not end with a line ending gets a CRLF
-//     before the terminating ".", which is framing and not counted.
+//     and the terminating line, because RETR sends the stored body byte for
+//     byte: 8-bit content and long lines untouched, with dot-stuffing. The
+//     backend stores every body with CRLF line endings (a bare LF becomes
+//     CRLF when a message is delivered or appended: mailbox.proto), so RETR
+//     has CRLF line endings and LIST is the stored size, known at login
+//     without reading any body. Should a stored body still hold a bare LF,
+//     it is sent as stored (LIST and RETR still agree) and a '.' after it is
+//     stuffed too, so that no client sees an early terminator. A body that
+//     does not end with a line ending gets a CRLF before the terminating
+//     ".", which is framing and not counted.
 //   - TOP n m sends the header, the empty line and m body lines, cut from
 //     the same byte stream as RETR (a message without an empty line is all
 //     header and is sent whole).
@@ -66,6 +67,14 @@
 //     MaxBadCommands (unknown, malformed, out-of-state), IdleTimeout (at
 //     least 10 minutes, RFC 1939 section 3) for reading a command and for
 //     each write to a client that does not read.
+//
+// # Read-ahead
+//
+// A RETR also fetches the next Config.ReadAhead messages from the backend in
+// parallel (readahead.go), so that a client downloading its new mail one
+// RETR at a time does not wait for a backend round trip per message. The
+// bytes sent are the same; memory is bounded per message (1 MiB), per
+// session (ReadAhead messages) and per server (ReadAheadMemory).
 //
 // # Wiring (the frontend role)
 //

@@ -80,6 +80,7 @@ type stack struct {
 type stackOptions struct {
 	backends int
 	mod      func(*Config)
+	listen   string // plaintext listener address ("": a free port)
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -181,7 +182,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 		h = slog.NewTextHandler(io.MultiWriter(os.Stderr, s.log), &slog.HandlerOptions{Level: slog.LevelDebug})
 	}
 	s.srv = NewServer(cfg, dir, p, slog.New(h))
-	plain, err := net.Listen("tcp", "127.0.0.1:0")
+	if o.listen == "" {
+		o.listen = "127.0.0.1:0"
+	}
+	plain, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,12 +14,17 @@ import (
 func runScript(t testing.TB, mb *fakeMailbox, insecure bool, script []byte) []byte {
 	cfg := DefaultConfig()
 	cfg.InsecureAuth = insecure
+	cfg.ReadAhead = 2
+	cfg.ReadAheadMemory = 60 // room for one or two of the fuzz bodies
 	cfg.AuthFailureDelay = 0
 	cfg.MaxLineLength = 512
 	srv := NewServer(cfg, fakeAuth{}, fakeRouter{&pool.Backend{Name: "fake", Client: mb}}, slog.New(slog.DiscardHandler))
 	var out bytes.Buffer
 	ss := newSession(srv, &scriptConn{r: bytes.NewReader(script), w: &out})
 	ss.serve()
+	if n := srv.aheadUsed.Load(); n != 0 {
+		t.Fatalf("read-ahead budget not released: %d bytes", n)
+	}
 	return out.Bytes()
 }
 

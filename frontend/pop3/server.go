@@ -43,6 +43,8 @@ type Server struct {
 	log    *slog.Logger
 	ids    atomic.Uint64
 
+	aheadUsed atomic.Int64 // bytes reserved for read-ahead
+
 	mu        sync.Mutex
 	closing   bool
 	listeners map[net.Listener]struct{}
@@ -61,6 +63,9 @@ func NewServer(cfg Config, auth Authenticator, router Router, log *slog.Logger) 
 	orDefault(&cfg.MaxBadCommands, def.MaxBadCommands)
 	orDefault(&cfg.MaxAuthFailures, def.MaxAuthFailures)
 	orDefault(&cfg.BackendTimeout, def.BackendTimeout)
+	if cfg.ReadAhead < 0 {
+		cfg.ReadAhead = 0
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

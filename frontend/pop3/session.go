@@ -33,6 +33,12 @@ const (
 	stateAny   = stateAuth | stateTrans
 )
 
+// errSizeChanged: a body is longer than its size at login.
+var errSizeChanged = errors.New("pop3: body longer than its recorded size")
+
+// withAccountCtx is pool.WithAccount: the account header on every call.
+var withAccountCtx = pool.WithAccount
+
 // errClose ends a session after its last response has been written.
 var errClose = errors.New("pop3: close")
 
@@ -81,8 +87,9 @@ type session struct {
 	uidValidity uint32
 	last        *pool.Backend // of the last call, to mark down
 	msgs        []message
-	live        int   // messages not marked deleted
-	liveSize    int64 // their octets
+	ahead       map[int]*ahead // bodies read ahead, by message index
+	live        int            // messages not marked deleted
+	liveSize    int64          // their octets
 }
 
 func newSession(srv *Server, c net.Conn) *session {
@@ -122,6 +129,7 @@ func (s *session) abortLocked() {
 func (s *session) serve() {
 	defer func() {
 		s.cancel()
+		s.dropAhead()
 		s.conn.Close()
 	}()
 	defer func() {
@@ -483,7 +491,7 @@ func (s *session) backend() (mailboxv1.MailboxClient, context.Context, context.C
 		return nil, nil, nil, err
 	}
 	s.last = b
-	ctx, cancel := context.WithTimeout(pool.WithAccount(s.ctx, s.account.ID), s.srv.cfg.BackendTimeout)
+	ctx, cancel := context.WithTimeout(withAccountCtx(s.ctx, s.account.ID), s.srv.cfg.BackendTimeout)
 	return b.Client, ctx, cancel, nil
 }
 
@@ -645,11 +653,12 @@ func (s *session) cmdRetr(c Command) error {
 	if len(c.Args) != 1 {
 		return s.badCommand("RETR needs one message number.")
 	}
-	m, _ := s.msgArg(c.Args[0])
+	m, n := s.msgArg(c.Args[0])
 	if m == nil {
 		return nil
 	}
-	return s.sendBody(m, -1)
+	s.readAhead(n - 1)
+	return s.sendBody(m, n-1, -1)
 }
 
 func (s *session) cmdTop(c Command) error {
@@ -661,11 +670,11 @@ func (s *session) cmdTop(c Command) error {
 		s.err(CodeNone, "Invalid number of lines.")
 		return nil
 	}
-	m, _ := s.msgArg(c.Args[0])
+	m, n := s.msgArg(c.Args[0])
 	if m == nil {
 		return nil
 	}
-	return s.sendBody(m, lines)
+	return s.sendBody(m, n-1, lines)
 }
 
 // sendBody streams a message (top < 0) or its header and top body lines as
@@ -674,13 +683,22 @@ func (s *session) cmdTop(c Command) error {
 // -ERR. If the stream breaks after that, the connection is closed without
 // the terminating line, so that the client cannot take a truncated message
 // for a whole one.
-func (s *session) sendBody(m *message, top int) error {
+func (s *session) sendBody(m *message, i, top int) error {
+	if data, ok := s.takeAhead(i); ok && top < 0 {
+		s.ok(fmt.Sprintf("%d octets", m.size))
+		dw := NewDotWriter(s.bw)
+		if _, err := dw.Write(data); err != nil {
+			return err
+		}
+		m.retrieved = true
+		return dw.Close()
+	}
 	b, err := s.srv.router.Route(s.account.ID, s.account.Backend)
 	if err != nil {
 		return s.fail("route", err, "")
 	}
 	s.last = b
-	ctx, cancel := context.WithCancel(pool.WithAccount(s.ctx, s.account.ID))
+	ctx, cancel := context.WithCancel(withAccountCtx(s.ctx, s.account.ID))
 	defer cancel()
 	// The watchdog bounds each wait for the backend, not the time the
 	// client takes to read.

@@ -142,6 +142,7 @@ func TestRetrAndTopByteExact(t *testing.T) {
 	sizes := c.lines()
 	for i, m := range msgs {
 		n := i + 1
+		m = crlf(m) // the backend stores bare LFs as CRLF (mailbox.proto)
 		if sizes[i] != fmt.Sprintf("%d %d", n, len(m)) {
 			t.Fatalf("LIST of %d: %q, want size %d", n, sizes[i], len(m))
 		}
@@ -172,6 +173,18 @@ func TestRetrAndTopByteExact(t *testing.T) {
 		t.Fatalf("stuffed RETR: %q", raw)
 	}
 	c.expect("QUIT", "+OK")
+}
+
+// crlf turns bare LFs into CRLF.
+func crlf(m string) string {
+	var b strings.Builder
+	for i := 0; i < len(m); i++ {
+		if m[i] == '\n' && (i == 0 || m[i-1] != '\r') {
+			b.WriteByte('\r')
+		}
+		b.WriteByte(m[i])
+	}
+	return b.String()
 }
 
 func trunc(b []byte) string {
