@@ -3,13 +3,16 @@ package imap
 import (
 	"context"
 	"io"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
@@ -157,7 +160,11 @@ func (mb *mailboxState) kick() {
 		for {
 			ctx, cancel := context.WithTimeout(mb.srv.ctx, mb.srv.cfg.RPCTimeout)
 			if err := mb.sync(ctx, nil, nil); err != nil && mb.srv.ctx.Err() == nil {
-				mb.srv.log.Warn("imap: mailbox resync failed", "account", mb.key.account, "mailbox", mb.key.id, "err", err)
+				level := slog.LevelWarn
+				if status.Code(err) == codes.NotFound {
+					level = slog.LevelDebug // deleted while selected: commands now say NONEXISTENT
+				}
+				mb.srv.log.Log(ctx, level, "imap: mailbox resync failed", "account", mb.key.account, "mailbox", mb.key.id, "err", err)
 			}
 			cancel()
 			mb.kickMu.Lock()

@@ -3,7 +3,6 @@
 package imap
 
 import (
-	"fmt"
 	"net"
 	"runtime"
 	"testing"
@@ -26,18 +25,12 @@ func TestIdleConnectionMemory(t *testing.T) {
 	conns := make([]net.Conn, 0, n)
 	open := func(k int) {
 		for i := 0; i < k; i++ {
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			r := &raw{t: t, conn: c}
-			r.expect("* OK")
-			r.send(fmt.Sprintf("a LOGIN mem secret\r\nb SELECT INBOX\r\nc IDLE\r\n"))
+			r := dialRaw(t, addr)
+			r.send("a LOGIN mem secret\r\nb SELECT INBOX\r\nc IDLE\r\n")
 			r.expect("a OK")
 			r.expect("b OK")
 			r.expect("+ ")
-			conns = append(conns, c)
+			conns = append(conns, r.conn)
 		}
 	}
 	measure := func() uint64 {

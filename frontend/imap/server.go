@@ -1,10 +1,3 @@
-// Package imap is the IMAP4rev1/IMAP4rev2 service of the frontend role. It
-// adapts go-imap v2's imapserver sessions to the backend's gRPC mailbox API
-// (proto/mailbox/v1): each session authenticates against the directory,
-// routes its account to a backend and keeps only per-session state
-// (sequence numbers, through imapserver's MailboxTracker/SessionTracker).
-// Changes made anywhere in the cluster reach selected mailboxes through one
-// multiplexed backend Watch stream per Server.
 package imap
 
 import (
@@ -192,6 +185,16 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// BusyLine is the line for listener.Config.Busy: what a client refused by
+// a connection limit reads before the connection is closed (plain
+// listeners only; on implicit TLS close silently).
+func BusyLine(perIP bool) string {
+	if perIP {
+		return "* BYE [UNAVAILABLE] Too many connections from your address\r\n"
+	}
+	return "* BYE [UNAVAILABLE] Too many connections, try again later\r\n"
 }
 
 // logAdapter sends imapserver's messages to slog: connection read errors
