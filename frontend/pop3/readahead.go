@@ -106,20 +106,29 @@ func (s *session) fetchAhead(a *ahead, uid uint32) {
 
 // takeAhead returns the body of message index i if it was read ahead
 // successfully, waiting for it if it is still on its way; ok is false when
-// the caller must fetch it itself.
-func (s *session) takeAhead(i int) (data []byte, ok bool) {
+// the caller must fetch it itself. With use false (TOP) the body is only
+// forgotten.
+func (s *session) takeAhead(i int, use bool) (data []byte, ok bool) {
 	a := s.ahead[i]
 	if a == nil {
 		return nil, false
 	}
 	delete(s.ahead, i)
 	defer s.srv.release(a.size)
+	if !use {
+		return nil, false
+	}
 	select {
 	case <-a.done:
 	case <-s.ctx.Done():
 		return nil, false
 	}
-	return a.data, a.err == nil
+	if a.err != nil {
+		s.srv.metrics.ahead.WithLabelValues("miss").Inc()
+		return nil, false
+	}
+	s.srv.metrics.ahead.WithLabelValues("hit").Inc()
+	return a.data, true
 }
 
 // dropAhead forgets every read-ahead (the session ends); the fetches stop

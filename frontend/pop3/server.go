@@ -44,6 +44,7 @@ type Server struct {
 	ids    atomic.Uint64
 
 	aheadUsed atomic.Int64 // bytes reserved for read-ahead
+	metrics   *metrics
 
 	mu        sync.Mutex
 	closing   bool
@@ -69,7 +70,7 @@ func NewServer(cfg Config, auth Authenticator, router Router, log *slog.Logger) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, auth: auth, router: router, log: log.With("proto", "pop3"),
+	return &Server{cfg: cfg, auth: auth, router: router, log: log.With("proto", "pop3"), metrics: newMetrics(),
 		listeners: map[net.Listener]struct{}{}, sessions: map[*session]struct{}{}}
 }
 

@@ -73,6 +73,7 @@ type session struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	out    []byte // response being formatted
+	result string // of the last response, for metrics
 	tls    bool
 	client netip.Addr
 
@@ -127,6 +128,8 @@ func (s *session) abortLocked() {
 }
 
 func (s *session) serve() {
+	s.srv.metrics.sessions.Inc()
+	defer s.srv.metrics.sessions.Dec()
 	defer func() {
 		s.cancel()
 		s.dropAhead()
@@ -211,11 +214,16 @@ func (s *session) readLine() ([]byte, error) {
 func (s *session) flush() error { return s.bw.Flush() }
 
 func (s *session) ok(text string) {
+	s.result = "ok"
 	s.out = AppendOK(s.out[:0], text)
 	s.bw.Write(s.out)
 }
 
 func (s *session) err(code RespCode, text string) {
+	s.result = "err"
+	if code == CodeSysTemp {
+		s.result = "temporary"
+	}
 	s.out = AppendErr(s.out[:0], code, text)
 	s.bw.Write(s.out)
 }
@@ -275,14 +283,18 @@ func (s *session) command(line []byte) error {
 			return errClose
 		}
 	}
+	start := time.Now()
 	c, err := ParseCommand(line)
 	if err != nil {
+		defer s.srv.metrics.command("invalid", start, "err")
 		return s.badCommand("Invalid command.")
 	}
 	h, ok := commands[c.Name]
 	if !ok {
+		defer s.srv.metrics.command("invalid", start, "err")
 		return s.badCommand("Unknown command.")
 	}
+	defer func() { s.srv.metrics.command(c.Name, start, s.result) }()
 	if h.states&s.state == 0 {
 		return s.badCommand("Command not valid in this state.")
 	}
@@ -442,15 +454,18 @@ func (s *session) login(user, pass string) error {
 	switch {
 	case err == nil:
 	case errors.Is(err, directory.ErrBadCredentials):
+		s.srv.metrics.logins.WithLabelValues("bad-credentials").Inc()
 		s.log.Debug("login failed", "user", user)
 		return s.authFailed()
 	case errors.Is(err, directory.ErrDisabled):
+		s.srv.metrics.logins.WithLabelValues("disabled").Inc()
 		s.log.Info("login to a disabled account", "account", acc.ID)
 		s.err(CodeSysPerm, "Account disabled.")
 		return nil
 	case s.ctx.Err() != nil:
 		return errClose
 	default:
+		s.srv.metrics.logins.WithLabelValues("temporary").Inc()
 		s.log.Warn("directory unavailable for login", "err", err)
 		s.err(CodeSysTemp, "Temporary authentication failure, try again later.")
 		return nil
@@ -458,8 +473,11 @@ func (s *session) login(user, pass string) error {
 	s.account = acc
 	s.log = s.log.With("account", acc.ID)
 	if err := s.openMaildrop(); err != nil {
+		s.srv.metrics.logins.WithLabelValues("temporary").Inc()
 		return s.fail("open maildrop", err, "")
 	}
+	s.srv.metrics.logins.WithLabelValues("ok").Inc()
+	s.log.Info("logged in", "messages", len(s.msgs), "octets", s.liveSize, "tls", s.tls)
 	s.state = stateTrans
 	s.ok(fmt.Sprintf("Logged in, %d messages (%d octets).", s.live, s.liveSize))
 	return nil
@@ -684,13 +702,14 @@ func (s *session) cmdTop(c Command) error {
 // the terminating line, so that the client cannot take a truncated message
 // for a whole one.
 func (s *session) sendBody(m *message, i, top int) error {
-	if data, ok := s.takeAhead(i); ok && top < 0 {
+	if data, ok := s.takeAhead(i, top < 0); ok && top < 0 {
 		s.ok(fmt.Sprintf("%d octets", m.size))
 		dw := NewDotWriter(s.bw)
 		if _, err := dw.Write(data); err != nil {
 			return err
 		}
 		m.retrieved = true
+		s.srv.metrics.retrieved.Add(float64(dw.Written()))
 		return dw.Close()
 	}
 	b, err := s.srv.router.Route(s.account.ID, s.account.Backend)
@@ -751,6 +770,7 @@ func (s *session) sendBody(m *message, i, top int) error {
 		}
 		m.retrieved = true
 	}
+	s.srv.metrics.retrieved.Add(float64(dw.Written()))
 	return dw.Close()
 }
 
@@ -830,10 +850,13 @@ func (s *session) update() error {
 		if err != nil {
 			return err
 		}
-		if _, err := cl.Expunge(ctx, &mailboxv1.ExpungeRequest{AccountId: s.account.ID, MailboxId: s.mailboxID, Uids: del.proto()}); err != nil {
+		resp, err := cl.Expunge(ctx, &mailboxv1.ExpungeRequest{AccountId: s.account.ID, MailboxId: s.mailboxID, Uids: del.proto()})
+		if err != nil {
 			s.undoDeleted(undo)
 			return err
 		}
+		s.srv.metrics.expunged.Add(float64(len(resp.Expunged)))
+		s.log.Info("messages expunged at QUIT", "marked", len(s.msgs)-s.live, "expunged", len(resp.Expunged))
 	}
 	if len(seen.ranges) > 0 {
 		cl, ctx, cancel, err := s.backend()

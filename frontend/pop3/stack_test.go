@@ -18,6 +18,8 @@ import (
 	"mailcluster/frontend/listener"
 	"mailcluster/frontend/pool"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Every command in every state, over real sockets against the real stack.
@@ -655,5 +657,58 @@ func TestBehindListener(t *testing.T) {
 	c.expect("QUIT", "+OK")
 	if !strings.Contains(logs.String(), "client=192.0.2.7") {
 		t.Fatalf("PROXY source not in the log:\n%s", logs.String())
+	}
+}
+
+// The metrics count what happened, with bounded labels.
+func TestMetrics(t *testing.T) {
+	mb := newFakeMailbox(fuzzBodies...)
+	cfg := DefaultConfig()
+	cfg.InsecureAuth = true
+	cfg.AuthFailureDelay = 0
+	srv := NewServer(cfg, fakeAuth{}, fakeRouter{&pool.Backend{Name: "fake", Client: mb}}, nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(srv.Collectors()...)
+	var out bytes.Buffer
+	script := "USER u\r\nPASS bad\r\nUSER u\r\nPASS p\r\nRETR 1\r\nRETR 2\r\nTOP 3 0\r\nDELE 1\r\nBOGUS\r\nQUIT\r\n"
+	newSession(srv, &scriptConn{r: strings.NewReader(script), w: &out}).serve()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			key := mf.GetName()
+			for _, l := range m.Label {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.Counter != nil:
+				got[key] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				got[key] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				got[key] = float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	for key, want := range map[string]float64{
+		"mailcluster_pop3_logins_total,result=bad-credentials":                 1,
+		"mailcluster_pop3_logins_total,result=ok":                              1,
+		"mailcluster_pop3_command_duration_seconds,command=RETR,result=ok":     2,
+		"mailcluster_pop3_command_duration_seconds,command=PASS,result=err":    1,
+		"mailcluster_pop3_command_duration_seconds,command=invalid,result=err": 1,
+		"mailcluster_pop3_read_ahead_total,result=hit":                         1,
+		"mailcluster_pop3_expunged_messages_total":                             1,
+		"mailcluster_pop3_retrieved_bytes_total":                               float64(len(fuzzBodies[0]) + len(fuzzBodies[1]) + len("Subject: three\r\n\r\n")),
+		"mailcluster_pop3_sessions":                                            0,
+	} {
+		if got[key] != want {
+			t.Errorf("%s = %v, want %v", key, got[key], want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("all: %v\noutput:\n%s", got, out.String())
 	}
 }
