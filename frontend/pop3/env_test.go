@@ -255,7 +255,9 @@ func (s *stack) deliver(account string, msgs ...string) {
 		}
 		st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Header{Header: &mailboxv1.DeliverHeader{
 			Recipients: []*mailboxv1.Recipient{{AccountId: account}}, TraceId: "pop3-test", Size: int64(len(m))}}})
-		st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Chunk{Chunk: []byte(m)}})
+		for off := 0; off < len(m); off += 64 << 10 {
+			st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Chunk{Chunk: []byte(m[off:min(off+64<<10, len(m))])}})
+		}
 		resp, err := st.CloseAndRecv()
 		if err != nil || resp.Results[0].Status != mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK {
 			s.t.Fatalf("deliver: %v %v", resp, err)

@@ -582,6 +582,33 @@ func TestIdleAndShutdown(t *testing.T) {
 		t.Fatal(l, time.Since(start))
 	}
 	c.closed()
+
+	// A client that stops reading in the middle of a RETR is dropped after
+	// the idle timeout, and nothing is deleted.
+	acct := s.user("lee")
+	big := msg("big", strings.Repeat(strings.Repeat("z", 998)+"\r\n", 16<<10)) // 16 MiB
+	s.deliver(acct, big)
+	conn, err = net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = newClient(t, conn)
+	c.stls(s.roots)
+	c.expect("USER lee", "+OK")
+	c.expect("PASS secret", "+OK Logged in, 1 messages")
+	c.expect("DELE 1", "+OK")
+	c.send("RSET")
+	c.line()
+	c.send("RETR 1") // and read nothing more
+	deadline := time.Now().Add(15 * time.Second)
+	for testutilGauge(t, quick) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("session still open with a client that does not read")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.wantCount(acct, 1)
+
 	c = s.login("kim")
 	done := make(chan error)
 	go func() { done <- s.srv.Close() }()
@@ -711,4 +738,15 @@ func TestMetrics(t *testing.T) {
 	if t.Failed() {
 		t.Logf("all: %v\noutput:\n%s", got, out.String())
 	}
+}
+
+// testutilGauge reads the open-sessions gauge of srv.
+func testutilGauge(t testing.TB, srv *Server) float64 {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(srv.metrics.sessions)
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 {
+		t.Fatal(mfs, err)
+	}
+	return mfs[0].Metric[0].Gauge.GetValue()
 }
