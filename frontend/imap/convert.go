@@ -108,6 +108,24 @@ func msgIDs(s string) []string {
 	return out
 }
 
+// parseDate reads a Date header; the common RFC 5322 form is tried first,
+// without the error allocations of net/mail's layout search. Unreadable
+// dates give the zero time (ENVELOPE date NIL).
+func parseDate(s string) time.Time {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{"Mon, 2 Jan 2006 15:04:05 -0700", "2 Jan 2006 15:04:05 -0700"} {
+		if len(s) >= len(layout)-2 && len(s) <= len(layout)+1 && (s[0] >= '0' && s[0] <= '9') == (layout[0] == '2') {
+			if t, err := time.Parse(layout, s); err == nil {
+				return t
+			}
+		}
+	}
+	if t, err := mail.ParseDate(s); err == nil {
+		return t
+	}
+	return time.Time{}
+}
+
 func envelopeFromProto(e *mailboxv1.Envelope) *imap.Envelope {
 	if e == nil {
 		return &imap.Envelope{}
@@ -117,9 +135,7 @@ func envelopeFromProto(e *mailboxv1.Envelope) *imap.Envelope {
 		ReplyTo: addressesFromProto(e.ReplyTo), To: addressesFromProto(e.To), Cc: addressesFromProto(e.Cc),
 		Bcc: addressesFromProto(e.Bcc), InReplyTo: msgIDs(e.InReplyTo),
 	}
-	if t, err := mail.ParseDate(e.Date); err == nil {
-		out.Date = t
-	}
+	out.Date = parseDate(e.Date)
 	if ids := msgIDs(e.MessageId); len(ids) > 0 {
 		out.MessageID = ids[0]
 	}

@@ -170,7 +170,7 @@ func (st *stack) frontend(mod func(*Config), backends ...int) (*Server, string) 
 }
 
 // login connects a go-imap client and logs in.
-func login(t *testing.T, addr, user string) *imapclient.Client {
+func login(t testing.TB, addr, user string) *imapclient.Client {
 	t.Helper()
 	c, err := imapclient.DialInsecure(addr, nil)
 	if err != nil {
@@ -288,4 +288,25 @@ func serveOn(t testing.TB, srv *Server) string {
 		srv.Close(ctx)
 	})
 	return l.Addr().String()
+}
+
+// deliverMany delivers testMessage(0..n-1) with 8 concurrent streams.
+func deliverMany(t testing.TB, c mailboxv1.MailboxClient, account string, n int) {
+	t.Helper()
+	next := make(chan int, n)
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				deliver(t, c, account, testMessage(i))
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -1,7 +1,6 @@
 package imap
 
 import (
-	"sync"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -16,22 +15,7 @@ func TestLargeMailboxFetch(t *testing.T) {
 	st := newStack(t, 1)
 	id := st.user("kim")
 	const n = 2100
-	var wg sync.WaitGroup
-	next := make(chan int, n)
-	for i := 1; i <= n; i++ {
-		next <- i
-	}
-	close(next)
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				deliver(t, st.clients[0], id, testMessage(i))
-			}
-		}()
-	}
-	wg.Wait()
+	deliverMany(t, st.clients[0], id, n)
 	_, addr := st.frontend(func(c *Config) { c.FetchBatch = 100 }, 0)
 	c := login(t, addr, "kim")
 	if sel, err := c.Select("INBOX", nil).Wait(); err != nil || sel.NumMessages != n {

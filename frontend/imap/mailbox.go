@@ -146,6 +146,18 @@ func (mb *mailboxState) seqOf(uid uint32) uint32 {
 	return uint32(i) + 1
 }
 
+// kickNewer kicks unless the state has already seen modseq (MODSEQs are
+// per account, so an event at or below the mailbox's own is old news: often
+// this frontend's own change, already synced before its tagged OK).
+func (mb *mailboxState) kickNewer(modseq uint64) {
+	mb.mu.Lock()
+	seen := modseq != 0 && modseq <= mb.modseq
+	mb.mu.Unlock()
+	if !seen {
+		mb.kick()
+	}
+}
+
 // kick asks for a sync soon; kicks while one runs coalesce into one more.
 func (mb *mailboxState) kick() {
 	mb.kickMu.Lock()

@@ -135,4 +135,3 @@ func backendUIDs(t *testing.T, c mailboxv1.MailboxClient, account string) []uint
 	}
 	return expandUIDs(sel.Uids)
 }
-

@@ -199,6 +199,6 @@ func (w *watcher) event(ev *mailboxv1.WatchEvent) {
 	}
 	w.mu.Unlock()
 	for _, mb := range kick {
-		mb.kick()
+		mb.kickNewer(ev.Modseq)
 	}
 }
