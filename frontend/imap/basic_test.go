@@ -8,6 +8,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func fetchAll(t *testing.T, c *imapclient.Client, set imap.NumSet, opts *imap.FetchOptions) []*imapclient.FetchMessageBuffer {
@@ -25,7 +26,7 @@ func TestLoginSelectFetchStoreSearch(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		deliver(t, st.clients[0], id, testMessage(i))
 	}
-	_, addr := st.frontend(nil, 0)
+	srv, addr := st.frontend(nil, 0)
 	c := login(t, addr, "alice")
 
 	if err := c.Login("alice", "secret").Wait(); err == nil {
@@ -114,6 +115,22 @@ func TestLoginSelectFetchStoreSearch(t *testing.T) {
 	}
 	if err := c.Logout().Wait(); err != nil {
 		t.Fatal(err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(srv.Collectors()...)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, f := range families {
+		seen[f.GetName()] = true
+	}
+	for _, want := range []string{"mailcluster_imap_command_duration_seconds", "mailcluster_imap_logins_total", "mailcluster_imap_body_bytes_total"} {
+		if !seen[want] {
+			t.Errorf("metric %s missing", want)
+		}
 	}
 }
 

@@ -39,7 +39,8 @@ var errBroken = errors.New("imap: body stream broke inside a literal")
 // message as it arrives; bodies are streamed chunk by chunk from GetBody.
 // Metadata (flags, dates, sizes, ENVELOPE, BODYSTRUCTURE, top-level header
 // fields) never reads S3.
-func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
+	defer ss.srv.metrics.command("fetch", time.Now(), &err)
 	sel := ss.sel
 	if len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
 		return bad(imap.ResponseCodeClientBug, "BINARY is not supported")
@@ -273,6 +274,7 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 			return nil, errBroken
 		}
 	}
+	ss.srv.metrics.bodyBytes.Add(float64(n))
 	if n != first.TotalSize {
 		return nil, errBroken
 	}

@@ -68,6 +68,7 @@ func (s *Server) acquire(account, mailHost string, sel *mailboxv1.SelectResponse
 		uids: expandUIDs(sel.Uids), modseq: sel.Status.HighestModseq, uidValidity: sel.Status.UidValidity}
 	mb.tracker = imapserver.NewMailboxTracker(uint32(len(mb.uids)))
 	s.mailboxes[key] = mb
+	s.metrics.mailboxes.Set(float64(len(s.mailboxes)))
 	return mb, true
 }
 
@@ -78,6 +79,7 @@ func (s *Server) release(mb *mailboxState) {
 	last := mb.refs == 0
 	if last && s.mailboxes[mb.key] == mb {
 		delete(s.mailboxes, mb.key)
+		s.metrics.mailboxes.Set(float64(len(s.mailboxes)))
 	}
 	s.mu.Unlock()
 	if last {
@@ -171,7 +173,11 @@ func (mb *mailboxState) kick() {
 	go func() {
 		for {
 			ctx, cancel := context.WithTimeout(mb.srv.ctx, mb.srv.cfg.RPCTimeout)
-			if err := mb.sync(ctx, nil, nil); err != nil && mb.srv.ctx.Err() == nil {
+			err := mb.sync(ctx, nil, nil)
+			if err != nil {
+				mb.srv.metrics.resyncs.WithLabelValues("failed").Inc()
+			}
+			if err != nil && mb.srv.ctx.Err() == nil {
 				level := slog.LevelWarn
 				if status.Code(err) == codes.NotFound {
 					level = slog.LevelDebug // deleted while selected: commands now say NONEXISTENT
@@ -248,6 +254,7 @@ func (mb *mailboxState) sync(ctx context.Context, source *imapserver.SessionTrac
 	if truncated {
 		return mb.fullSync(ctx, c, cctx, since, st)
 	}
+	mb.srv.metrics.resyncs.WithLabelValues("changes").Inc()
 	mb.apply(&mailboxv1.UIDSet{Ranges: vanished}, changed, st.HighestModseq, source, quiet)
 	mb.mu.Lock()
 	consistent := uint32(len(mb.uids)) == st.Messages
@@ -263,6 +270,7 @@ func (mb *mailboxState) sync(ctx context.Context, source *imapserver.SessionTrac
 // fullSync compares the UID list with the backend's (Fetch of 1:*, flags
 // only) when the expunge log cannot tell what vanished.
 func (mb *mailboxState) fullSync(ctx context.Context, c mailboxv1.MailboxClient, cctx context.Context, since uint64, st *mailboxv1.MailboxStatus) error {
+	mb.srv.metrics.resyncs.WithLabelValues("full").Inc()
 	stream, err := c.Fetch(cctx, &mailboxv1.FetchRequest{AccountId: mb.key.account, MailboxId: mb.key.id,
 		Uids: &mailboxv1.UIDSet{Ranges: []*mailboxv1.UIDRange{{Start: 1, End: 0}}}, BatchSize: uint32(mb.srv.cfg.FetchBatch)})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -111,7 +112,8 @@ func (ss *session) seqOfUID(uid uint32) uint32 {
 	return 0
 }
 
-func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
+	defer ss.srv.metrics.command("store", time.Now(), &err)
 	sel := ss.sel
 	if sel.readOnly {
 		return errReadOnly
@@ -175,7 +177,8 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 // EXPUNGE responses reach this session, like every other, through the
 // tracker, and are written before the tagged OK. In a mailbox opened with
 // EXAMINE it does nothing (CLOSE must not expunge there).
-func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
+	defer ss.srv.metrics.command("expunge", time.Now(), &err)
 	sel := ss.sel
 	if sel.readOnly {
 		return nil
@@ -188,7 +191,7 @@ func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error
 		}
 		req.Uids = uidSetOf(uidsOf(targets))
 	}
-	_, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.ExpungeResponse, error) {
+	_, err = call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.ExpungeResponse, error) {
 		return c.Expunge(ctx, req)
 	})
 	if err != nil {
@@ -214,9 +217,10 @@ func copyData(validity uint32, src, dst []uint32) *imap.CopyData {
 	return d
 }
 
-func (ss *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+func (ss *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
+	defer ss.srv.metrics.command("copy", time.Now(), &err)
 	sel := ss.sel
-	dest, err := ss.lookupName(dest)
+	dest, err = ss.lookupName(dest)
 	if err != nil {
 		return nil, errTryCreate
 	}
@@ -242,12 +246,13 @@ func (ss *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error)
 
 // Move is RFC 6851 MOVE: COPYUID first, then the EXPUNGEs (through the
 // tracker, before the tagged OK).
-func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
+	defer ss.srv.metrics.command("move", time.Now(), &err)
 	sel := ss.sel
 	if sel.readOnly {
 		return errReadOnly
 	}
-	dest, err := ss.lookupName(dest)
+	dest, err = ss.lookupName(dest)
 	if err != nil {
 		return errTryCreate
 	}
@@ -273,7 +278,8 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 	return nil
 }
 
-func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
+	defer ss.srv.metrics.command("search", time.Now(), &err)
 	sel := ss.sel
 	key := ss.searchKey(criteria)
 	if depthOf(key) > ss.srv.cfg.MaxSearchDepth {

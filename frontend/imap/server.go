@@ -54,16 +54,17 @@ type Deps struct {
 
 // Server serves IMAP on any number of listeners.
 type Server struct {
-	cfg    Config
-	deps   Deps
-	log    *slog.Logger
-	caps   imap.CapSet
-	secure *imapserver.Server // LOGIN only after TLS
-	open   *imapserver.Server // LOGIN allowed without TLS
-	watch  *watcher
-	ctx    context.Context
-	cancel context.CancelFunc
-	connID atomic.Uint64
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	caps    imap.CapSet
+	secure  *imapserver.Server // LOGIN only after TLS
+	open    *imapserver.Server // LOGIN allowed without TLS
+	watch   *watcher
+	metrics *metrics
+	ctx     context.Context
+	cancel  context.CancelFunc
+	connID  atomic.Uint64
 
 	mu        sync.Mutex
 	mailboxes map[mailboxKey]*mailboxState
@@ -88,6 +89,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		cancel:    cancel,
 		mailboxes: map[mailboxKey]*mailboxState{},
 		sessions:  map[*session]struct{}{},
+		metrics:   newMetrics(),
 	}
 	s.caps = imap.CapSet{}
 	for _, c := range []imap.Cap{
@@ -107,7 +109,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 			return c.Watch(ctx)
 		}
 	}
-	s.watch = newWatcher(dial, cfg.WatchRetry, log)
+	s.watch = newWatcher(dial, cfg.WatchRetry, log, s.metrics)
 	go s.watch.run(ctx)
 	s.secure = s.newIMAPServer(false)
 	s.open = s.newIMAPServer(true)

@@ -8,6 +8,7 @@ import (
 
 	"net/netip"
 	"strings"
+	"time"
 
 	"unicode"
 	"unicode/utf8"
@@ -60,6 +61,7 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 	closed := s.closed
 	if !closed {
 		s.sessions[ss] = struct{}{}
+		s.metrics.sessions.Inc()
 	}
 	s.mu.Unlock()
 	if closed {
@@ -74,7 +76,10 @@ func (ss *session) Close() error {
 	ss.unselect()
 	ss.cancel()
 	ss.srv.mu.Lock()
-	delete(ss.srv.sessions, ss)
+	if _, ok := ss.srv.sessions[ss]; ok {
+		delete(ss.srv.sessions, ss)
+		ss.srv.metrics.sessions.Dec()
+	}
 	ss.srv.mu.Unlock()
 	return nil
 }
@@ -154,11 +159,13 @@ func (ss *session) Login(username, password string) error {
 	info, err := ss.srv.deps.Auth.Authenticate(ctx, username, password, ss.ip)
 	switch {
 	case err == nil:
+		ss.srv.metrics.logins.WithLabelValues("ok").Inc()
 		ss.acct = &info
 		ss.log = ss.log.With("account", info.ID)
 		ss.log.Debug("imap: login")
 		return nil
 	case errors.Is(err, directory.ErrBadCredentials), errors.Is(err, directory.ErrDisabled):
+		ss.srv.metrics.logins.WithLabelValues("failed").Inc()
 		ss.authFails++
 		ss.log.Debug("imap: login failed", "failures", ss.authFails)
 		if ss.authFails >= ss.srv.cfg.MaxAuthFailures {
@@ -166,6 +173,7 @@ func (ss *session) Login(username, password string) error {
 		}
 		return imapserver.ErrAuthFailed
 	default:
+		ss.srv.metrics.logins.WithLabelValues("temporary").Inc()
 		return ss.fail("login", err, nil)
 	}
 }
@@ -223,8 +231,9 @@ func attrOf(u mailboxv1.SpecialUse) imap.MailboxAttr {
 	return ""
 }
 
-func (ss *session) Create(name string, options *imap.CreateOptions) error {
-	name, err := ss.checkName(name)
+func (ss *session) Create(name string, options *imap.CreateOptions) (err error) {
+	defer ss.srv.metrics.command("create", time.Now(), &err)
+	name, err = ss.checkName(name)
 	if err != nil {
 		return err
 	}
@@ -245,8 +254,9 @@ func (ss *session) Create(name string, options *imap.CreateOptions) error {
 	return nil
 }
 
-func (ss *session) Delete(name string) error {
-	name, err := ss.lookupName(name)
+func (ss *session) Delete(name string) (err error) {
+	defer ss.srv.metrics.command("delete", time.Now(), &err)
+	name, err = ss.lookupName(name)
 	if err != nil {
 		return err
 	}
@@ -259,8 +269,9 @@ func (ss *session) Delete(name string) error {
 	return nil
 }
 
-func (ss *session) Rename(oldName, newName string, _ *imap.RenameOptions) error {
-	oldName, err := ss.lookupName(oldName)
+func (ss *session) Rename(oldName, newName string, _ *imap.RenameOptions) (err error) {
+	defer ss.srv.metrics.command("rename", time.Now(), &err)
+	oldName, err = ss.lookupName(oldName)
 	if err != nil {
 		return err
 	}
@@ -299,7 +310,8 @@ func (ss *session) Namespace() (*imap.NamespaceData, error) {
 }
 
 // List answers LIST and LSUB; the backend matches the patterns.
-func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) error {
+func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
+	defer ss.srv.metrics.command("list", time.Now(), &err)
 	if len(patterns) == 0 {
 		// RFC 9051 section 6.3.9: the hierarchy delimiter and root.
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""})
@@ -351,8 +363,9 @@ func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string,
 	return nil
 }
 
-func (ss *session) Status(name string, options *imap.StatusOptions) (*imap.StatusData, error) {
-	name, err := ss.lookupName(name)
+func (ss *session) Status(name string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
+	defer ss.srv.metrics.command("status", time.Now(), &err)
+	name, err = ss.lookupName(name)
 	if err != nil {
 		return nil, err
 	}
@@ -381,8 +394,9 @@ func (ss *session) statusData(name string, st *mailboxv1.MailboxStatus, _ *imap.
 
 // Append streams the literal to the backend in chunks; OK means the
 // message is durable.
-func (ss *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
-	name, err := ss.lookupName(name)
+func (ss *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
+	defer ss.srv.metrics.command("append", time.Now(), &err)
+	name, err = ss.lookupName(name)
 	if err != nil {
 		return nil, errTryCreate
 	}
@@ -432,9 +446,10 @@ func (ss *session) Append(name string, r imap.LiteralReader, options *imap.Appen
 
 // ---- select ----
 
-func (ss *session) Select(name string, options *imap.SelectOptions) (*imap.SelectData, error) {
+func (ss *session) Select(name string, options *imap.SelectOptions) (_ *imap.SelectData, err error) {
+	defer ss.srv.metrics.command("select", time.Now(), &err)
 	ss.unselect()
-	name, err := ss.lookupName(name)
+	name, err = ss.lookupName(name)
 	if err != nil {
 		return nil, err
 	}

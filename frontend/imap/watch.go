@@ -20,9 +20,10 @@ import (
 // added again and every mailbox resynchronised, so nothing is missed; while
 // it is down, sessions resynchronise on each command (healthy is false).
 type watcher struct {
-	dial  WatchDialer
-	retry time.Duration
-	log   *slog.Logger
+	dial    WatchDialer
+	retry   time.Duration
+	log     *slog.Logger
+	metrics *metrics
 
 	healthy atomic.Bool
 	wake    chan struct{}
@@ -39,9 +40,9 @@ type watchAccount struct {
 	boxes  map[*mailboxState]struct{}
 }
 
-func newWatcher(dial WatchDialer, retry time.Duration, log *slog.Logger) *watcher {
+func newWatcher(dial WatchDialer, retry time.Duration, log *slog.Logger, m *metrics) *watcher {
 	return &watcher{
-		dial: dial, retry: retry, log: log,
+		dial: dial, retry: retry, log: log, metrics: m,
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		accounts: map[string]*watchAccount{},
@@ -101,9 +102,11 @@ func (w *watcher) run(ctx context.Context) {
 		start := time.Now()
 		err := w.session(ctx)
 		w.healthy.Store(false)
+		w.metrics.watchUp.Set(0)
 		if ctx.Err() != nil {
 			return
 		}
+		w.metrics.watchFails.Inc()
 		if time.Since(start) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
@@ -142,6 +145,7 @@ func (w *watcher) session(ctx context.Context) error {
 		return err
 	}
 	w.healthy.Store(true)
+	w.metrics.watchUp.Set(1)
 	// Changes made while no stream was open are caught up now.
 	for _, mb := range boxes {
 		mb.kick()
