@@ -80,6 +80,19 @@ func TestFetchItemsAndParts(t *testing.T) {
 	r.expect("g OK")
 	r.send("h LSUB \"\" \"*\"\r\n")
 	r.expect("h OK")
+	// Thunderbird and Apple Mail ask for the special-use mailboxes.
+	r.send("i LIST (SPECIAL-USE) \"\" \"*\"\r\n")
+	var uses []string
+	for {
+		l := r.line()
+		if strings.HasPrefix(l, "i ") {
+			break
+		}
+		uses = append(uses, l)
+	}
+	if len(uses) != 5 || !strings.Contains(strings.Join(uses, "\n"), `\Sent) "/" Sent`) {
+		t.Errorf("LIST (SPECIAL-USE):\n%s", strings.Join(uses, "\n"))
+	}
 }
 
 func itoa(n int) string {
