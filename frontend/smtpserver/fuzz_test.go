@@ -142,7 +142,7 @@ func newFuzzEnv(t testing.TB) *fuzzEnv {
 		}
 		e := &fuzzEnv{addrs: map[Mode]string{}, be: be}
 		for _, m := range []Mode{Inbound, Submission} {
-			s := New(Config{Mode: m, Hostname: "mx.example.test", InsecureAuth: true, MaxMessageSize: 4096, MaxRecipients: 5,
+			s := New(Config{Mode: m, Hostname: "mx.example.test", InsecureAuth: true, MaxMessageSize: 4 << 20, MaxRecipients: 5,
 				MaxExpanded: 10, IdleTimeout: 2 * time.Second, DataTimeout: 2 * time.Second, BackendTimeout: 2 * time.Second,
 				SenderCheck: true, MaxBadRecipients: 4, MaxAuthFailures: 2}, fakeDirectory{}, p, log)
 			l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -233,3 +233,27 @@ func (cn *conn) sendSlow(parts ...string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// RSET in the middle of a BDAT transfer abandons the message; nothing is
+// stored and the session goes on (go-smtp runs the data in a goroutine of
+// its own: this also checks the session's state under -race).
+func TestBDATReset(t *testing.T) {
+	c := newCluster(t, options{backends: 1})
+	alice := c.user("alice", "b1")
+	cn := c.dial(frontend.ListenerSMTP)
+	cn.cmd("EHLO client.remote.test", "250-")
+	// Once: a second BDAT transfer after an abandoned one races inside
+	// go-smtp v0.25.1 (handleBdat replaces c.dataResult while the
+	// abandoned transfer's goroutine may still send on it).
+	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	cn.cmd("RCPT TO:<"+alice+">", "250 ")
+	cn.send("BDAT 10\r\n0123456789")
+	cn.expect("250 ")
+	cn.cmd("RSET", "250 ")
+	cn.cmd("NOOP", "250 ")
+	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	cn.cmd("RCPT TO:<"+alice+">", "250 ")
+	if n := c.count(alice); n != 0 {
+		t.Fatalf("%d messages stored", n)
+	}
+}

@@ -1,6 +1,7 @@
 package smtpserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -39,7 +41,14 @@ type session struct {
 	authFailures int
 	badRcpts     int
 
-	// The transaction (MAIL to end of DATA).
+	// mu guards tx: with BDAT, go-smtp runs Data in its own goroutine and
+	// may call Reset (RSET, connection end) while it runs.
+	mu sync.Mutex
+	tx transaction
+}
+
+// transaction is what MAIL and RCPT collected for one message.
+type transaction struct {
 	from     string
 	mailOpts smtp.MailOptions
 	rcpts    []*mailboxv1.Recipient // one per account, in RCPT order
@@ -93,9 +102,9 @@ func (ss *session) Logout() error {
 
 // Reset forgets the transaction (RSET, EHLO, end of DATA).
 func (ss *session) Reset() {
-	ss.from = ""
-	ss.mailOpts = smtp.MailOptions{}
-	ss.rcpts, ss.routes, ss.seen, ss.rcptAddr = nil, nil, nil, nil
+	ss.mu.Lock()
+	ss.tx = transaction{}
+	ss.mu.Unlock()
 }
 
 // closeSoon closes the connection shortly after the current reply is
@@ -237,11 +246,13 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 			return err
 		}
 	}
-	ss.Reset()
-	ss.from = from
+	tx := transaction{from: from}
 	if opts != nil {
-		ss.mailOpts = *opts
+		tx.mailOpts = *opts
 	}
+	ss.mu.Lock()
+	ss.tx = tx
+	ss.mu.Unlock()
 	return nil
 }
 
@@ -317,36 +328,42 @@ func (ss *session) rcpt(to string) error {
 	if err != nil {
 		return err
 	}
+	ss.mu.Lock()
+	tx := ss.tx
+	ss.mu.Unlock()
 	added := 0
 	for _, t := range targets {
-		if !ss.seen[t.acc.ID] {
+		if !tx.seen[t.acc.ID] {
 			added++
 		}
 	}
-	if ss.s.cfg.MaxExpanded > 0 && len(ss.rcpts)+added > ss.s.cfg.MaxExpanded {
+	if ss.s.cfg.MaxExpanded > 0 && len(tx.rcpts)+added > ss.s.cfg.MaxExpanded {
 		return errTooManyExpanded
 	}
 	for _, t := range targets {
-		if ss.seen[t.acc.ID] {
+		if tx.seen[t.acc.ID] {
 			continue
 		}
-		if err := ss.checkQuota(ctx, t.acc); err != nil {
+		if err := ss.checkQuota(ctx, t.acc, tx.mailOpts.Size); err != nil {
 			return err
 		}
 	}
-	if ss.seen == nil {
-		ss.seen = map[string]bool{}
+	if tx.seen == nil {
+		tx.seen = map[string]bool{}
 	}
 	for _, t := range targets {
-		if ss.seen[t.acc.ID] {
+		if tx.seen[t.acc.ID] {
 			continue
 		}
-		ss.seen[t.acc.ID] = true
-		ss.rcpts = append(ss.rcpts, &mailboxv1.Recipient{AccountId: t.acc.ID,
+		tx.seen[t.acc.ID] = true
+		tx.rcpts = append(tx.rcpts, &mailboxv1.Recipient{AccountId: t.acc.ID,
 			Quota: &mailboxv1.Quota{StorageBytes: t.acc.Quota.StorageBytes, Messages: t.acc.Quota.Messages}})
-		ss.routes = append(ss.routes, t.acc.Backend)
+		tx.routes = append(tx.routes, t.acc.Backend)
 	}
-	ss.rcptAddr = append(ss.rcptAddr, to)
+	tx.rcptAddr = append(tx.rcptAddr, to)
+	ss.mu.Lock()
+	ss.tx = tx
+	ss.mu.Unlock()
 	return nil
 }
 
@@ -423,7 +440,7 @@ func (ss *session) follow(ctx context.Context, out []target, forwards []string, 
 
 // checkQuota refuses a recipient whose account is already over its quota,
 // or would be with the size announced in MAIL FROM (RFC 1870).
-func (ss *session) checkQuota(ctx context.Context, acc directory.AccountInfo) error {
+func (ss *session) checkQuota(ctx context.Context, acc directory.AccountInfo, size int64) error {
 	q := acc.Quota
 	if q.StorageBytes <= 0 && q.Messages <= 0 {
 		return nil
@@ -439,7 +456,7 @@ func (ss *session) checkQuota(ctx context.Context, acc directory.AccountInfo) er
 		ss.log.Warn("quota check failed", "account", acc.ID, "backend", b.Name, "kind", k, "err", err)
 		return rcptError(k)
 	}
-	if q.StorageBytes > 0 && used.StorageBytes+ss.mailOpts.Size > q.StorageBytes ||
+	if q.StorageBytes > 0 && used.StorageBytes+size > q.StorageBytes ||
 		q.Messages > 0 && used.Messages >= q.Messages {
 		return errOverQuotaRcpt
 	}
@@ -488,12 +505,15 @@ func (ss *session) drain(r io.Reader) {
 }
 
 func (ss *session) data(r io.Reader) error {
-	if len(ss.rcpts) == 0 { // go-smtp checks RCPT; this guards our own state
+	ss.mu.Lock()
+	tx := ss.tx
+	ss.mu.Unlock()
+	if len(tx.rcpts) == 0 { // go-smtp checks RCPT; this guards our own state
 		return errTemporary
 	}
 	id := newID()
 	log := ss.log.With("msg", id)
-	b, err := ss.s.router.Route(ss.rcpts[0].AccountId, ss.routes[0])
+	b, err := ss.s.router.Route(tx.rcpts[0].AccountId, tx.routes[0])
 	if err != nil {
 		log.Warn("deliver: no backend", "err", err)
 		return errTemporary
@@ -509,12 +529,12 @@ func (ss *session) data(r io.Reader) error {
 		return ss.deliverFailed(log, b, err)
 	}
 	if err := st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Header{Header: &mailboxv1.DeliverHeader{
-		Recipients: ss.rcpts, TraceId: id, MailFrom: ss.from}}}); err != nil {
+		Recipients: tx.rcpts, TraceId: id, MailFrom: tx.from}}}); err != nil {
 		return ss.deliverFailed(log, b, recvErr(st, err))
 	}
 	sc := scanner{maxLine: ss.s.cfg.MaxLineLength, inHeader: true}
 	buf := make([]byte, 0, 64<<10)
-	buf = append(buf, ss.received(id)...)
+	buf = append(buf, ss.received(id, &tx)...)
 	var size int64
 	netConn := ss.conn.Conn()
 	for {
@@ -555,7 +575,7 @@ func (ss *session) data(r io.Reader) error {
 	if err != nil {
 		return ss.deliverFailed(log, b, err)
 	}
-	return ss.results(log, id, resp)
+	return ss.results(log, id, &tx, resp)
 }
 
 // recvErr returns the status that ended a stream whose Send failed.
@@ -617,7 +637,7 @@ func (ss *session) deliverFailed(log *slog.Logger, b *pool.Backend, err error) e
 // results turns the per-recipient statuses into the one DATA reply. If any
 // recipient has the message, the reply is 250: answering 4xx would make the
 // client send it again to those who have it.
-func (ss *session) results(log *slog.Logger, id string, resp *mailboxv1.DeliverResponse) error {
+func (ss *session) results(log *slog.Logger, id string, tx *transaction, resp *mailboxv1.DeliverResponse) error {
 	ok := 0
 	var worst *smtp.SMTPError
 	for i, r := range resp.Results {
@@ -640,8 +660,8 @@ func (ss *session) results(log *slog.Logger, id string, resp *mailboxv1.DeliverR
 			worst = e
 		}
 		account := ""
-		if i < len(ss.rcpts) {
-			account = ss.rcpts[i].AccountId
+		if i < len(tx.rcpts) {
+			account = tx.rcpts[i].AccountId
 		}
 		log.Warn("recipient not delivered", "account", account, "status", r.Status.String(), "detail", r.Detail)
 	}
@@ -659,7 +679,7 @@ func (ss *session) results(log *slog.Logger, id string, resp *mailboxv1.DeliverR
 
 // received builds the trace header (RFC 5321 4.4) with the TLS version and
 // cipher (RFC 8314 4.3 suggests recording them).
-func (ss *session) received(id string) []byte {
+func (ss *session) received(id string, tx *transaction) []byte {
 	proto := "SMTP"
 	if ss.conn.Hostname() != "" {
 		proto = "ESMTP"
@@ -672,7 +692,7 @@ func (ss *session) received(id string) []byte {
 	if ss.account != nil {
 		proto += "A"
 	}
-	if ss.mailOpts.UTF8 {
+	if tx.mailOpts.UTF8 {
 		proto = "UTF8" + proto // RFC 6531 3.7.3
 	}
 	var b strings.Builder
@@ -687,9 +707,9 @@ func (ss *session) received(id string) []byte {
 	b.WriteString(" id ")
 	b.WriteString(id)
 	b.WriteString(tlsInfo)
-	if len(ss.rcptAddr) == 1 && len(ss.rcptAddr[0]) < 200 {
+	if len(tx.rcptAddr) == 1 && len(tx.rcptAddr[0]) < 200 {
 		b.WriteString("\r\n\tfor <")
-		b.WriteString(sanitize(ss.rcptAddr[0]))
+		b.WriteString(sanitize(tx.rcptAddr[0]))
 		b.WriteString(">")
 	}
 	b.WriteString(";\r\n\t")
@@ -723,35 +743,45 @@ type scanner struct {
 }
 
 func (s *scanner) scan(p []byte) *smtp.SMTPError {
-	for _, c := range p {
+	for len(p) > 0 {
 		if s.pendingCR {
 			s.pendingCR = false
-			if c != '\n' {
+			if p[0] != '\n' {
 				return errBareNewline
 			}
-			// End of a line.
+			// End of a line; an empty one ends the header.
 			if s.inHeader && s.lineLen == 0 {
-				s.inHeader = false // the empty line ends the header
+				s.inHeader = false
 			}
 			s.lineLen = 0
+			p = p[1:]
 			continue
 		}
-		switch c {
-		case '\r':
-			s.pendingCR = true
-			continue
-		case '\n':
+		// The text up to the next CR (searched with the vectorised
+		// bytes.IndexByte: this runs over every byte of every message).
+		seg := p
+		cr := bytes.IndexByte(p, '\r')
+		if cr >= 0 {
+			seg = p[:cr]
+		}
+		if bytes.IndexByte(seg, '\n') >= 0 {
 			return errBareNewline
-		case 0:
+		}
+		if bytes.IndexByte(seg, 0) >= 0 {
 			return errNUL
 		}
-		s.lineLen++
+		s.lineLen += len(seg)
 		if s.inHeader && s.lineLen > 998 {
 			return errHeaderLine
 		}
 		if s.lineLen > s.maxLine-2 {
 			return errLineTooLong
 		}
+		if cr < 0 {
+			return nil
+		}
+		s.pendingCR = true
+		p = p[cr+1:]
 	}
 	return nil
 }
