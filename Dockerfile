@@ -19,7 +19,7 @@
 # the manifests under deploy/kubernetes do. (Docker 20.10 and later set that
 # sysctl to 0 in every container's network namespace already.)
 
-ARG GO_IMAGE=golang:1.26-bookworm
+ARG GO_IMAGE=golang:1.26
 ARG RUNTIME_IMAGE=alpine:3.22
 
 FROM ${GO_IMAGE} AS build
