@@ -90,7 +90,7 @@ func TestFetchItemsAndParts(t *testing.T) {
 		}
 		uses = append(uses, l)
 	}
-	if len(uses) != 5 || !strings.Contains(strings.Join(uses, "\n"), `\Sent) "/" Sent`) {
+	if len(uses) != 5 || !strings.Contains(strings.Join(uses, "\n"), `\Sent) "/" "Sent"`) {
 		t.Errorf("LIST (SPECIAL-USE):\n%s", strings.Join(uses, "\n"))
 	}
 }
