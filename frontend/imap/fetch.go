@@ -183,7 +183,7 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 		// or one GetBody of the part's header; fields are filtered here.
 		hdr := m.Header
 		if len(s.Part) > 0 {
-			b, err := ss.readSection(m.Uid, s.Part, mailboxv1.BodySection_BODY_SECTION_HEADER)
+			b, _, err := ss.readSection(m.Uid, s.Part, false)
 			if err != nil {
 				return nil, err
 			}
@@ -223,7 +223,8 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 		}
 	}
 	if fields {
-		hdr, err := ss.readSection(m.Uid, s.Part, mailboxv1.BodySection_BODY_SECTION_HEADER)
+		// Not a peek: the header is read with set_seen.
+		hdr, flags, err := ss.readSection(m.Uid, s.Part, setSeen)
 		if err != nil {
 			return nil, err
 		}
@@ -232,7 +233,7 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 		if _, err := wc.Write(hdr); err != nil {
 			return nil, err
 		}
-		return nil, wc.Close()
+		return flags, wc.Close()
 	}
 	if req.Length < 0 {
 		wc := rw.WriteBodySection(s, 0)
@@ -287,13 +288,16 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 	return nil, nil
 }
 
-// readSection reads a (small) header section whole.
-func (ss *session) readSection(uid uint32, part []int, section mailboxv1.BodySection) ([]byte, error) {
-	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.mb.key.id, Uid: uid, Section: section}
+// readSection reads a (small) header section whole, setting \Seen if
+// asked; it returns the new flags when that changed them.
+func (ss *session) readSection(uid uint32, part []int, setSeen bool) ([]byte, *mailboxv1.Flags, error) {
+	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.mb.key.id, Uid: uid,
+		Section: mailboxv1.BodySection_BODY_SECTION_HEADER, SetSeen: setSeen}
 	for _, p := range part {
 		req.Part = append(req.Part, uint32(p))
 	}
-	return call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) ([]byte, error) {
+	var flags *mailboxv1.Flags
+	b, err := call(ss, !setSeen, func(ctx context.Context, c mailboxv1.MailboxClient) ([]byte, error) {
 		stream, err := c.GetBody(ctx, req)
 		if err != nil {
 			return nil, err
@@ -307,10 +311,14 @@ func (ss *session) readSection(uid uint32, part []int, section mailboxv1.BodySec
 			if err != nil {
 				return nil, err
 			}
+			if ch.Flags != nil {
+				flags = ch.Flags
+			}
 			if len(out)+len(ch.Data) > 1<<20 {
 				return nil, errLimit
 			}
 			out = append(out, ch.Data...)
 		}
 	})
+	return b, flags, err
 }

@@ -159,3 +159,23 @@ func TestIMAP4rev2SearchResAndBigAppend(t *testing.T) {
 		t.Fatalf("big message read back wrong (%d messages)", len(msgs))
 	}
 }
+
+// BODY[HEADER.FIELDS (...)] without PEEK sets \Seen like any body section.
+func TestHeaderFieldsSetsSeen(t *testing.T) {
+	st := newStack(t, 1)
+	id := st.user("pia")
+	deliver(t, st.clients[0], id, testMessage(1))
+	_, addr := st.frontend(nil, 0)
+	c := login(t, addr, "pia")
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	sec := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject"}}
+	msgs := fetchAll(t, c, imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{sec}})
+	if len(msgs) != 1 || string(msgs[0].FindBodySection(sec)) != "Subject: message 1\r\n\r\n" {
+		t.Fatalf("HEADER.FIELDS: %+v", msgs)
+	}
+	if len(msgs[0].Flags) != 1 || msgs[0].Flags[0] != imap.FlagSeen {
+		t.Fatalf("flags after BODY[HEADER.FIELDS]: %v", msgs[0].Flags)
+	}
+}
