@@ -100,16 +100,27 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		s.caps[c] = struct{}{}
 	}
 	dial := deps.Watch
+	var failed func(error)
 	if dial == nil {
+		// The stream's backend is reported to the router when the stream
+		// fails, so that the next attempt goes elsewhere.
+		var last atomic.Pointer[mailboxv1.MailboxClient]
 		dial = func(ctx context.Context) (mailboxv1.Mailbox_WatchClient, error) {
 			c, err := deps.Router.Route("", "")
 			if err != nil {
 				return nil, err
 			}
+			last.Store(&c)
 			return c.Watch(ctx)
+		}
+		failed = func(err error) {
+			if c := last.Load(); c != nil {
+				s.unreachable(*c, err)
+			}
 		}
 	}
 	s.watch = newWatcher(dial, cfg.WatchRetry, log, s.metrics)
+	s.watch.failed = failed
 	go s.watch.run(ctx)
 	s.secure = s.newIMAPServer(false)
 	s.open = s.newIMAPServer(true)

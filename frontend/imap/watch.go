@@ -24,6 +24,7 @@ type watcher struct {
 	retry   time.Duration
 	log     *slog.Logger
 	metrics *metrics
+	failed  func(error) // may be nil
 
 	healthy atomic.Bool
 	wake    chan struct{}
@@ -107,6 +108,9 @@ func (w *watcher) run(ctx context.Context) {
 			return
 		}
 		w.metrics.watchFails.Inc()
+		if w.failed != nil {
+			w.failed(err)
+		}
 		if time.Since(start) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
