@@ -50,7 +50,7 @@
 //
 //	srv, err := imap.New(cfg.IMAP, imap.Deps{
 //		Auth:   dir,                       // *directory.Directory
-//		Router: poolRouter{pool},          // Route → pool.Route(...).Client; Unreachable → pool.MarkDown
+//		Router: imap.PoolRouter(pool),     // *pool.Pool; unreachable backends are marked down
 //		TLS:    certStore.TLSConfig(),     // enables STARTTLS on 143
 //	}, log)
 //	go srv.Serve(plain143)                           // listener.Listener (PROXY protocol, limits; Busy: imap.BusyLine)

@@ -1,10 +1,13 @@
 package imap
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
+
+	"mailcluster/frontend/pool"
 )
 
 // When the session's backend goes away, the next command runs on the other
@@ -60,5 +63,58 @@ func TestNoBackendUnavailable(t *testing.T) {
 	}
 	if e.Text != errUnavailable.Text {
 		t.Fatalf("text %q", e.Text)
+	}
+}
+
+// The same through the frontend's backend pool (PoolRouter): the account's
+// backend stops, the pool moves it to the other one.
+func TestPoolRouterFailover(t *testing.T) {
+	st := newStack(t, 2)
+	id := st.user("quinn")
+	deliver(t, st.clients[0], id, testMessage(1))
+	p, err := pool.New(context.Background(), pool.Config{Backends: map[string]string{"b0": st.addrs[0], "b1": st.addrs[1]},
+		Token: testToken, HealthInterval: 200 * time.Millisecond}, st.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	router := PoolRouter(p)
+	cfg := DefaultConfig()
+	cfg.InsecureAuth = true
+	srv, err := New(cfg, Deps{Auth: st.dir, Router: router}, st.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveOn(t, srv)
+	ev := newEvents()
+	c := loginWith(t, addr, "quinn", ev)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Route(id, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := 1
+	if b.Name == "b1" {
+		other = 0
+	}
+	st.backends[1-other].Close(time.Second)
+	msgs := fetchAll(t, c, imap.SeqSetNum(1), &imap.FetchOptions{Envelope: true})
+	if len(msgs) != 1 || msgs[0].Envelope.Subject != "message 1" {
+		t.Fatalf("FETCH after the backend stopped: %+v", msgs)
+	}
+	if nb, err := p.Route(id, ""); err != nil || nb.Name == b.Name {
+		t.Fatalf("pool still routes to %v (%v)", nb, err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, st.clients[other], id, testMessage(2))
+	within(t, ev.exists, 10*time.Second, "EXISTS through the surviving backend")
+	idle.Close()
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }
