@@ -252,11 +252,21 @@ func joinErrs(errs []error) string {
 // with the repository root as the project directory and an empty process
 // environment (so the developer's shell cannot change the outcome).
 func loadCompose(file string, env ...string) (*types.Project, error) {
+	return loadComposeEnv([]string{file}, env)
+}
+
+// loadComposeFiles loads a compose file with overrides, as `docker compose
+// -f a -f b` does.
+func loadComposeFiles(files ...string) (*types.Project, error) {
+	return loadComposeEnv(files, nil)
+}
+
+func loadComposeEnv(files, env []string) (*types.Project, error) {
 	absRoot, err := filepath.Abs(root)
 	if err != nil {
 		return nil, err
 	}
-	opts, err := cli.NewProjectOptions([]string{file},
+	opts, err := cli.NewProjectOptions(files,
 		cli.WithWorkingDirectory(absRoot),
 		cli.WithEnv(env),
 		cli.WithName("mailcluster"),
@@ -291,8 +301,17 @@ func composeEnv(s types.ServiceConfig) map[string]string {
 	return out
 }
 
-// oneShots are the compose services that run once and exit 0.
-var oneShots = []string{"ldap-init", "tls-init", "bucket-init"}
+func volumeTargets(s types.ServiceConfig) []string {
+	var out []string
+	for _, v := range s.Volumes {
+		out = append(out, v.Target)
+	}
+	return out
+}
+
+// oneShots are the compose services that run once and exit 0 (pki-init
+// comes with deploy/compose/mtls.yml).
+var oneShots = []string{"ldap-init", "tls-init", "bucket-init", "pki-init"}
 
 // checkCompose checks what the compose loader cannot know: that the project
 // is the mailcluster deployment the README describes and that its parts fit
@@ -401,7 +420,7 @@ func checkCompose(t *testing.T, p *types.Project) []error {
 	var grpcTokens []string
 	for _, s := range roles[roleBackend] {
 		env := composeEnv(s)
-		errs = append(errs, checkRoleEnv("compose "+s.Name, roleBackend, env, nil)...)
+		errs = append(errs, checkRoleEnv("compose "+s.Name, roleBackend, env, volumeTargets(s))...)
 		needs(s.Name, "postgres", types.ServiceConditionHealthy)
 		needs(s.Name, "bucket-init", types.ServiceConditionCompletedSuccessfully)
 		backendAddr[s.Name] = listenPort(env["MAILCLUSTER_GRPC_LISTEN"])
@@ -441,21 +460,18 @@ func checkCompose(t *testing.T, p *types.Project) []error {
 		}
 	}
 	for _, tok := range grpcTokens {
-		if tok == "" || tok != grpcTokens[0] {
-			bad("compose: the backends' MAILCLUSTER_GRPC_TOKEN values are empty or differ")
+		if tok != grpcTokens[0] {
+			bad("compose: the backends' MAILCLUSTER_GRPC_TOKEN values differ")
 			break
 		}
 	}
+	errs = append(errs, checkComposeMTLS(p, roles)...)
 
 	// Frontends.
 	mailHosts := seedMailHosts(t)
 	for _, s := range roles[roleFrontend] {
 		env := composeEnv(s)
-		var mounted []string
-		for _, v := range s.Volumes {
-			mounted = append(mounted, v.Target)
-		}
-		errs = append(errs, checkRoleEnv("compose "+s.Name, roleFrontend, env, mounted)...)
+		errs = append(errs, checkRoleEnv("compose "+s.Name, roleFrontend, env, volumeTargets(s))...)
 		needs(s.Name, "ldap", types.ServiceConditionHealthy)
 		needs(s.Name, "tls-init", types.ServiceConditionCompletedSuccessfully)
 		if len(grpcTokens) > 0 && env["MAILCLUSTER_BACKEND_TOKEN"] != grpcTokens[0] {
@@ -508,6 +524,56 @@ func checkCompose(t *testing.T, p *types.Project) []error {
 	return errs
 }
 
+// checkComposeMTLS checks how frontends and backends authenticate each
+// other: the same token on both sides, or certificates that fit (backends
+// serve TLS with a certificate named after their service and check client
+// certificates; frontends dial TLS and present one), as pki-init makes them.
+func checkComposeMTLS(p *types.Project, roles map[string][]types.ServiceConfig) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var pkiServers, pkiClients []string
+	if pki, ok := p.Services["pki-init"]; ok {
+		env := composeEnv(pki)
+		pkiServers = strings.Fields(env["PKI_SERVERS"])
+		pkiClients = strings.Fields(env["PKI_CLIENTS"])
+	}
+	backendTLS, backendMTLS := 0, 0
+	for _, s := range roles[roleBackend] {
+		env := composeEnv(s)
+		if c := env["MAILCLUSTER_GRPC_TLS_CERT"]; c != "" {
+			backendTLS++
+			name := strings.TrimSuffix(filepath.Base(c), filepath.Ext(c))
+			if _, ok := p.Services["pki-init"]; ok && (name != s.Name || !slices.Contains(pkiServers, s.Name)) {
+				bad("compose %s: serves TLS with %s, but pki-init issues %s.crt for the DNS name the frontends dial", s.Name, c, s.Name)
+			}
+			if env["MAILCLUSTER_GRPC_TOKEN"] == "" && env["MAILCLUSTER_GRPC_CLIENT_CA"] == "" {
+				bad("compose %s: neither a token nor a client CA authenticates callers", s.Name)
+			}
+		}
+		if env["MAILCLUSTER_GRPC_CLIENT_CA"] != "" {
+			backendMTLS++
+		}
+	}
+	for _, s := range roles[roleFrontend] {
+		env := composeEnv(s)
+		dialsTLS := env["MAILCLUSTER_BACKEND_TLS"] == "true" || env["MAILCLUSTER_BACKEND_CA_FILE"] != "" || env["MAILCLUSTER_BACKEND_CERT"] != ""
+		switch {
+		case backendTLS > 0 && !dialsTLS:
+			bad("compose %s: the backends serve TLS but the frontend dials plaintext (set MAILCLUSTER_BACKEND_CA_FILE)", s.Name)
+		case backendTLS == 0 && dialsTLS:
+			bad("compose %s: the frontend dials TLS but the backends serve plaintext", s.Name)
+		}
+		cert := env["MAILCLUSTER_BACKEND_CERT"]
+		if backendMTLS > 0 && cert == "" {
+			bad("compose %s: the backends require client certificates, the frontend has none (MAILCLUSTER_BACKEND_CERT)", s.Name)
+		}
+		if cert != "" && len(pkiClients) > 0 && !slices.Contains(pkiClients, strings.TrimSuffix(filepath.Base(cert), filepath.Ext(cert))) {
+			bad("compose %s: client certificate %s is not one pki-init issues (%v)", s.Name, cert, pkiClients)
+		}
+	}
+	return errs
+}
+
 func TestComposeFile(t *testing.T) {
 	p, err := loadCompose(filepath.Join(root, "docker-compose.yml"))
 	if err != nil {
@@ -527,6 +593,59 @@ func TestComposeFile(t *testing.T) {
 	}
 	if got := p.Services["frontend-1"].Environment["MAILCLUSTER_HOSTNAME"]; got == nil || *got != "mail.example.org" {
 		t.Errorf("MAIL_HOSTNAME does not reach the frontends: %v", got)
+	}
+}
+
+// deploy/compose/mtls.yml switches frontend<->backend authentication to
+// mTLS; with it the project must still pass every check.
+func TestComposeMTLSOverride(t *testing.T) {
+	p, err := loadComposeFiles(filepath.Join(root, "docker-compose.yml"), filepath.Join(root, "deploy/compose/mtls.yml"))
+	if err != nil {
+		t.Fatalf("docker-compose.yml + mtls.yml does not load: %v", err)
+	}
+	if errs := checkCompose(t, p); len(errs) > 0 {
+		t.Fatalf("docker-compose.yml + mtls.yml:%s", joinErrs(errs))
+	}
+	for _, name := range []string{"backend-1", "backend-2", "frontend-1", "frontend-2"} {
+		env := composeEnv(p.Services[name])
+		if env["MAILCLUSTER_GRPC_TOKEN"] != "" || env["MAILCLUSTER_BACKEND_TOKEN"] != "" {
+			t.Errorf("%s: still uses the token", name)
+		}
+		if env["MAILCLUSTER_GRPC_CLIENT_CA"] == "" && env["MAILCLUSTER_BACKEND_CERT"] == "" {
+			t.Errorf("%s: no certificate settings", name)
+		}
+		if _, ok := p.Services[name].DependsOn["pki-init"]; !ok {
+			t.Errorf("%s: does not wait for pki-init", name)
+		}
+	}
+	orig, err := os.ReadFile(filepath.Join(root, "deploy/compose/mtls.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, old, new string }{
+		{"another backend's certificate", "MAILCLUSTER_GRPC_TLS_CERT: /etc/mailcluster/pki/backend-2.crt", "MAILCLUSTER_GRPC_TLS_CERT: /etc/mailcluster/pki/backend-1.crt"},
+		{"frontend without a client certificate", "    MAILCLUSTER_BACKEND_CERT: /etc/mailcluster/pki/frontend.crt\n", ""},
+		{"backend not issued a certificate", "PKI_SERVERS: backend-1 backend-2", "PKI_SERVERS: backend-1"},
+		{"frontend dials plaintext", "    MAILCLUSTER_BACKEND_CA_FILE: /etc/mailcluster/pki/ca.crt\n    MAILCLUSTER_BACKEND_CERT: /etc/mailcluster/pki/frontend.crt\n    MAILCLUSTER_BACKEND_KEY: /etc/mailcluster/pki/frontend.key\n", ""},
+	}
+	dir := t.TempDir()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".yml")
+			if err := os.WriteFile(file, []byte(mutate(t, string(orig), c.old, c.new)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			p, err := loadComposeFiles(filepath.Join(root, "docker-compose.yml"), file)
+			if err != nil {
+				t.Logf("rejected by the loader: %v", err)
+				return
+			}
+			errs := checkCompose(t, p)
+			if len(errs) == 0 {
+				t.Fatal("checkCompose accepted a broken override")
+			}
+			t.Logf("rejected:%s", joinErrs(errs))
+		})
 	}
 }
 

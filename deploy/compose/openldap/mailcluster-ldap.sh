@@ -6,10 +6,15 @@
 #   serve     run slapd in the foreground (drops root to the openldap user)
 #   tls-init  write a self-signed certificate for the mail ports unless the
 #             directory already holds one (one-shot; development default)
+#   pki-init  make a CA, a server certificate per name in PKI_SERVERS and a
+#             client certificate per name in PKI_CLIENTS for frontend<->backend
+#             mTLS, keeping whatever already exists (one-shot; see
+#             deploy/compose/mtls.yml)
 #
 # Paths (environment): SLAPD_CONF, LDAP_SEED, LDAP_DATA (must match the
 # directory and pidfile of SLAPD_CONF), LDAP_URLS, TLS_DIR, TLS_HOSTNAME,
-# TLS_UID/TLS_GID (owner of the key: the mailcluster image's user).
+# TLS_UID/TLS_GID (owner of keys: the mailcluster image's user), PKI_DIR,
+# PKI_SERVERS, PKI_CLIENTS, PKI_DAYS.
 set -eu
 
 SLAPD_CONF=${SLAPD_CONF:-/etc/mailcluster-ldap/slapd.conf}
@@ -76,8 +81,49 @@ tls-init)
 	mv "$TLS_DIR/key.pem.tmp" "$TLS_DIR/key.pem"
 	mv "$TLS_DIR/cert.pem.tmp" "$TLS_DIR/cert.pem"
 	;;
+pki-init)
+	PKI_DIR=${PKI_DIR:-/pki}
+	PKI_DAYS=${PKI_DAYS:-825}
+	mkdir -p "$PKI_DIR"
+	chmod 0755 "$PKI_DIR" # the mailcluster user must reach its files
+	cd "$PKI_DIR"
+	umask 077
+	own() {
+		chmod 0640 "$1.key"
+		chmod 0644 "$1.crt"
+		if [ "$(id -u)" = 0 ]; then
+			chown "$TLS_UID:$TLS_GID" "$1.key" "$1.crt"
+		fi
+	}
+	if [ ! -s ca.crt ] || [ ! -s ca.key ]; then
+		log "making a CA in $PKI_DIR"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-days 3650 -subj "/CN=mailcluster internal CA" \
+			-addext "basicConstraints=critical,CA:TRUE" \
+			-addext "keyUsage=critical,keyCertSign,cRLSign" \
+			-keyout ca.key -out ca.crt 2>/dev/null
+		chmod 0644 ca.crt
+	fi
+	issue() { # name usage subjectAltName
+		[ -s "$1.crt" ] && [ -s "$1.key" ] && return 0
+		log "issuing $1.crt ($2)"
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+			-subj "/CN=$1" -keyout "$1.key" -out "$1.csr" 2>/dev/null
+		printf 'extendedKeyUsage=%s\nsubjectAltName=%s\nbasicConstraints=CA:FALSE\n' "$2" "$3" > "$1.ext"
+		openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
+			-days "$PKI_DAYS" -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+		rm -f "$1.csr" "$1.ext"
+		own "$1"
+	}
+	for n in ${PKI_SERVERS:-}; do
+		issue "$n" serverAuth "DNS:$n"
+	done
+	for n in ${PKI_CLIENTS:-}; do
+		issue "$n" clientAuth "DNS:$n"
+	done
+	;;
 *)
-	log "unknown command $cmd (init, serve or tls-init)"
+	log "unknown command $cmd (init, serve, tls-init or pki-init)"
 	exit 2
 	;;
 esac
