@@ -45,6 +45,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -1141,12 +1142,13 @@ type k8sObjects struct {
 	secrets      map[string]*corev1.Secret
 	hpas         map[string]*autoscalingv2.HorizontalPodAutoscaler
 	pdbs         map[string]*policyv1.PodDisruptionBudget
+	netpols      map[string]*networkingv1.NetworkPolicy
 }
 
 func index(objs []runtime.Object) (k8sObjects, []error) {
 	o := k8sObjects{map[string]*appsv1.Deployment{}, map[string]*appsv1.StatefulSet{}, map[string]*corev1.Service{},
 		map[string]*corev1.ConfigMap{}, map[string]*corev1.Secret{}, map[string]*autoscalingv2.HorizontalPodAutoscaler{},
-		map[string]*policyv1.PodDisruptionBudget{}}
+		map[string]*policyv1.PodDisruptionBudget{}, map[string]*networkingv1.NetworkPolicy{}}
 	var errs []error
 	dup := func(kind, name string, exists bool) {
 		if exists {
@@ -1183,6 +1185,10 @@ func index(objs []runtime.Object) (k8sObjects, []error) {
 			_, ok := o.pdbs[v.Name]
 			dup("PodDisruptionBudget", v.Name, ok)
 			o.pdbs[v.Name] = v
+		case *networkingv1.NetworkPolicy:
+			_, ok := o.netpols[v.Name]
+			dup("NetworkPolicy", v.Name, ok)
+			o.netpols[v.Name] = v
 		}
 	}
 	return o, errs
@@ -1326,6 +1332,47 @@ func checkKubernetes(t *testing.T, objs []runtime.Object) []error {
 		}
 		if !matched {
 			bad("PodDisruptionBudget %s selects no pods", pdb.Name)
+		}
+	}
+
+	// NetworkPolicies select pods, let the frontends reach the backends'
+	// gRPC port and name ports the selected pods have.
+	for _, name := range sortedKeys(o.netpols) {
+		np := o.netpols[name]
+		var sel []workload
+		for _, w := range workloads {
+			if selects(np.Spec.PodSelector.MatchLabels, w.tmpl.Labels) {
+				sel = append(sel, w)
+			}
+		}
+		if len(sel) == 0 {
+			bad("NetworkPolicy %s selects no pods", name)
+		}
+		for _, rule := range np.Spec.Ingress {
+			for _, from := range rule.From {
+				if from.PodSelector == nil {
+					continue
+				}
+				ok := false
+				for _, w := range workloads {
+					ok = ok || selects(from.PodSelector.MatchLabels, w.tmpl.Labels)
+				}
+				if !ok {
+					bad("NetworkPolicy %s: a rule admits pods %v, which no workload has", name, from.PodSelector.MatchLabels)
+				}
+			}
+			for _, p := range rule.Ports {
+				for _, w := range sel {
+					if p.Port != nil {
+						if _, ok := containerPort(w.tmpl, *p.Port); !ok {
+							bad("NetworkPolicy %s: port %s is not a port of %s %s", name, p.Port.String(), w.kind, w.name)
+						}
+					}
+				}
+			}
+		}
+		if selects(np.Spec.PodSelector.MatchLabels, be.Spec.Template.Labels) && !admits(np, fe.Spec.Template.Labels, "grpc") {
+			bad("NetworkPolicy %s: the frontends cannot reach the backends' gRPC port", name)
 		}
 	}
 
@@ -1510,6 +1557,29 @@ func checkKubernetes(t *testing.T, objs []runtime.Object) []error {
 		}
 	}
 	return errs
+}
+
+// admits tells whether a NetworkPolicy lets pods with labels in on the
+// named port.
+func admits(np *networkingv1.NetworkPolicy, labels map[string]string, port string) bool {
+	for _, rule := range np.Spec.Ingress {
+		fromOK := len(rule.From) == 0
+		for _, from := range rule.From {
+			if from.PodSelector != nil && from.NamespaceSelector == nil && selects(from.PodSelector.MatchLabels, labels) {
+				fromOK = true
+			}
+		}
+		portOK := len(rule.Ports) == 0
+		for _, p := range rule.Ports {
+			if p.Port != nil && p.Port.Type == intstr.String && p.Port.StrVal == port {
+				portOK = true
+			}
+		}
+		if fromOK && portOK {
+			return true
+		}
+	}
+	return false
 }
 
 // externalValue stands for a value that only exists in the cluster.
@@ -1709,6 +1779,7 @@ func TestKubernetesRejectsBrokenFiles(t *testing.T) {
 		{"missing ConfigMap", "base/frontend-deployment.yaml", "                name: mailcluster-frontend\n            - secretRef:", "                name: mailcluster-frontends\n            - secretRef:", true},
 		{"unpinned image", "overlays/production/kustomization.yaml", "    newTag: \"1.0.0\"", "    newTag: latest", true},
 		{"no resources", "base/frontend-deployment.yaml", "              memory: 512Mi\n", "              cpu: \"1\"\n", true},
+		{"network policy shuts out the frontends", "base/backend-networkpolicy.yaml", "              app.kubernetes.io/name: mailcluster-frontend", "              app.kubernetes.io/name: mailcluster-frontends", true},
 		{"capability dropped", "base/frontend-deployment.yaml", "              add: [NET_BIND_SERVICE]", "              add: []", true},
 	}
 	for _, c := range cases {
