@@ -310,3 +310,31 @@ func deliverMany(t testing.TB, c mailboxv1.MailboxClient, account string, n int)
 	}
 	wg.Wait()
 }
+
+// until reads lines up to and including the tagged response for tag and
+// returns them joined with "\n".
+func (r *raw) until(tag string) string {
+	r.t.Helper()
+	var out strings.Builder
+	for {
+		l := r.line()
+		out.WriteString(l + "\n")
+		if strings.HasPrefix(l, tag+" ") {
+			return out.String()
+		}
+	}
+}
+
+// rawSelected starts a one-backend stack where user has msg in INBOX and
+// returns a raw connection logged in with INBOX selected.
+func rawSelected(t *testing.T, user string, msg []byte) *raw {
+	t.Helper()
+	st := newStack(t, 1)
+	deliver(t, st.clients[0], st.user(user), msg)
+	_, addr := st.frontend(nil, 0)
+	r := dialRaw(t, addr)
+	r.send("a LOGIN " + user + " secret\r\nb SELECT INBOX\r\n")
+	r.expect("a OK")
+	r.expect("b OK")
+	return r
+}

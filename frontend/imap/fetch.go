@@ -42,9 +42,6 @@ var errBroken = errors.New("imap: body stream broke inside a literal")
 func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer ss.srv.metrics.command("fetch", time.Now(), &err)
 	sel := ss.sel
-	if len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0 {
-		return bad(imap.ResponseCodeClientBug, "BINARY is not supported")
-	}
 	targets := ss.resolve(numSet)
 	if len(targets) == 0 {
 		return nil
@@ -52,6 +49,9 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 	req := &mailboxv1.FetchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Envelope: options.Envelope,
 		BodyStructure: options.BodyStructure != nil, InternalDate: options.InternalDate || options.RFC822Size,
 		BatchSize: uint32(ss.srv.cfg.FetchBatch), ChangedSince: options.ChangedSince}
+	if len(options.BinarySection)+len(options.BinarySectionSize) > 0 {
+		req.BodyStructure = true // to find each part's transfer encoding
+	}
 	for _, s := range options.BodySection {
 		if len(s.Part) == 0 && s.Specifier == imap.PartSpecifierHeader {
 			req.Header = true
@@ -129,6 +129,11 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 				setSeen = true
 			}
 		}
+		for _, s := range options.BinarySection {
+			if !s.Peek {
+				setSeen = true
+			}
+		}
 	}
 	deferred := setSeen // FLAGS are written after the bodies
 	rw := w.CreateMessage(seq)
@@ -163,6 +168,18 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 		}
 		if f != nil {
 			flags, setSeen = f, false
+		}
+	}
+	if len(options.BinarySection)+len(options.BinarySectionSize) > 0 {
+		f, err := ss.writeBinary(rw, m, options, setSeen)
+		if errors.Is(err, errBroken) {
+			return err
+		}
+		if err != nil {
+			sectionErr = err
+		}
+		if f != nil {
+			flags = f
 		}
 	}
 	if (options.Flags && deferred) || flags != m.Flags {

@@ -15,30 +15,15 @@ const multipartMsg = "From: a@example.test\r\nSubject: parts\r\nMIME-Version: 1.
 	"Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--xx--\r\n"
 
 func TestFetchItemsAndParts(t *testing.T) {
-	st := newStack(t, 1)
-	id := st.user("lena")
-	deliver(t, st.clients[0], id, []byte(multipartMsg))
-	_, addr := st.frontend(nil, 0)
-	r := dialRaw(t, addr)
-	r.send("a LOGIN lena secret\r\nb SELECT INBOX\r\n")
-	r.expect("a OK")
-	r.expect("b OK")
+	r := rawSelected(t, "lena", []byte(multipartMsg))
 
 	// Raw lines check the exact wire form of the obsolete RFC822 items,
 	// BODY (non-extended) and the MIME part sections.
 	r.send("c FETCH 1 (RFC822.SIZE RFC822.HEADER BODY BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[2]<0.4>)\r\n")
-	var resp strings.Builder
-	for {
-		l := r.line()
-		resp.WriteString(l + "\n")
-		if strings.HasPrefix(l, "c ") {
-			if !strings.HasPrefix(l, "c OK") {
-				t.Fatalf("FETCH: %q", l)
-			}
-			break
-		}
+	out := r.until("c")
+	if !strings.Contains(out, "\nc OK") {
+		t.Fatalf("FETCH: %q", out)
 	}
-	out := resp.String()
 	for _, want := range []string{
 		"RFC822.SIZE " + itoa(len(multipartMsg)),
 		"RFC822.HEADER {",
@@ -82,14 +67,8 @@ func TestFetchItemsAndParts(t *testing.T) {
 	r.expect("h OK")
 	// Thunderbird and Apple Mail ask for the special-use mailboxes.
 	r.send("i LIST (SPECIAL-USE) \"\" \"*\"\r\n")
-	var uses []string
-	for {
-		l := r.line()
-		if strings.HasPrefix(l, "i ") {
-			break
-		}
-		uses = append(uses, l)
-	}
+	uses := strings.Split(strings.TrimSuffix(r.until("i"), "\n"), "\n")
+	uses = uses[:len(uses)-1]
 	if len(uses) != 5 || !strings.Contains(strings.Join(uses, "\n"), `\Sent) "/" "Sent"`) {
 		t.Errorf("LIST (SPECIAL-USE):\n%s", strings.Join(uses, "\n"))
 	}
@@ -177,5 +156,28 @@ func TestHeaderFieldsSetsSeen(t *testing.T) {
 	}
 	if len(msgs[0].Flags) != 1 || msgs[0].Flags[0] != imap.FlagSeen {
 		t.Fatalf("flags after BODY[HEADER.FIELDS]: %v", msgs[0].Flags)
+	}
+}
+
+// BINARY and BINARY.SIZE (RFC 3516) decode the transfer encoding.
+func TestBinary(t *testing.T) {
+	r := rawSelected(t, "rita", []byte(multipartMsg))
+	r.send("c FETCH 1 (BINARY.SIZE[2] BINARY.PEEK[2] BINARY.PEEK[1] BINARY.PEEK[2]<1.2>)\r\n")
+	out := r.until("c")
+	for _, want := range []string{"BINARY.SIZE[2] 4", "BINARY[2] ~{4}\n\x00\x01\x02\x03", "BINARY[1] ~{10}\nfirst part", "BINARY[2] ~{2}\n\x01\x02", "c OK"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("BINARY response lacks %q:\n%q", want, out)
+		}
+	}
+	r.send("d FETCH 1 (BINARY[1] BINARY[3])\r\n")
+	l := r.expect("* 1 FETCH")
+	for !strings.HasPrefix(l, "d ") {
+		l = r.line()
+		if strings.Contains(l, "FLAGS") && !strings.Contains(l, `\Seen`) {
+			t.Errorf("BINARY without PEEK: %q", l)
+		}
+	}
+	if !strings.HasPrefix(l, "d NO [NONEXISTENT]") {
+		t.Errorf("BINARY of a missing part: %q", l)
 	}
 }
