@@ -632,6 +632,7 @@ func TestComposeMTLSOverride(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			file := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".yml")
 			if err := os.WriteFile(file, []byte(mutate(t, string(orig), c.old, c.new)), 0o644); err != nil {
 				t.Fatal(err)
@@ -677,6 +678,7 @@ func TestComposeRejectsBrokenFiles(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			file := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".yml")
 			if err := os.WriteFile(file, []byte(mutate(t, string(orig), c.old, c.new)), 0o644); err != nil {
 				t.Fatal(err)
@@ -1784,6 +1786,7 @@ func TestKubernetesRejectsBrokenFiles(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			if c.render {
 				needKubectl(t)
 			}
