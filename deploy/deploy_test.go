@@ -1232,6 +1232,11 @@ func checkKubernetes(t *testing.T, objs []runtime.Object) []error {
 		bad("StatefulSet backend is missing")
 		return errs
 	}
+	if fe.Spec.Replicas != nil {
+		if _, ok := o.hpas["frontend"]; ok {
+			bad("Deployment frontend: sets replicas although the HorizontalPodAutoscaler owns them (each apply would reset the count)")
+		}
+	}
 	var workloads []workload
 	for _, name := range sortedKeys(o.deployments) {
 		d := o.deployments[name]
@@ -1782,6 +1787,7 @@ func TestKubernetesRejectsBrokenFiles(t *testing.T) {
 		{"unpinned image", "overlays/production/kustomization.yaml", "    newTag: \"1.0.0\"", "    newTag: latest", true},
 		{"no resources", "base/frontend-deployment.yaml", "              memory: 512Mi\n", "              cpu: \"1\"\n", true},
 		{"network policy shuts out the frontends", "base/backend-networkpolicy.yaml", "              app.kubernetes.io/name: mailcluster-frontend", "              app.kubernetes.io/name: mailcluster-frontends", true},
+		{"replicas fixed under an autoscaler", "base/frontend-deployment.yaml", "  revisionHistoryLimit: 5\n", "  replicas: 2\n  revisionHistoryLimit: 5\n", true},
 		{"capability dropped", "base/frontend-deployment.yaml", "              add: [NET_BIND_SERVICE]", "              add: []", true},
 	}
 	for _, c := range cases {
