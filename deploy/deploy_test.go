@@ -703,6 +703,44 @@ func TestComposeRejectsBrokenFiles(t *testing.T) {
 	}
 }
 
+// The README's deployment section documents every variable the compose
+// files interpolate and every service they define.
+func TestComposeDocumented(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(readme, []byte("## Deploying with docker-compose and Kubernetes"))
+	if i < 0 {
+		t.Fatal(`README.md has no "Deploying with docker-compose and Kubernetes" section`)
+	}
+	section := string(readme[i:])
+	if j := strings.Index(section[3:], "\n## "); j >= 0 {
+		section = section[:j+3]
+	}
+	vars := regexp.MustCompile(`\$\{([A-Z_][A-Z0-9_]*)`)
+	for _, f := range []string{"docker-compose.yml", "deploy/compose/mtls.yml"} {
+		data, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range vars.FindAllStringSubmatch(string(data), -1) {
+			if !strings.Contains(section, "`"+m[1]+"`") && !strings.Contains(section, "$"+m[1]) {
+				t.Errorf("%s uses ${%s}, which the README's deployment section does not mention", f, m[1])
+			}
+		}
+	}
+	p, err := loadComposeFiles(filepath.Join(root, "docker-compose.yml"), filepath.Join(root, "deploy/compose/mtls.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range p.Services {
+		if !strings.Contains(section, "`"+name+"`") {
+			t.Errorf("service %s is not described in the README's deployment section", name)
+		}
+	}
+}
+
 // The env files that hold secrets agree with each other (the compose test
 // checks what the services see; this names the file to fix).
 func TestComposeSecretsAgree(t *testing.T) {
