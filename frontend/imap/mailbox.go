@@ -44,7 +44,7 @@ type mailboxState struct {
 	syncMu sync.Mutex
 
 	mu          sync.Mutex
-	uids        []uint32 // ascending; index+1 is the server sequence number
+	uids        uidList // position+1 is the server sequence number
 	modseq      uint64
 	uidValidity uint32
 	tracker     *imapserver.MailboxTracker
@@ -65,8 +65,8 @@ func (s *Server) acquire(account, mailHost string, sel *mailboxv1.SelectResponse
 		return mb, false
 	}
 	mb = &mailboxState{srv: s, key: key, mailHost: mailHost, refs: 1,
-		uids: expandUIDs(sel.Uids), modseq: sel.Status.HighestModseq, uidValidity: sel.Status.UidValidity}
-	mb.tracker = imapserver.NewMailboxTracker(uint32(len(mb.uids)))
+		uids: uidListOf(sel.Uids), modseq: sel.Status.HighestModseq, uidValidity: sel.Status.UidValidity}
+	mb.tracker = imapserver.NewMailboxTracker(mb.uids.len())
 	s.mailboxes[key] = mb
 	s.metrics.mailboxes.Set(float64(len(s.mailboxes)))
 	return mb, true
@@ -85,30 +85,6 @@ func (s *Server) release(mb *mailboxState) {
 	if last {
 		s.watch.remove(mb)
 	}
-}
-
-// expandUIDs turns backend ranges into a list. Ranges are closed and
-// explicit in Select responses.
-func expandUIDs(set *mailboxv1.UIDSet) []uint32 {
-	if set == nil {
-		return nil
-	}
-	n := 0
-	for _, r := range set.Ranges {
-		if r.End >= r.Start {
-			n += int(r.End-r.Start) + 1
-		}
-	}
-	out := make([]uint32, 0, n)
-	for _, r := range set.Ranges {
-		for u := r.Start; u <= r.End && u != 0; u++ {
-			out = append(out, u)
-			if u == r.End {
-				break
-			}
-		}
-	}
-	return out
 }
 
 // uidSetOf compresses ascending UIDs into backend ranges.
@@ -141,11 +117,7 @@ func inSet(set *mailboxv1.UIDSet, uid uint32) bool {
 
 // seqOf returns the server sequence number of uid, or 0. mu must be held.
 func (mb *mailboxState) seqOf(uid uint32) uint32 {
-	i, ok := slices.BinarySearch(mb.uids, uid)
-	if !ok {
-		return 0
-	}
-	return uint32(i) + 1
+	return mb.uids.seqOf(uid)
 }
 
 // kickNewer kicks unless the state has already seen modseq (MODSEQs are
@@ -257,7 +229,7 @@ func (mb *mailboxState) sync(ctx context.Context, source *imapserver.SessionTrac
 	mb.srv.metrics.resyncs.WithLabelValues("changes").Inc()
 	mb.apply(&mailboxv1.UIDSet{Ranges: vanished}, changed, st.HighestModseq, source, quiet)
 	mb.mu.Lock()
-	consistent := uint32(len(mb.uids)) == st.Messages
+	consistent := mb.uids.len() == st.Messages
 	mb.mu.Unlock()
 	if !consistent {
 		// Changes and the status were not one snapshot (a change landed
@@ -300,11 +272,11 @@ func (mb *mailboxState) fullSync(ctx context.Context, c mailboxv1.MailboxClient,
 	}
 	mb.mu.Lock()
 	var gone []uint32
-	for _, u := range mb.uids {
+	mb.uids.each(func(_, u uint32) {
 		if _, ok := slices.BinarySearch(present, u); !ok {
 			gone = append(gone, u)
 		}
-	}
+	})
 	mb.mu.Unlock()
 	mb.apply(uidSetOf(gone), changed, top, nil, nil)
 	return nil
@@ -319,34 +291,19 @@ func (mb *mailboxState) apply(vanished *mailboxv1.UIDSet, changed []*mailboxv1.M
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	if len(vanished.GetRanges()) > 0 {
-		kept := mb.uids[:0:0]
-		var expunged []uint32
-		for i, u := range mb.uids {
-			if inSet(vanished, u) {
-				expunged = append(expunged, uint32(i)+1)
-			} else {
-				kept = append(kept, u)
-			}
-		}
-		if len(expunged) > 0 {
-			for i := len(expunged) - 1; i >= 0; i-- {
-				mb.tracker.QueueExpunge(expunged[i])
-			}
-			mb.uids = kept
+		expunged := mb.uids.removeIf(func(u uint32) bool { return inSet(vanished, u) })
+		for i := len(expunged) - 1; i >= 0; i-- {
+			mb.tracker.QueueExpunge(expunged[i])
 		}
 	}
 	for _, m := range changed {
 		if inSet(vanished, m.Uid) {
 			continue
 		}
-		last := uint32(0)
-		if n := len(mb.uids); n > 0 {
-			last = mb.uids[n-1]
-		}
 		switch {
-		case m.Uid > last:
-			mb.uids = append(mb.uids, m.Uid)
-			mb.tracker.QueueNumMessages(uint32(len(mb.uids)))
+		case m.Uid > mb.uids.last():
+			mb.uids.push(m.Uid)
+			mb.tracker.QueueNumMessages(mb.uids.len())
 		default:
 			seq := mb.seqOf(m.Uid)
 			if seq == 0 {

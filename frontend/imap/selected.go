@@ -41,7 +41,7 @@ func (ss *session) resolve(numSet imap.NumSet) []target {
 	switch set := numSet.(type) {
 	case imap.SeqSet:
 		clientMax := uint32(0)
-		for n := uint32(len(mb.uids)); n > 0; n-- {
+		for n := mb.uids.len(); n > 0; n-- {
 			if c := sel.st.EncodeSeqNum(n); c != 0 {
 				clientMax = c
 				break
@@ -52,7 +52,7 @@ func (ss *session) resolve(numSet imap.NumSet) []target {
 			stop = min(stop, clientMax)
 			for c := start; c <= stop && c != 0; c++ {
 				if n := sel.st.DecodeSeqNum(c); n != 0 {
-					out = append(out, target{uid: mb.uids[n-1], seq: c})
+					out = append(out, target{uid: mb.uids.at(n - 1), seq: c})
 				}
 				if c == ^uint32(0) {
 					break
@@ -60,16 +60,16 @@ func (ss *session) resolve(numSet imap.NumSet) []target {
 			}
 		}
 	case imap.UIDSet:
-		last := uint32(0)
-		if n := len(mb.uids); n > 0 {
-			last = mb.uids[n-1]
-		}
+		last := mb.uids.last()
 		for _, r := range set {
 			start, stop := span(uint32(r.Start), uint32(r.Stop), last)
-			i, _ := slices.BinarySearch(mb.uids, start)
-			for ; i < len(mb.uids) && mb.uids[i] <= stop; i++ {
-				if c := sel.st.EncodeSeqNum(uint32(i) + 1); c != 0 {
-					out = append(out, target{uid: mb.uids[i], seq: c})
+			for i := mb.uids.lowerBound(start); i < mb.uids.len(); i++ {
+				u := mb.uids.at(i)
+				if u > stop {
+					break
+				}
+				if c := sel.st.EncodeSeqNum(i + 1); c != 0 {
+					out = append(out, target{uid: u, seq: c})
 				}
 			}
 		}

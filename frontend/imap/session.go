@@ -473,11 +473,8 @@ func (ss *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sel
 	}
 	mb.mu.Lock()
 	st := mb.tracker.NewSession()
-	n := uint32(len(mb.uids))
-	uidNext := resp.Status.UidNext
-	if n > 0 && mb.uids[n-1] >= uidNext {
-		uidNext = mb.uids[n-1] + 1
-	}
+	n := mb.uids.len()
+	uidNext := max(resp.Status.UidNext, mb.uids.last()+1)
 	firstUnseen := uint32(0)
 	if resp.FirstUnseenUid != 0 {
 		firstUnseen = mb.seqOf(resp.FirstUnseenUid)

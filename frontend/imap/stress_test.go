@@ -133,5 +133,8 @@ func backendUIDs(t *testing.T, c mailboxv1.MailboxClient, account string) []uint
 	if err != nil {
 		t.Fatal(err)
 	}
-	return expandUIDs(sel.Uids)
+	l := uidListOf(sel.Uids)
+	var out []uint32
+	l.each(func(_, u uint32) { out = append(out, u) })
+	return out
 }
