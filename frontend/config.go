@@ -47,6 +47,8 @@ type Config struct {
 	ProxyProtocol []string `name:"proxy-protocol" help:"listeners that accept a HAProxy PROXY protocol v1/v2 header: smtp, submission, submissions (comma-separated; empty: none)"`
 	ProxyNetworks []string `name:"proxy-networks" help:"networks (CIDR) of the load balancers allowed to send PROXY headers; other peers are served as direct clients"`
 
+	HTTPListen string `name:"http-listen" help:"address for /metrics (Prometheus), /healthz and /readyz; empty: off"`
+
 	MaxConns      int `name:"max-connections" help:"most open client connections on all listeners together"`
 	MaxConnsPerIP int `name:"max-connections-per-ip" help:"most open client connections from one address (IPv6: one /64)"`
 

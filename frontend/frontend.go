@@ -5,14 +5,20 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"slices"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"mailcluster/directory"
 	"mailcluster/frontend/cert"
@@ -33,6 +39,9 @@ type Server struct {
 	listeners map[string]net.Listener
 	raw       []*listener.Listener
 	smtp      map[string]*smtpserver.Server
+	reg       *prometheus.Registry
+	http      *http.Server
+	httpAddr  net.Addr
 	wg        sync.WaitGroup
 }
 
@@ -70,13 +79,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.Pool = p
+	s.reg = s.newRegistry()
+	smtpMetrics := smtpserver.NewMetrics(s.reg)
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailcluster_frontend_connections_refused_total",
+		Help: "Client connections refused for a connection limit, by listener and limit (total, per_ip)."}, []string{"listener", "limit"})
+	s.reg.MustRegister(refused)
 	proxyFrom, _ := listener.ParsePrefixes(cfg.ProxyNetworks)
 	base := smtpserver.Config{
 		Hostname: cfg.Hostname, TLS: tlsCfg,
 		MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients, MaxExpanded: cfg.SMTP.MaxExpanded,
 		MaxLineLength: cfg.SMTP.MaxLineLength, IdleTimeout: cfg.SMTP.IdleTimeout, DataTimeout: cfg.SMTP.DataTimeout,
 		BackendTimeout: cfg.BackendTimeout, SenderCheck: cfg.SMTP.SenderCheck, MaxBadRecipients: cfg.SMTP.MaxBadRecipients,
-		MaxAuthFailures: cfg.SMTP.MaxAuthFailures,
+		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Metrics: smtpMetrics,
 	}
 	for _, l := range []struct {
 		name, addr string
@@ -95,8 +109,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			s.Close()
 			return nil, fmt.Errorf("%s-listen: %w", l.name, err)
 		}
+		name := l.name
 		lc := listener.Config{Name: l.name, Proxy: slices.Contains(cfg.ProxyProtocol, l.name), ProxyFrom: proxyFrom,
-			Limits: s.limits, Log: log}
+			Limits: s.limits, Log: log, Refused: func(perIP bool) {
+				limit := "total"
+				if perIP {
+					limit = "per_ip"
+				}
+				refused.WithLabelValues(name, limit).Inc()
+			}}
 		if !l.implicit {
 			lc.Busy = smtpserver.Busy(cfg.Hostname)
 		}
@@ -112,8 +133,65 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		sc.InsecureAuth = cfg.SMTP.InsecureAuth && !l.implicit
 		s.smtp[l.name] = smtpserver.New(sc, dir, p, log)
 	}
+	if cfg.HTTPListen != "" {
+		hl, err := net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("http-listen: %w", err)
+		}
+		s.httpAddr = hl.Addr()
+		s.http = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.http.Serve(hl)
+		}()
+	}
 	return s, nil
 }
+
+// newRegistry holds the frontend's metrics: the protocols' own, open
+// connections, backend health (one series per configured backend), and the
+// Go runtime's.
+func (s *Server) newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailcluster_frontend_open_connections",
+			Help: "Client connections open now, on all listeners."}, func() float64 { return float64(s.limits.Open()) }))
+	for _, name := range s.Pool.Names() {
+		b := s.Pool.Backend(name)
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailcluster_frontend_backend_healthy",
+			Help: "1 if the backend passed its last health check.", ConstLabels: prometheus.Labels{"backend": name}},
+			func() float64 {
+				if b.Healthy() {
+					return 1
+				}
+				return 0
+			}))
+	}
+	return reg
+}
+
+// httpHandler serves /metrics, /healthz (the process runs) and /readyz (at
+// least one backend is healthy).
+func (s *Server) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		for _, name := range s.Pool.Names() {
+			if s.Pool.Backend(name).Healthy() {
+				io.WriteString(w, "ok\n")
+				return
+			}
+		}
+		http.Error(w, "no healthy backend", http.StatusServiceUnavailable)
+	})
+	return mux
+}
+
+// HTTPAddr is the address of the /metrics listener, or nil.
+func (s *Server) HTTPAddr() net.Addr { return s.httpAddr }
 
 // Addr returns the address of a listener (ListenerSMTP, …), or nil.
 func (s *Server) Addr(name string) net.Addr {
@@ -184,6 +262,9 @@ func (s *Server) Close() {
 	}
 	for _, l := range s.raw {
 		l.CloseConns()
+	}
+	if s.http != nil {
+		s.http.Close()
 	}
 	s.wg.Wait()
 	if s.Pool != nil {

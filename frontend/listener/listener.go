@@ -38,7 +38,9 @@ type Config struct {
 	// limit (perIP tells which) before the connection is closed; nil closes
 	// silently (for implicit-TLS listeners, where plaintext is useless).
 	Busy func(perIP bool) string
-	Log  *slog.Logger
+	// Refused, if set, is called for each connection refused for a limit.
+	Refused func(perIP bool)
+	Log     *slog.Logger
 }
 
 // Limits counts connections, overall and per client address, for one or
@@ -180,6 +182,9 @@ func (l *Listener) admit(c net.Conn) {
 	ok, perIP := l.cfg.Limits.acquire(ip)
 	if !ok {
 		l.cfg.Log.Warn("connection refused: limit reached", "listener", l.cfg.Name, "client", ip, "per_ip", perIP)
+		if l.cfg.Refused != nil {
+			l.cfg.Refused(perIP)
+		}
 		if l.cfg.Busy != nil {
 			c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			io.WriteString(c, l.cfg.Busy(perIP))

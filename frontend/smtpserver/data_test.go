@@ -1,6 +1,8 @@
 package smtpserver_test
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -144,4 +146,47 @@ func (cn *conn) expectData(msg, prefix string) string {
 	cn.cmd("DATA", "354 ")
 	cn.send(dotStuff(msg) + ".\r\n")
 	return cn.expect(prefix)
+}
+
+// The frontend's /metrics, /healthz and /readyz.
+func TestMetricsEndpoint(t *testing.T) {
+	c := newCluster(t, options{backends: 1, mod: func(cfg *frontend.Config) { cfg.HTTPListen = "127.0.0.1:0" }})
+	alice := c.user("alice", "b1")
+	cn := c.dial(frontend.ListenerSMTP)
+	cn.cmd("EHLO client.remote.test", "250-")
+	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	cn.cmd("RCPT TO:<nobody@"+domain+">", "550 ")
+	cn.cmd("RCPT TO:<"+alice+">", "250 ")
+	if r := cn.data(message("metrics", "x\r\n")); !strings.HasPrefix(r, "250 ") {
+		t.Fatal(r)
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + c.fe.HTTPAddr().String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	_, m := get("/metrics")
+	for _, want := range []string{
+		`mailcluster_smtp_messages_total{listener="smtp",reply="250 2.0.0"} 1`,
+		`mailcluster_smtp_recipients_total{listener="smtp",reply="550 5.1.1"} 1`,
+		`mailcluster_smtp_recipients_total{listener="smtp",reply="250"} 1`,
+		`mailcluster_frontend_backend_healthy{backend="b1"} 1`,
+		`mailcluster_smtp_sessions_total{listener="smtp"} 1`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("/readyz: %d", code)
+	}
+	c.relays["b1"].Break()
+	waitFor(t, func() bool { code, _ := get("/readyz"); return code == 503 })
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz: %d", code)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"mailcluster/directory"
 	"mailcluster/frontend/pool"
@@ -66,6 +67,10 @@ type Config struct {
 	SenderCheck      bool // submission: MAIL FROM must be one of the user's addresses
 	MaxBadRecipients int  // rejected RCPTs per session before it is closed (0: no limit)
 	MaxAuthFailures  int  // failed AUTHs per connection before it is closed (0: no limit)
+
+	// Metrics, if set, receives the service's metrics (shared by the
+	// listeners of one frontend).
+	Metrics *Metrics
 }
 
 // Directory is what the server asks the directory (directory.Directory).
@@ -99,6 +104,9 @@ func New(cfg Config, dir Directory, router Router, log *slog.Logger) *Server {
 	}
 	if cfg.DataTimeout <= 0 {
 		cfg.DataTimeout = 3 * time.Minute
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	s := &Server{cfg: cfg, dir: dir, router: router, log: log.With("listener", cfg.Mode.String())}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))

@@ -77,6 +77,7 @@ func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	sess := &session{s: s, conn: c, ctx: ctx, cancel: cancel, ip: ip, helo: helo,
 		log: s.log.With("conn", newID(), "client", ip.String())}
 	sess.log.Debug("session", "helo", helo)
+	s.cfg.Metrics.sessions.WithLabelValues(s.cfg.Mode.String()).Inc()
 	return sess, nil
 }
 
@@ -154,6 +155,13 @@ func (ss *session) authenticate(authzid, login, password string) error {
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.s.cfg.BackendTimeout+30*time.Second)
 	defer cancel()
 	acc, err := ss.s.dir.Authenticate(ctx, login, password, ss.ip)
+	result := "temporary"
+	if err == nil {
+		result = "ok"
+	} else if errors.Is(err, directory.ErrBadCredentials) || errors.Is(err, directory.ErrDisabled) {
+		result = "failed"
+	}
+	ss.s.cfg.Metrics.auth.WithLabelValues(result).Inc()
 	switch {
 	case err == nil:
 		ss.account = &acc
@@ -304,6 +312,7 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return errTooManyBad
 	}
 	err := ss.rcpt(to)
+	ss.s.cfg.Metrics.recipients.WithLabelValues(ss.s.cfg.Mode.String(), replyLabel(err)).Inc()
 	if err != nil {
 		var se *smtp.SMTPError
 		if errors.As(err, &se) && se.Code >= 500 {
@@ -469,7 +478,11 @@ func (ss *session) checkQuota(ctx context.Context, acc directory.AccountInfo, si
 // checking it on the way, and answers 250 only when Deliver reports it
 // stored for at least one recipient.
 func (ss *session) Data(r io.Reader) error {
+	start := time.Now()
 	err := ss.data(r)
+	m, l := ss.s.cfg.Metrics, ss.s.cfg.Mode.String()
+	m.messages.WithLabelValues(l, replyLabel(err)).Inc()
+	m.deliver.WithLabelValues(l, replyClass(err)).Observe(time.Since(start).Seconds())
 	var se *smtp.SMTPError
 	switch {
 	case err == errTimeout:
@@ -672,6 +685,7 @@ func (ss *session) results(log *slog.Logger, id string, tx *transaction, resp *m
 		return worst
 	}
 	log.Info("delivered", "size", resp.Size, "recipients", len(resp.Results), "stored", ok)
+	ss.s.cfg.Metrics.bytes.WithLabelValues(ss.s.cfg.Mode.String()).Observe(float64(resp.Size))
 	// go-smtp writes the code and text of an *SMTPError as they are; a 250
 	// here is how the reply carries the message id.
 	return reply(250, smtp.EnhancedCode{2, 0, 0}, "Ok: stored as "+id)
