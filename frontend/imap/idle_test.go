@@ -2,7 +2,9 @@ package imap
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,13 +17,14 @@ import (
 
 // events collects unilateral responses of one client.
 type events struct {
+	flags   chan []imap.Flag // FLAGS
 	exists  chan uint32
 	expunge chan uint32
 	fetch   chan []imap.Flag
 }
 
 func newEvents() *events {
-	return &events{exists: make(chan uint32, 100), expunge: make(chan uint32, 100), fetch: make(chan []imap.Flag, 100)}
+	return &events{flags: make(chan []imap.Flag, 100), exists: make(chan uint32, 100), expunge: make(chan uint32, 100), fetch: make(chan []imap.Flag, 100)}
 }
 
 func (e *events) handler() *imapclient.UnilateralDataHandler {
@@ -29,6 +32,9 @@ func (e *events) handler() *imapclient.UnilateralDataHandler {
 		Mailbox: func(d *imapclient.UnilateralDataMailbox) {
 			if d.NumMessages != nil {
 				e.exists <- *d.NumMessages
+			}
+			if d.Flags != nil {
+				e.flags <- d.Flags
 			}
 		},
 		Expunge: func(seq uint32) { e.expunge <- seq },
@@ -95,10 +101,14 @@ func TestIdleAcrossFrontendsAndBackends(t *testing.T) {
 	}
 	t.Logf("delivery to EXISTS: %v", time.Since(start))
 
-	if err := b.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged}}, nil).Close(); err != nil {
+	if err := b.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Flags: []imap.Flag{imap.FlagFlagged, "$Project"}}, nil).Close(); err != nil {
 		t.Fatal(err)
 	}
-	if f := within(t, evA.fetch, time.Second, "FETCH FLAGS"); len(f) != 1 || f[0] != imap.FlagFlagged {
+	// A new keyword: FLAGS first, then the message's FETCH.
+	if f := within(t, evA.flags, time.Second, "FLAGS with the new keyword"); !slices.Contains(f, "$Project") {
+		t.Fatalf("FLAGS %v", f)
+	}
+	if f := within(t, evA.fetch, time.Second, "FETCH FLAGS"); len(f) != 2 || f[0] != imap.FlagFlagged || f[1] != "$Project" {
 		t.Fatalf("flags %v", f)
 	}
 	if err := b.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
@@ -208,5 +218,38 @@ func TestIdleSharesOneWatchStream(t *testing.T) {
 	}
 	if d := dials.Load(); d != 1 {
 		t.Fatalf("%d Watch streams for %d idle sessions", d, n)
+	}
+}
+
+// With no Watch stream at all, IDLE still sees deliveries: mailboxes are
+// polled at every retry of the stream.
+func TestIdleWithoutWatchStream(t *testing.T) {
+	st := newStack(t, 1)
+	id := st.user("sam")
+	cfg := DefaultConfig()
+	cfg.InsecureAuth = true
+	cfg.WatchRetry = 300 * time.Millisecond
+	srv, err := New(cfg, Deps{Auth: st.dir, Router: &testRouter{clients: st.clients, down: map[int]bool{}},
+		Watch: func(context.Context) (mailboxv1.Mailbox_WatchClient, error) {
+			return nil, errors.New("no watch for you")
+		}}, st.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveOn(t, srv)
+	ev := newEvents()
+	c := loginWith(t, addr, "sam", ev)
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := c.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, st.clients[0], id, testMessage(1))
+	within(t, ev.exists, 3*time.Second, "EXISTS without a Watch stream")
+	idle.Close()
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
 	}
 }

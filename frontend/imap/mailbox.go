@@ -47,6 +47,7 @@ type mailboxState struct {
 	uids        uidList // position+1 is the server sequence number
 	modseq      uint64
 	uidValidity uint32
+	keywords    map[string]bool // for FLAGS
 	tracker     *imapserver.MailboxTracker
 
 	kickMu  sync.Mutex
@@ -67,6 +68,10 @@ func (s *Server) acquire(account, mailHost string, sel *mailboxv1.SelectResponse
 	mb = &mailboxState{srv: s, key: key, mailHost: mailHost, refs: 1,
 		uids: uidListOf(sel.Uids), modseq: sel.Status.HighestModseq, uidValidity: sel.Status.UidValidity}
 	mb.tracker = imapserver.NewMailboxTracker(mb.uids.len())
+	mb.keywords = map[string]bool{}
+	for _, k := range sel.Keywords {
+		mb.keywords[k] = true
+	}
 	s.mailboxes[key] = mb
 	s.metrics.mailboxes.Set(float64(len(s.mailboxes)))
 	return mb, true
@@ -118,6 +123,20 @@ func inSet(set *mailboxv1.UIDSet, uid uint32) bool {
 // seqOf returns the server sequence number of uid, or 0. mu must be held.
 func (mb *mailboxState) seqOf(uid uint32) uint32 {
 	return mb.uids.seqOf(uid)
+}
+
+// flagsLocked lists the system flags and the keywords in use (FLAGS).
+func (mb *mailboxState) flagsLocked() []imap.Flag {
+	flags := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
+	kws := make([]string, 0, len(mb.keywords))
+	for k := range mb.keywords {
+		kws = append(kws, k)
+	}
+	slices.Sort(kws)
+	for _, k := range kws {
+		flags = append(flags, imap.Flag(k))
+	}
+	return flags
 }
 
 // kickNewer kicks unless the state has already seen modseq (MODSEQs are
@@ -295,6 +314,18 @@ func (mb *mailboxState) apply(vanished *mailboxv1.UIDSet, changed []*mailboxv1.M
 		for i := len(expunged) - 1; i >= 0; i-- {
 			mb.tracker.QueueExpunge(expunged[i])
 		}
+	}
+	grown := false
+	for _, m := range changed {
+		for _, k := range m.Flags.GetKeywords() {
+			if !mb.keywords[k] {
+				mb.keywords[k], grown = true, true
+			}
+		}
+	}
+	if grown {
+		// A new keyword: FLAGS again, before the FETCH that shows it.
+		mb.tracker.QueueMailboxFlags(mb.flagsLocked())
 	}
 	for _, m := range changed {
 		if inSet(vanished, m.Uid) {

@@ -472,6 +472,10 @@ func (ss *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sel
 		}
 	}
 	mb.mu.Lock()
+	for _, k := range resp.Keywords {
+		mb.keywords[k] = true
+	}
+	flags := mb.flagsLocked()
 	st := mb.tracker.NewSession()
 	n := mb.uids.len()
 	uidNext := max(resp.Status.UidNext, mb.uids.last()+1)
@@ -482,10 +486,6 @@ func (ss *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sel
 	mb.mu.Unlock()
 	ss.sel = &selection{mb: mb, st: st, name: name, readOnly: options.ReadOnly}
 
-	flags := []imap.Flag{imap.FlagSeen, imap.FlagAnswered, imap.FlagFlagged, imap.FlagDeleted, imap.FlagDraft}
-	for _, k := range resp.Keywords {
-		flags = append(flags, imap.Flag(k))
-	}
 	perm := []imap.Flag{}
 	if !options.ReadOnly {
 		perm = append(append(perm, flags...), imap.FlagWildcard)

@@ -115,6 +115,9 @@ func (w *watcher) run(ctx context.Context) {
 			backoff = 100 * time.Millisecond
 		}
 		w.log.Warn("imap: backend watch stream failed; retrying", "err", err, "in", backoff)
+		// Until a stream is open again, selected mailboxes are polled at
+		// each retry (at least every WatchRetry), so IDLE still moves.
+		w.kickAll()
 		select {
 		case <-ctx.Done():
 			return
@@ -135,12 +138,8 @@ func (w *watcher) session(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	first := &mailboxv1.WatchRequest{}
-	var boxes []*mailboxState
 	for id, a := range w.accounts {
 		first.Add = append(first.Add, &mailboxv1.WatchAccount{AccountId: id, SinceModseq: a.modseq})
-		for mb := range a.boxes {
-			boxes = append(boxes, mb)
-		}
 	}
 	clear(w.adds)
 	clear(w.removes)
@@ -151,9 +150,7 @@ func (w *watcher) session(ctx context.Context) error {
 	w.healthy.Store(true)
 	w.metrics.watchUp.Set(1)
 	// Changes made while no stream was open are caught up now.
-	for _, mb := range boxes {
-		mb.kick()
-	}
+	w.kickAll()
 
 	recvErr := make(chan error, 1)
 	go func() {
@@ -191,6 +188,20 @@ func (w *watcher) session(ctx context.Context) error {
 		if err := stream.Send(req); err != nil {
 			return err
 		}
+	}
+}
+
+func (w *watcher) kickAll() {
+	var boxes []*mailboxState
+	w.mu.Lock()
+	for _, a := range w.accounts {
+		for mb := range a.boxes {
+			boxes = append(boxes, mb)
+		}
+	}
+	w.mu.Unlock()
+	for _, mb := range boxes {
+		mb.kick()
 	}
 }
 
