@@ -2,6 +2,7 @@ package smtpserver_test
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -188,5 +189,58 @@ func TestMetricsEndpoint(t *testing.T) {
 	waitFor(t, func() bool { code, _ := get("/readyz"); return code == 503 })
 	if code, _ := get("/healthz"); code != 200 {
 		t.Errorf("/healthz: %d", code)
+	}
+}
+
+// A frontend killed during DATA has acknowledged nothing and stored
+// nothing; a graceful shutdown lets the message in flight finish.
+func TestShutdownDuringData(t *testing.T) {
+	c := newCluster(t, options{backends: 1})
+	alice := c.user("alice", "b1")
+	cn := c.dial(frontend.ListenerSMTP)
+	cn.cmd("EHLO client.remote.test", "250-")
+	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	cn.cmd("RCPT TO:<"+alice+">", "250 ")
+	cn.cmd("DATA", "354 ")
+	msg := message("graceful", strings.Repeat("line\r\n", 1000))
+	cn.send(msg[:len(msg)/2])
+	done := make(chan struct{})
+	go func() {
+		c.fe.Shutdown(10 * time.Second)
+		close(done)
+	}()
+	time.Sleep(200 * time.Millisecond)
+	// New connections are refused while the session finishes.
+	if nc, err := net.DialTimeout("tcp", c.fe.Addr(frontend.ListenerSMTP).String(), time.Second); err == nil {
+		nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if n, _ := nc.Read(make([]byte, 10)); n > 0 {
+			t.Error("a new connection was served during shutdown")
+		}
+		nc.Close()
+	}
+	cn.send(msg[len(msg)/2:] + ".\r\n")
+	cn.expect("250 ")
+	cn.cmd("QUIT", "221 ")
+	<-done
+	if n := c.count(alice); n != 1 {
+		t.Fatalf("%d messages", n)
+	}
+
+	// Killed (Close) in the middle of DATA: no reply, nothing stored.
+	c.startFrontend()
+	cn = c.dial(frontend.ListenerSMTP)
+	cn.cmd("EHLO client.remote.test", "250-")
+	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	cn.cmd("RCPT TO:<"+alice+">", "250 ")
+	cn.cmd("DATA", "354 ")
+	cn.send(msg[:len(msg)/2])
+	time.Sleep(100 * time.Millisecond)
+	c.fe.Close()
+	if r := cn.reply(); strings.HasPrefix(r, "250") {
+		t.Fatalf("reply after kill: %q", r)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := c.count(alice); n != 1 {
+		t.Fatalf("%d messages after a kill during DATA", n)
 	}
 }

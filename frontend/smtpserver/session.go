@@ -713,6 +713,9 @@ func (ss *session) received(id string, tx *transaction) []byte {
 	b.WriteString("Received: from ")
 	b.WriteString(sanitize(ss.helo))
 	b.WriteString(" ([")
+	if ss.ip.Is6() {
+		b.WriteString("IPv6:") // RFC 5321 4.1.3 address literal
+	}
 	b.WriteString(ss.ip.String())
 	b.WriteString("])\r\n\tby ")
 	b.WriteString(ss.s.cfg.Hostname)
