@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -1471,10 +1472,11 @@ func checkKubernetes(t *testing.T, objs []runtime.Object) []error {
 				bad("%s: needs cpu and memory requests and a memory limit", cw)
 			}
 			sc := c.SecurityContext
+			isMailcluster := len(c.Args) > 0 && (c.Args[0] == roleBackend || c.Args[0] == roleFrontend)
 			if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
 				sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
 				bad("%s: securityContext must set allowPrivilegeEscalation: false and drop ALL capabilities", cw)
-			} else if !slices.Contains(sc.Capabilities.Add, "NET_BIND_SERVICE") {
+			} else if isMailcluster && !slices.Contains(sc.Capabilities.Add, "NET_BIND_SERVICE") {
 				bad("%s: the image's binary has the file capability cap_net_bind_service: add NET_BIND_SERVICE back or it cannot execute", cw)
 			}
 			for _, vm := range c.VolumeMounts {
@@ -1530,7 +1532,7 @@ func checkKubernetes(t *testing.T, objs []runtime.Object) []error {
 					env[e.Name] = cm.Data[ref.Key]
 				}
 			}
-			if len(c.Args) > 0 && (c.Args[0] == roleBackend || c.Args[0] == roleFrontend) {
+			if isMailcluster {
 				var dirs []string
 				for _, vm := range c.VolumeMounts {
 					dirs = append(dirs, vm.MountPath)
@@ -1573,6 +1575,30 @@ func checkKubernetes(t *testing.T, objs []runtime.Object) []error {
 		}
 	}
 
+	// Addresses of in-cluster dependencies name Services and their ports.
+	// (Hosts that are no Service here are outside this set of objects.)
+	if fenv, benv := envs[roleFrontend], envs[roleBackend]; fenv != nil && benv != nil {
+		for _, u := range strings.Split(fenv["MAILCLUSTER_LDAP_URLS"], ",") {
+			if pu, err := url.Parse(strings.TrimSpace(u)); err == nil {
+				port := pu.Port()
+				if port == "" {
+					port = map[string]string{"ldap": "389", "ldaps": "636"}[pu.Scheme]
+				}
+				errs = append(errs, checkServiceAddr(o, "frontend MAILCLUSTER_LDAP_URLS", pu.Hostname(), port)...)
+			}
+		}
+		if host, port, err := net.SplitHostPort(benv["MAILCLUSTER_S3_ENDPOINT"]); err == nil {
+			errs = append(errs, checkServiceAddr(o, "backend MAILCLUSTER_S3_ENDPOINT", host, port)...)
+		}
+		if u, err := url.Parse(benv["MAILCLUSTER_POSTGRES_DSN"]); err == nil && u.Host != "" {
+			port := u.Port()
+			if port == "" {
+				port = "5432"
+			}
+			errs = append(errs, checkServiceAddr(o, "backend MAILCLUSTER_POSTGRES_DSN", u.Hostname(), port)...)
+		}
+	}
+
 	// Frontends name every backend pod by its stable DNS name.
 	if fenv, benv := envs[roleFrontend], envs[roleBackend]; fenv != nil && benv != nil {
 		bs, err := parseBackends(fenv["MAILCLUSTER_BACKENDS"])
@@ -1602,6 +1628,22 @@ func checkKubernetes(t *testing.T, objs []runtime.Object) []error {
 		}
 	}
 	return errs
+}
+
+// checkServiceAddr checks that host:port, when host names a Service of the
+// set (short name or name.namespace...), is one of its ports.
+func checkServiceAddr(o k8sObjects, what, host, port string) []error {
+	name, _, _ := strings.Cut(host, ".")
+	svc, ok := o.services[name]
+	if !ok || (host != name && !strings.HasPrefix(host, name+"."+svc.Namespace)) {
+		return nil
+	}
+	for _, sp := range svc.Spec.Ports {
+		if strconv.Itoa(int(sp.Port)) == port {
+			return nil
+		}
+	}
+	return []error{fmt.Errorf("%s: Service %s has no port %s", what, name, port)}
 }
 
 // admits tells whether a NetworkPolicy lets pods with labels in on the
@@ -1756,6 +1798,99 @@ func TestKubernetesProductionOverlay(t *testing.T) {
 	}
 }
 
+// TestKubernetesDemoOverlay checks that the demo's in-cluster services fit
+// the mailcluster settings: the LDAP, S3 and PostgreSQL addresses are its
+// Services, and the credentials on both sides agree.
+func TestKubernetesDemoOverlay(t *testing.T) {
+	needKubectl(t)
+	objs, err := render(filepath.Join(root, "deploy/kubernetes/overlays/demo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := demoConsistency(objs); len(errs) > 0 {
+		t.Fatalf("demo:%s", joinErrs(errs))
+	}
+}
+
+func demoConsistency(objs []runtime.Object) []error {
+	o, errs := index(objs)
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	envOf := func(kind, name string) map[string]string {
+		var tmpl *corev1.PodTemplateSpec
+		if kind == "Deployment" {
+			if d, ok := o.deployments[name]; ok {
+				tmpl = &d.Spec.Template
+			}
+		} else if s, ok := o.statefulSets[name]; ok {
+			tmpl = &s.Spec.Template
+		}
+		env := map[string]string{}
+		if tmpl == nil {
+			bad("%s %s is missing", kind, name)
+			return env
+		}
+		for _, ef := range tmpl.Spec.Containers[0].EnvFrom {
+			if ef.ConfigMapRef != nil {
+				if cm, ok := o.configMaps[ef.ConfigMapRef.Name]; ok {
+					maps.Copy(env, cm.Data)
+				}
+			}
+			if ef.SecretRef != nil {
+				if s, ok := o.secrets[ef.SecretRef.Name]; ok {
+					for k, v := range s.Data {
+						env[k] = string(v)
+					}
+				}
+			}
+		}
+		for _, e := range tmpl.Spec.Containers[0].Env {
+			if e.ValueFrom == nil {
+				env[e.Name] = e.Value
+			}
+		}
+		return env
+	}
+	fe, be := envOf("Deployment", "frontend"), envOf("StatefulSet", "backend")
+	pg, s3 := envOf("StatefulSet", "postgres"), envOf("StatefulSet", "s3")
+	envOf("StatefulSet", "ldap")
+	for _, svc := range []string{"ldap", "postgres", "s3"} {
+		if _, ok := o.services[svc]; !ok {
+			bad("Service %s is missing", svc)
+		}
+	}
+	if u, err := url.Parse(be["MAILCLUSTER_POSTGRES_DSN"]); err != nil {
+		bad("backend DSN: %v", err)
+	} else {
+		pw, _ := u.User.Password()
+		if u.Hostname() != "postgres" || u.User.Username() != pg["POSTGRES_USER"] || pw != pg["POSTGRES_PASSWORD"] || strings.TrimPrefix(u.Path, "/") != pg["POSTGRES_DB"] {
+			bad("backend MAILCLUSTER_POSTGRES_DSN does not fit the demo PostgreSQL (host postgres, its user, password and database)")
+		}
+	}
+	if h, _, _ := net.SplitHostPort(be["MAILCLUSTER_S3_ENDPOINT"]); h != "s3" || be["MAILCLUSTER_S3_ACCESS_KEY"] != s3["ROOT_ACCESS_KEY"] || be["MAILCLUSTER_S3_SECRET_KEY"] != s3["ROOT_SECRET_KEY"] {
+		bad("backend S3 settings do not fit the demo S3 server (endpoint s3, its root keys)")
+	}
+	if be["MAILCLUSTER_S3_CREATE_BUCKET"] != "true" {
+		bad("backend: the demo S3 server starts empty: MAILCLUSTER_S3_CREATE_BUCKET must be true")
+	}
+	if !strings.HasPrefix(fe["MAILCLUSTER_LDAP_URLS"], "ldap://ldap:") {
+		bad("frontend MAILCLUSTER_LDAP_URLS does not name the demo LDAP Service")
+	}
+	if fe["MAILCLUSTER_BACKEND_TOKEN"] == "" || fe["MAILCLUSTER_BACKEND_TOKEN"] != be["MAILCLUSTER_GRPC_TOKEN"] {
+		bad("frontend MAILCLUSTER_BACKEND_TOKEN does not equal backend MAILCLUSTER_GRPC_TOKEN")
+	}
+	if d, ok := o.deployments["frontend"]; ok {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name == "tls" && (v.Secret != nil || v.EmptyDir == nil) {
+				bad("frontend: the demo's tls volume must be the emptyDir its init container fills")
+			}
+		}
+		if len(d.Spec.Template.Spec.InitContainers) == 0 {
+			bad("frontend: no init container writes the demo certificate")
+		}
+	}
+	return errs
+}
+
 // The files under extras/ are custom resources (not in client-go's scheme):
 // check they parse and name what the overlays expect.
 func TestKubernetesExtras(t *testing.T) {
@@ -1826,6 +1961,8 @@ func TestKubernetesRejectsBrokenFiles(t *testing.T) {
 		{"no resources", "base/frontend-deployment.yaml", "              memory: 512Mi\n", "              cpu: \"1\"\n", true},
 		{"network policy shuts out the frontends", "base/backend-networkpolicy.yaml", "              app.kubernetes.io/name: mailcluster-frontend", "              app.kubernetes.io/name: mailcluster-frontends", true},
 		{"replicas fixed under an autoscaler", "base/frontend-deployment.yaml", "  revisionHistoryLimit: 5\n", "  replicas: 2\n  revisionHistoryLimit: 5\n", true},
+		{"demo DSN password", "overlays/demo/secrets/postgres.env", "POSTGRES_PASSWORD=demo-postgres-password", "POSTGRES_PASSWORD=other", true},
+		{"demo S3 port", "overlays/demo/s3.yaml", "    - name: s3\n      port: 7070", "    - name: s3\n      port: 9000", true},
 		{"capability dropped", "base/frontend-deployment.yaml", "              add: [NET_BIND_SERVICE]", "              add: []", true},
 	}
 	for _, c := range cases {
@@ -1858,6 +1995,9 @@ func TestKubernetesRejectsBrokenFiles(t *testing.T) {
 						continue
 					}
 					problems = append(problems, checkKubernetes(t, objs)...)
+					if filepath.Base(dir) == "demo" {
+						problems = append(problems, demoConsistency(objs)...)
+					}
 				}
 			}
 			if len(problems) == 0 {
