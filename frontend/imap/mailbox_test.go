@@ -2,6 +2,7 @@ package imap
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,5 +234,25 @@ func TestAppendCopyMoveExpunge(t *testing.T) {
 		if f == imap.FlagSeen {
 			t.Fatal("FETCH BODY[] in EXAMINE set \\Seen")
 		}
+	}
+}
+
+// LIST (SUBSCRIBED RECURSIVEMATCH) reports unsubscribed parents of
+// subscribed mailboxes with CHILDINFO (RFC 5258 section 3.5).
+func TestListRecursiveMatch(t *testing.T) {
+	r := rawSelected(t, "tess", testMessage(1))
+	r.send("c CREATE Work/Projects\r\nd SUBSCRIBE Work/Projects\r\ne UNSUBSCRIBE Work\r\n")
+	r.expect("c OK")
+	r.expect("d OK")
+	r.until("e")
+	r.send("f LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"\r\n")
+	out := r.until("f")
+	if !strings.Contains(out, `"Work" (CHILDINFO ("SUBSCRIBED"))`) || strings.Contains(out, "Work/Projects") {
+		t.Fatalf("LIST (SUBSCRIBED RECURSIVEMATCH) %%:\n%s", out)
+	}
+	r.send("g LIST (SUBSCRIBED) \"\" \"*\"\r\n")
+	out = r.until("g")
+	if !strings.Contains(out, `"Work/Projects"`) || !strings.Contains(out, `\Subscribed`) {
+		t.Fatalf("LIST (SUBSCRIBED) *:\n%s", out)
 	}
 }

@@ -329,16 +329,22 @@ func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string,
 	if len(pats) == 0 {
 		return nil
 	}
-	req := &mailboxv1.ListMailboxesRequest{AccountId: ss.acct.ID, Patterns: pats,
-		SubscribedOnly: options.SelectSubscribed, SpecialUseOnly: options.SelectSpecialUse, WithStatus: options.ReturnStatus != nil}
-	resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.ListMailboxesResponse, error) {
-		return c.ListMailboxes(ctx, req)
-	})
+	boxes, err := ss.listBoxes(&mailboxv1.ListMailboxesRequest{AccountId: ss.acct.ID, Patterns: pats,
+		SubscribedOnly: options.SelectSubscribed, SpecialUseOnly: options.SelectSpecialUse, WithStatus: options.ReturnStatus != nil})
 	if err != nil {
 		return ss.fail("list", err, nil)
 	}
-	for _, m := range resp.Mailboxes {
+	var childInfo map[string]bool
+	if options.SelectRecursiveMatch {
+		if boxes, childInfo, err = ss.recursiveMatch(boxes, pats, options.ReturnStatus != nil); err != nil {
+			return ss.fail("list", err, nil)
+		}
+	}
+	for _, m := range boxes {
 		d := &imap.ListData{Delim: '/', Mailbox: m.Name}
+		if childInfo[m.Name] {
+			d.ChildInfo = &imap.ListDataChildInfo{Subscribed: true}
+		}
 		if !m.Exists {
 			d.Attrs = append(d.Attrs, imap.MailboxAttrNonExistent, imap.MailboxAttrNoSelect)
 		}
@@ -361,6 +367,66 @@ func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string,
 		}
 	}
 	return nil
+}
+
+func (ss *session) listBoxes(req *mailboxv1.ListMailboxesRequest) ([]*mailboxv1.MailboxInfo, error) {
+	resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.ListMailboxesResponse, error) {
+		return c.ListMailboxes(ctx, req)
+	})
+	return resp.GetMailboxes(), err
+}
+
+// recursiveMatch adds to a LIST (SUBSCRIBED RECURSIVEMATCH) answer the
+// mailboxes matching the patterns that are not subscribed but have
+// subscribed descendants, and marks every listed mailbox with such
+// descendants for CHILDINFO ("SUBSCRIBED") (RFC 5258 section 3.5).
+func (ss *session) recursiveMatch(boxes []*mailboxv1.MailboxInfo, pats []string, withStatus bool) ([]*mailboxv1.MailboxInfo, map[string]bool, error) {
+	subscribed, err := ss.listBoxes(&mailboxv1.ListMailboxesRequest{AccountId: ss.acct.ID, Patterns: []string{"*"}, SubscribedOnly: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	listed := map[string]bool{}
+	for _, m := range boxes {
+		listed[m.Name] = true
+	}
+	childInfo := map[string]bool{}
+	var extra []string
+	for _, m := range subscribed {
+		for i := 0; i < len(m.Name); i++ {
+			if m.Name[i] != '/' {
+				continue
+			}
+			parent := m.Name[:i]
+			for _, p := range pats {
+				if imapserver.MatchList(parent, '/', "", p) && !childInfo[parent] {
+					childInfo[parent] = true
+					if !listed[parent] {
+						extra = append(extra, parent)
+					}
+				}
+			}
+		}
+	}
+	if len(extra) == 0 {
+		return boxes, childInfo, nil
+	}
+	found, err := ss.listBoxes(&mailboxv1.ListMailboxesRequest{AccountId: ss.acct.ID, Patterns: extra, WithStatus: withStatus})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, m := range found {
+		if childInfo[m.Name] && !listed[m.Name] {
+			m.Subscribed = false
+			boxes = append(boxes, m)
+			listed[m.Name] = true
+		}
+	}
+	for _, name := range extra {
+		if !listed[name] {
+			boxes = append(boxes, &mailboxv1.MailboxInfo{Name: name, HasChildren: true})
+		}
+	}
+	return boxes, childInfo, nil
 }
 
 func (ss *session) Status(name string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
