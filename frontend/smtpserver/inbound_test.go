@@ -118,3 +118,23 @@ func TestInboundChunking(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// SMTPUTF8 (RFC 6531): a UTF-8 sender and headers are accepted and the
+// Received header says UTF8ESMTP; an unknown UTF-8 recipient is 550.
+func TestSMTPUTF8(t *testing.T) {
+	c := newCluster(t, options{backends: 1})
+	alice := c.user("alice", "b1")
+	cn := c.dial(frontend.ListenerSMTP)
+	cn.cmd("EHLO client.remote.test", "250-")
+	cn.cmd("MAIL FROM:<jürgen@bücher.test> SMTPUTF8", "250 ")
+	cn.cmd("RCPT TO:<ünknown@"+domain+">", "550 5.1.1 ")
+	cn.cmd("RCPT TO:<"+alice+">", "250 ")
+	msg := "From: Jürgen <jürgen@bücher.test>\r\nSubject: Grüße\r\n\r\nHallo\r\n"
+	if r := cn.data(msg); !strings.HasPrefix(r, "250 ") {
+		t.Fatal(r)
+	}
+	rcv, rest := stripReceived(t, c.inbox(alice)[0])
+	if !strings.Contains(rcv, "with UTF8ESMTP id") || string(rest) != msg {
+		t.Fatalf("Received %q, rest %q", rcv, rest)
+	}
+}
