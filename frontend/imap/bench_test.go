@@ -16,6 +16,18 @@ import (
 // MAILCLUSTER_BENCH_MESSAGES messages (default 2,000) through the real
 // stack. b.N is the number of operations.
 func BenchmarkIMAPMix(b *testing.B) {
+	benchMix(b, []benchOp{{"fetchall", 1}, {"body", 20}, {"store", 10}, {"search", 5}, {"noop", 10}})
+}
+
+// BenchmarkFetchAll is FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE) alone.
+func BenchmarkFetchAll(b *testing.B) { benchMix(b, []benchOp{{"fetchall", 1}}) }
+
+type benchOp struct {
+	name   string
+	weight int
+}
+
+func benchMix(b *testing.B, mix []benchOp) {
 	n := 2000
 	if s := os.Getenv("MAILCLUSTER_BENCH_MESSAGES"); s != "" {
 		n, _ = strconv.Atoi(s)
@@ -26,11 +38,6 @@ func BenchmarkIMAPMix(b *testing.B) {
 	var wg sync.WaitGroup
 	_, addr := st.frontend(nil, 0)
 	const sessions = 8
-	type op struct {
-		name   string
-		weight int
-	}
-	mix := []op{{"fetchall", 1}, {"body", 20}, {"store", 10}, {"search", 5}, {"noop", 10}}
 	total := 0
 	for _, o := range mix {
 		total += o.weight
