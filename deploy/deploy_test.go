@@ -427,16 +427,7 @@ func checkCompose(t *testing.T, p *types.Project) []error {
 		needs(s.Name, "bucket-init", types.ServiceConditionCompletedSuccessfully)
 		backendAddr[s.Name] = listenPort(env["MAILCLUSTER_GRPC_LISTEN"])
 		grpcTokens = append(grpcTokens, env["MAILCLUSTER_GRPC_TOKEN"])
-		http := env["MAILCLUSTER_HTTP_LISTEN"]
-		if h, _, _ := net.SplitHostPort(http); h == "127.0.0.1" || h == "localhost" || h == "::1" {
-			bad("compose %s: MAILCLUSTER_HTTP_LISTEN %q is loopback only", s.Name, http)
-		}
-		if s.HealthCheck != nil {
-			hc := strings.Join(s.HealthCheck.Test, " ")
-			if !strings.Contains(hc, "127.0.0.1:"+listenPort(http)+"/readyz") {
-				bad("compose %s: health check %q does not ask /readyz on the HTTP port %s", s.Name, hc, listenPort(http))
-			}
-		}
+		errs = append(errs, checkComposeHTTPHealth(s, env)...)
 		if ep := env["MAILCLUSTER_S3_ENDPOINT"]; env["MAILCLUSTER_BLOB_DRIVER"] == "s3" {
 			host, _, _ := net.SplitHostPort(ep)
 			s3, ok := p.Services[host]
@@ -503,9 +494,7 @@ func checkCompose(t *testing.T, p *types.Project) []error {
 				bad("compose %s: LDAP URL %q names no service", s.Name, u)
 			}
 		}
-		if s.HealthCheck != nil && !strings.Contains(strings.Join(s.HealthCheck.Test, " "), "127.0.0.1 "+listenPort(env["MAILCLUSTER_SMTP_LISTEN"])) {
-			bad("compose %s: health check does not connect to the SMTP port", s.Name)
-		}
+		errs = append(errs, checkComposeHTTPHealth(s, env)...)
 	}
 
 	// The published frontend.
@@ -571,6 +560,24 @@ func checkComposeMTLS(p *types.Project, roles map[string][]types.ServiceConfig) 
 		}
 		if cert != "" && len(pkiClients) > 0 && !slices.Contains(pkiClients, strings.TrimSuffix(filepath.Base(cert), filepath.Ext(cert))) {
 			bad("compose %s: client certificate %s is not one pki-init issues (%v)", s.Name, cert, pkiClients)
+		}
+	}
+	return errs
+}
+
+// checkComposeHTTPHealth checks that a mailcluster service serves HTTP
+// beyond loopback (for Prometheus) and that its health check asks /readyz
+// there.
+func checkComposeHTTPHealth(s types.ServiceConfig, env map[string]string) []error {
+	var errs []error
+	http := env["MAILCLUSTER_HTTP_LISTEN"]
+	if h, _, err := net.SplitHostPort(http); err != nil || h == "127.0.0.1" || h == "localhost" || h == "::1" {
+		errs = append(errs, fmt.Errorf("compose %s: MAILCLUSTER_HTTP_LISTEN %q is not set or loopback only", s.Name, http))
+	}
+	if s.HealthCheck != nil {
+		hc := strings.Join(s.HealthCheck.Test, " ")
+		if !strings.Contains(hc, "127.0.0.1:"+listenPort(http)+"/readyz") {
+			errs = append(errs, fmt.Errorf("compose %s: health check %q does not ask /readyz on the HTTP port %s", s.Name, hc, listenPort(http)))
 		}
 	}
 	return errs
@@ -673,6 +680,7 @@ func TestComposeRejectsBrokenFiles(t *testing.T) {
 		{"port not published", "      - \"${MAIL_BIND:-0.0.0.0}:995:995\"\n", "", false},
 		{"backend unknown to the directory", "backend-2=backend-2:7070", "backend-3=backend-2:7070", false},
 		{"health check on the wrong port", "http://127.0.0.1:7071/readyz", "http://127.0.0.1:7072/readyz", false},
+		{"frontend HTTP listener off", "  MAILCLUSTER_SUBMISSIONS_LISTEN: \":465\"\n  MAILCLUSTER_HTTP_LISTEN: 0.0.0.0:7071\n", "  MAILCLUSTER_SUBMISSIONS_LISTEN: \":465\"\n", false},
 		{"missing service", "  frontend-2:\n    <<: *frontend\n    hostname: frontend-2\n", "", false},
 		{"unconditional dependency", "    ldap-init:\n        condition: service_completed_successfully", "    ldap-init:\n        condition: service_started", false},
 	}
@@ -1560,17 +1568,26 @@ func checkKubernetes(t *testing.T, objs []runtime.Object) []error {
 		}
 	}
 
-	// Backend probes ask the backend's HTTP listener.
-	if len(be.Spec.Template.Spec.Containers) > 0 {
-		c := be.Spec.Template.Spec.Containers[0]
-		httpPort := listenPort(envs[roleBackend]["MAILCLUSTER_HTTP_LISTEN"])
+	// Probes ask each role's HTTP listener: /readyz for readiness,
+	// /healthz for liveness.
+	for _, w := range []workload{{"StatefulSet", "backend", 0, &be.Spec.Template}, {"Deployment", "frontend", 0, &fe.Spec.Template}} {
+		role := w.name
+		if len(w.tmpl.Spec.Containers) == 0 || envs[role] == nil {
+			continue
+		}
+		c := w.tmpl.Spec.Containers[0]
+		httpPort := listenPort(envs[role]["MAILCLUSTER_HTTP_LISTEN"])
+		if httpPort == "" {
+			bad("%s %s: MAILCLUSTER_HTTP_LISTEN is not set (probes and /metrics need it)", w.kind, w.name)
+			continue
+		}
 		for name, pr := range map[string]*corev1.Probe{"/readyz": c.ReadinessProbe, "/healthz": c.LivenessProbe} {
 			if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != name {
-				bad("StatefulSet backend: the %s probe must be an HTTP GET of %s", map[string]string{"/readyz": "readiness", "/healthz": "liveness"}[name], name)
+				bad("%s %s: the %s probe must be an HTTP GET of %s", w.kind, w.name, map[string]string{"/readyz": "readiness", "/healthz": "liveness"}[name], name)
 				continue
 			}
-			if p, _ := containerPort(&be.Spec.Template, pr.HTTPGet.Port); strconv.Itoa(int(p)) != httpPort {
-				bad("StatefulSet backend: the %s probe uses port %d, MAILCLUSTER_HTTP_LISTEN is %q", name, p, envs[roleBackend]["MAILCLUSTER_HTTP_LISTEN"])
+			if p, _ := containerPort(w.tmpl, pr.HTTPGet.Port); strconv.Itoa(int(p)) != httpPort {
+				bad("%s %s: the %s probe uses port %d, MAILCLUSTER_HTTP_LISTEN is %q", w.kind, w.name, name, p, envs[role]["MAILCLUSTER_HTTP_LISTEN"])
 			}
 		}
 	}
@@ -1954,6 +1971,7 @@ func TestKubernetesRejectsBrokenFiles(t *testing.T) {
 		{"traffic policy", "base/frontend-service.yaml", "  externalTrafficPolicy: Local\n", "  externalTrafficPolicy: Cluster\n", true},
 		{"HPA target", "base/frontend-hpa.yaml", "    name: frontend\n", "    name: frontends\n", true},
 		{"backends out of step with replicas", "overlays/production/kustomization.yaml", "    count: 3", "    count: 4", true},
+		{"frontend probe on the wrong path", "base/frontend-deployment.yaml", "              path: /readyz", "              path: /ready", true},
 		{"probe missing", "base/backend-statefulset.yaml", "          livenessProbe:\n", "          startupProbe:\n", true},
 		{"PDB selects nothing", "base/backend-pdb.yaml", "      app.kubernetes.io/name: mailcluster-backend", "      app.kubernetes.io/name: mailcluster-backends", true},
 		{"missing ConfigMap", "base/frontend-deployment.yaml", "                name: mailcluster-frontend\n            - secretRef:", "                name: mailcluster-frontends\n            - secretRef:", true},
