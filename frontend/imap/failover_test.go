@@ -2,6 +2,7 @@ package imap
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,5 +117,50 @@ func TestPoolRouterFailover(t *testing.T) {
 	idle.Close()
 	if err := idle.Wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Close lets a FETCH in flight finish its literal before BYE.
+func TestGracefulClose(t *testing.T) {
+	st := newStack(t, 1)
+	id := st.user("uma")
+	body := strings.Repeat("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n", 40000)
+	msg := "Subject: big\r\n\r\n" + body
+	deliver(t, st.clients[0], id, []byte(msg))
+	srv, addr := st.frontend(nil, 0)
+	r := dialRaw(t, addr)
+	r.send("a LOGIN uma secret\r\nb SELECT INBOX\r\n")
+	r.expect("a OK")
+	r.expect("b OK")
+	r.send("c FETCH 1 BODY.PEEK[]\r\n")
+	head := r.line() // the literal has started
+	if !strings.Contains(head, "{"+itoa(len(msg))+"}") {
+		t.Fatalf("FETCH: %q", head)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		closed <- srv.Close(ctx)
+	}()
+	var rest []byte
+	buf := make([]byte, 64<<10)
+	r.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		n, err := r.conn.Read(buf)
+		rest = append(rest, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	got := string(r.buf) + string(rest)
+	if !strings.HasPrefix(got, msg) {
+		t.Fatalf("literal cut short: %d bytes of %d", len(got), len(msg))
+	}
+	if !strings.Contains(got[len(msg):], "* BYE [UNAVAILABLE]") {
+		t.Fatalf("no BYE after the FETCH: %q", got[len(msg):])
 	}
 }

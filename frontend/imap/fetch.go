@@ -40,7 +40,7 @@ var errBroken = errors.New("imap: body stream broke inside a literal")
 // Metadata (flags, dates, sizes, ENVELOPE, BODYSTRUCTURE, top-level header
 // fields) never reads S3.
 func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
-	defer ss.srv.metrics.command("fetch", time.Now(), &err)
+	defer ss.track("fetch", &err)()
 	sel := ss.sel
 	targets := ss.resolve(numSet)
 	if len(targets) == 0 {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -113,7 +112,7 @@ func (ss *session) seqOfUID(uid uint32) uint32 {
 }
 
 func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
-	defer ss.srv.metrics.command("store", time.Now(), &err)
+	defer ss.track("store", &err)()
 	sel := ss.sel
 	if sel.readOnly {
 		return errReadOnly
@@ -178,7 +177,7 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 // tracker, and are written before the tagged OK. In a mailbox opened with
 // EXAMINE it does nothing (CLOSE must not expunge there).
 func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
-	defer ss.srv.metrics.command("expunge", time.Now(), &err)
+	defer ss.track("expunge", &err)()
 	sel := ss.sel
 	if sel.readOnly {
 		return nil
@@ -218,7 +217,7 @@ func copyData(validity uint32, src, dst []uint32) *imap.CopyData {
 }
 
 func (ss *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
-	defer ss.srv.metrics.command("copy", time.Now(), &err)
+	defer ss.track("copy", &err)()
 	sel := ss.sel
 	dest, err = ss.lookupName(dest)
 	if err != nil {
@@ -247,7 +246,7 @@ func (ss *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err 
 // Move is RFC 6851 MOVE: COPYUID first, then the EXPUNGEs (through the
 // tracker, before the tagged OK).
 func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
-	defer ss.srv.metrics.command("move", time.Now(), &err)
+	defer ss.track("move", &err)()
 	sel := ss.sel
 	if sel.readOnly {
 		return errReadOnly
@@ -279,7 +278,7 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 }
 
 func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
-	defer ss.srv.metrics.command("search", time.Now(), &err)
+	defer ss.track("search", &err)()
 	sel := ss.sel
 	key := ss.searchKey(criteria)
 	if depthOf(key) > ss.srv.cfg.MaxSearchDepth {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -69,6 +70,7 @@ type Server struct {
 	mu        sync.Mutex
 	mailboxes map[mailboxKey]*mailboxState
 	sessions  map[*session]struct{}
+	listeners map[net.Listener]struct{}
 	closed    bool
 }
 
@@ -89,6 +91,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		cancel:    cancel,
 		mailboxes: map[mailboxKey]*mailboxState{},
 		sessions:  map[*session]struct{}{},
+		listeners: map[net.Listener]struct{}{},
 		metrics:   newMetrics(),
 	}
 	s.caps = imap.CapSet{}
@@ -149,15 +152,23 @@ func (s *Server) Serve(l net.Listener) error {
 // ServeAuth is Serve with the insecure-authentication choice made for this
 // listener alone (a local development listener next to public ones).
 func (s *Server) ServeAuth(l net.Listener, insecureAuth bool) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return errors.New("imap: server closed")
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
 	if insecureAuth {
 		return s.open.Serve(l)
 	}
 	return s.secure.Serve(l)
 }
 
-// Close stops the listeners, says BYE [UNAVAILABLE] to every connection
-// (after the response being written, if any), closes them and stops the
-// Watch stream. ctx bounds the wait for responses in flight.
+// Close stops the listeners, lets every command in flight finish (until
+// ctx ends), says BYE [UNAVAILABLE] to every connection, closes them and
+// stops the Watch stream.
 func (s *Server) Close(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -165,38 +176,32 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
 	var sessions []*session
 	for ss := range s.sessions {
 		sessions = append(sessions, ss)
 	}
 	s.mu.Unlock()
 
-	done := make(chan struct{})
-	go func() {
-		var wg sync.WaitGroup
-		for _, ss := range sessions {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = ss.conn.Bye("[UNAVAILABLE] Server shutting down, reconnect later")
-			}()
-		}
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
+	var wg sync.WaitGroup
+	for _, ss := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ss.busy.Load() > 0 && ctx.Err() == nil {
+				time.Sleep(10 * time.Millisecond)
+			}
+			_ = ss.conn.Bye("[UNAVAILABLE] Server shutting down, reconnect later")
+		}()
 	}
-	err1 := s.secure.Close()
-	err2 := s.open.Close()
+	wg.Wait()
+	// imapserver closes the (already closed) listeners and the connections.
+	_ = s.secure.Close()
+	_ = s.open.Close()
 	s.cancel()
 	s.watch.wait()
-	for _, err := range []error{err1, err2} {
-		if err != nil && !strings.Contains(err.Error(), "server closed") {
-			return err
-		}
-	}
 	return nil
 }
 

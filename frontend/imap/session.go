@@ -8,6 +8,7 @@ import (
 
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"unicode"
@@ -36,6 +37,7 @@ type session struct {
 	ip     netip.Addr
 	log    *slog.Logger
 
+	busy      atomic.Int32 // commands in flight (for a graceful Close)
 	acct      *directory.AccountInfo
 	authFails int
 	sel       *selection
@@ -82,6 +84,17 @@ func (ss *session) Close() error {
 	}
 	ss.srv.mu.Unlock()
 	return nil
+}
+
+// track marks a command in flight and returns what records its end
+// (metrics): defer ss.track("fetch", &err)().
+func (ss *session) track(name string, errp *error) func() {
+	ss.busy.Add(1)
+	start := time.Now()
+	return func() {
+		ss.srv.metrics.command(name, start, errp)
+		ss.busy.Add(-1)
+	}
 }
 
 // fail turns an error into the client's reply and logs it: client mistakes
@@ -232,7 +245,7 @@ func attrOf(u mailboxv1.SpecialUse) imap.MailboxAttr {
 }
 
 func (ss *session) Create(name string, options *imap.CreateOptions) (err error) {
-	defer ss.srv.metrics.command("create", time.Now(), &err)
+	defer ss.track("create", &err)()
 	name, err = ss.checkName(name)
 	if err != nil {
 		return err
@@ -255,7 +268,7 @@ func (ss *session) Create(name string, options *imap.CreateOptions) (err error) 
 }
 
 func (ss *session) Delete(name string) (err error) {
-	defer ss.srv.metrics.command("delete", time.Now(), &err)
+	defer ss.track("delete", &err)()
 	name, err = ss.lookupName(name)
 	if err != nil {
 		return err
@@ -270,7 +283,7 @@ func (ss *session) Delete(name string) (err error) {
 }
 
 func (ss *session) Rename(oldName, newName string, _ *imap.RenameOptions) (err error) {
-	defer ss.srv.metrics.command("rename", time.Now(), &err)
+	defer ss.track("rename", &err)()
 	oldName, err = ss.lookupName(oldName)
 	if err != nil {
 		return err
@@ -311,7 +324,7 @@ func (ss *session) Namespace() (*imap.NamespaceData, error) {
 
 // List answers LIST and LSUB; the backend matches the patterns.
 func (ss *session) List(w *imapserver.ListWriter, ref string, patterns []string, options *imap.ListOptions) (err error) {
-	defer ss.srv.metrics.command("list", time.Now(), &err)
+	defer ss.track("list", &err)()
 	if len(patterns) == 0 {
 		// RFC 9051 section 6.3.9: the hierarchy delimiter and root.
 		return w.WriteList(&imap.ListData{Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}, Delim: '/', Mailbox: ""})
@@ -430,7 +443,7 @@ func (ss *session) recursiveMatch(boxes []*mailboxv1.MailboxInfo, pats []string,
 }
 
 func (ss *session) Status(name string, options *imap.StatusOptions) (_ *imap.StatusData, err error) {
-	defer ss.srv.metrics.command("status", time.Now(), &err)
+	defer ss.track("status", &err)()
 	name, err = ss.lookupName(name)
 	if err != nil {
 		return nil, err
@@ -461,7 +474,7 @@ func (ss *session) statusData(name string, st *mailboxv1.MailboxStatus, _ *imap.
 // Append streams the literal to the backend in chunks; OK means the
 // message is durable.
 func (ss *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (_ *imap.AppendData, err error) {
-	defer ss.srv.metrics.command("append", time.Now(), &err)
+	defer ss.track("append", &err)()
 	name, err = ss.lookupName(name)
 	if err != nil {
 		return nil, errTryCreate
@@ -513,7 +526,7 @@ func (ss *session) Append(name string, r imap.LiteralReader, options *imap.Appen
 // ---- select ----
 
 func (ss *session) Select(name string, options *imap.SelectOptions) (_ *imap.SelectData, err error) {
-	defer ss.srv.metrics.command("select", time.Now(), &err)
+	defer ss.track("select", &err)()
 	ss.unselect()
 	name, err = ss.lookupName(name)
 	if err != nil {
