@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"mailcluster/directory"
+	"mailcluster/frontend/imap"
 	"mailcluster/frontend/listener"
 	"mailcluster/frontend/pool"
+	"mailcluster/frontend/pop3"
 )
 
 // Listener names, as used by proxy-protocol.
@@ -27,9 +29,13 @@ const (
 	ListenerSMTP        = "smtp"
 	ListenerSubmission  = "submission"
 	ListenerSubmissions = "submissions"
+	ListenerIMAP        = "imap"
+	ListenerIMAPS       = "imaps"
+	ListenerPOP3        = "pop3"
+	ListenerPOP3S       = "pop3s"
 )
 
-var listenerNames = []string{ListenerSMTP, ListenerSubmission, ListenerSubmissions}
+var listenerNames = []string{ListenerSMTP, ListenerSubmission, ListenerSubmissions, ListenerIMAP, ListenerIMAPS, ListenerPOP3, ListenerPOP3S}
 
 // Config is the frontend's configuration. Defaults come from DefaultConfig;
 // every field is documented in the README and settable by flag or
@@ -40,11 +46,15 @@ type Config struct {
 	SMTPListen        string `name:"smtp-listen" help:"address for inbound SMTP (port 25; empty disables)"`
 	SubmissionListen  string `name:"submission-listen" help:"address for message submission with STARTTLS (port 587; empty disables)"`
 	SubmissionsListen string `name:"submissions-listen" help:"address for message submission over implicit TLS (port 465; empty disables)"`
+	IMAPListen        string `name:"imap-listen" help:"address for IMAP with STARTTLS (port 143; empty disables)"`
+	IMAPSListen       string `name:"imaps-listen" help:"address for IMAP over implicit TLS (port 993; empty disables)"`
+	POP3Listen        string `name:"pop3-listen" help:"address for POP3 with STLS (port 110; empty disables)"`
+	POP3SListen       string `name:"pop3s-listen" help:"address for POP3 over implicit TLS (port 995; empty disables)"`
 
 	TLSCert string `name:"tls-cert" help:"certificate chain file (PEM) for STARTTLS and implicit TLS; reloaded on SIGHUP"`
 	TLSKey  string `name:"tls-key" help:"private key file (PEM) for tls-cert; reloaded on SIGHUP"`
 
-	ProxyProtocol []string `name:"proxy-protocol" help:"listeners that accept a HAProxy PROXY protocol v1/v2 header: smtp, submission, submissions (comma-separated; empty: none)"`
+	ProxyProtocol []string `name:"proxy-protocol" help:"listeners that accept a HAProxy PROXY protocol v1/v2 header: smtp, submission, submissions, imap, imaps, pop3, pop3s (comma-separated; empty: none)"`
 	ProxyNetworks []string `name:"proxy-networks" help:"networks (CIDR) of the load balancers allowed to send PROXY headers; other peers are served as direct clients"`
 
 	HTTPListen string `name:"http-listen" help:"address for /metrics (Prometheus), /healthz and /readyz; empty: off"`
@@ -63,6 +73,8 @@ type Config struct {
 	BackendHealth   time.Duration `name:"backend-health-interval" help:"how often each backend's gRPC health service is checked"`
 
 	SMTP SMTPConfig
+	IMAP imap.Config // package frontend/imap
+	POP3 pop3.Config // package frontend/pop3
 
 	Directory directory.Config
 }
@@ -89,6 +101,10 @@ func DefaultConfig() Config {
 		SMTPListen:        ":25",
 		SubmissionListen:  ":587",
 		SubmissionsListen: ":465",
+		IMAPListen:        ":143",
+		IMAPSListen:       ":993",
+		POP3Listen:        ":110",
+		POP3SListen:       ":995",
 		MaxConns:          10000,
 		MaxConnsPerIP:     20,
 		BackendTimeout:    30 * time.Second,
@@ -104,6 +120,8 @@ func DefaultConfig() Config {
 			MaxBadRecipients: 20,
 			MaxAuthFailures:  3,
 		},
+		IMAP:      imap.DefaultConfig(),
+		POP3:      pop3.DefaultConfig(),
 		Directory: directory.DefaultConfig(),
 	}
 }
@@ -117,8 +135,9 @@ func (c *Config) Validate() error {
 	if c.Hostname == "" {
 		bad("hostname", "is required")
 	}
-	if c.SMTPListen == "" && c.SubmissionListen == "" && c.SubmissionsListen == "" {
-		bad("smtp-listen", "at least one of smtp-listen, submission-listen and submissions-listen is required")
+	if c.SMTPListen == "" && c.SubmissionListen == "" && c.SubmissionsListen == "" && c.IMAPListen == "" &&
+		c.IMAPSListen == "" && c.POP3Listen == "" && c.POP3SListen == "" {
+		bad("smtp-listen", "no listener: set at least one of the *-listen addresses")
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls-cert", "tls-cert and tls-key go together")
@@ -136,6 +155,27 @@ func (c *Config) Validate() error {
 	}
 	if c.SubmissionListen != "" && c.TLSCert == "" && !c.SMTP.InsecureAuth {
 		bad("submission-listen", "AUTH is only offered after STARTTLS: set tls-cert and tls-key (or smtp-insecure-auth for local development)")
+	}
+	for name, addr := range map[string]string{"imaps-listen": c.IMAPSListen, "pop3s-listen": c.POP3SListen} {
+		if addr != "" && c.TLSCert == "" {
+			bad(name, "implicit TLS needs tls-cert and tls-key")
+		}
+	}
+	if c.IMAPListen != "" && c.TLSCert == "" && !c.IMAP.InsecureAuth {
+		bad("imap-listen", "LOGIN is only allowed after STARTTLS: set tls-cert and tls-key (or imap-insecure-auth for local development)")
+	}
+	if c.POP3Listen != "" && c.TLSCert == "" && !c.POP3.InsecureAuth {
+		bad("pop3-listen", "logins are only allowed after STLS: set tls-cert and tls-key (or pop3-insecure-auth for local development)")
+	}
+	if c.IMAPListen != "" || c.IMAPSListen != "" {
+		if err := c.IMAP.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.POP3Listen != "" || c.POP3SListen != "" {
+		if err := c.POP3.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, p := range c.ProxyProtocol {
 		if !slices.Contains(listenerNames, p) {

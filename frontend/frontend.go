@@ -22,8 +22,10 @@ import (
 
 	"mailcluster/directory"
 	"mailcluster/frontend/cert"
+	"mailcluster/frontend/imap"
 	"mailcluster/frontend/listener"
 	"mailcluster/frontend/pool"
+	"mailcluster/frontend/pop3"
 	"mailcluster/frontend/smtpserver"
 )
 
@@ -38,7 +40,10 @@ type Server struct {
 	limits    *listener.Limits
 	listeners map[string]net.Listener
 	raw       []*listener.Listener
+	serve     map[string]func(net.Listener) error // per listener
 	smtp      map[string]*smtpserver.Server
+	imap      *imap.Server
+	pop3      *pop3.Server
 	reg       *prometheus.Registry
 	http      *http.Server
 	httpAddr  net.Addr
@@ -53,7 +58,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, listeners: map[string]net.Listener{}, smtp: map[string]*smtpserver.Server{},
-		limits: listener.NewLimits(cfg.MaxConns, cfg.MaxConnsPerIP)}
+		serve: map[string]func(net.Listener) error{}, limits: listener.NewLimits(cfg.MaxConns, cfg.MaxConnsPerIP)}
 	var tlsCfg *tls.Config
 	if cfg.TLSCert != "" {
 		c, err := cert.Load(cfg.TLSCert, cfg.TLSKey)
@@ -92,14 +97,48 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		BackendTimeout: cfg.BackendTimeout, SenderCheck: cfg.SMTP.SenderCheck, MaxBadRecipients: cfg.SMTP.MaxBadRecipients,
 		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Metrics: smtpMetrics,
 	}
+	if cfg.IMAPListen != "" || cfg.IMAPSListen != "" {
+		srv, err := imap.New(cfg.IMAP, imap.Deps{Auth: dir, Router: imap.PoolRouter(p), TLS: tlsCfg}, log.With("part", "imap"))
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.imap = srv
+		s.reg.MustRegister(srv.Collectors()...)
+	}
+	if cfg.POP3Listen != "" || cfg.POP3SListen != "" {
+		pc := cfg.POP3
+		pc.Hostname, pc.TLS, pc.BackendTimeout = cfg.Hostname, tlsCfg, cfg.BackendTimeout
+		s.pop3 = pop3.NewServer(pc, dir, p, log.With("part", "pop3"))
+		s.reg.MustRegister(s.pop3.Collectors()...)
+	}
+	smtpServe := func(mode smtpserver.Mode, implicit bool) func(net.Listener) error {
+		sc := base
+		sc.Mode, sc.ImplicitTLS = mode, implicit
+		sc.InsecureAuth = cfg.SMTP.InsecureAuth && !implicit
+		srv := smtpserver.New(sc, dir, p, log)
+		s.smtp[fmt.Sprint(len(s.smtp))] = srv
+		return srv.Serve
+	}
 	for _, l := range []struct {
 		name, addr string
-		mode       smtpserver.Mode
 		implicit   bool
+		busy       func(perIP bool) string
+		serve      func() func(net.Listener) error
 	}{
-		{ListenerSMTP, cfg.SMTPListen, smtpserver.Inbound, false},
-		{ListenerSubmission, cfg.SubmissionListen, smtpserver.Submission, false},
-		{ListenerSubmissions, cfg.SubmissionsListen, smtpserver.Submission, true},
+		{ListenerSMTP, cfg.SMTPListen, false, smtpserver.Busy(cfg.Hostname), func() func(net.Listener) error {
+			return smtpServe(smtpserver.Inbound, false)
+		}},
+		{ListenerSubmission, cfg.SubmissionListen, false, smtpserver.Busy(cfg.Hostname), func() func(net.Listener) error {
+			return smtpServe(smtpserver.Submission, false)
+		}},
+		{ListenerSubmissions, cfg.SubmissionsListen, true, nil, func() func(net.Listener) error {
+			return smtpServe(smtpserver.Submission, true)
+		}},
+		{ListenerIMAP, cfg.IMAPListen, false, imap.BusyLine, func() func(net.Listener) error { return s.imap.Serve }},
+		{ListenerIMAPS, cfg.IMAPSListen, true, nil, func() func(net.Listener) error { return s.imap.Serve }},
+		{ListenerPOP3, cfg.POP3Listen, false, pop3.Busy, func() func(net.Listener) error { return s.pop3.Serve }},
+		{ListenerPOP3S, cfg.POP3SListen, true, nil, func() func(net.Listener) error { return s.pop3.Serve }},
 	} {
 		if l.addr == "" {
 			continue
@@ -111,16 +150,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		name := l.name
 		lc := listener.Config{Name: l.name, Proxy: slices.Contains(cfg.ProxyProtocol, l.name), ProxyFrom: proxyFrom,
-			Limits: s.limits, Log: log, Refused: func(perIP bool) {
+			Limits: s.limits, Log: log, Busy: l.busy, Refused: func(perIP bool) {
 				limit := "total"
 				if perIP {
 					limit = "per_ip"
 				}
 				refused.WithLabelValues(name, limit).Inc()
 			}}
-		if !l.implicit {
-			lc.Busy = smtpserver.Busy(cfg.Hostname)
-		}
 		raw := listener.New(inner, lc)
 		s.raw = append(s.raw, raw)
 		var ln net.Listener = raw
@@ -128,10 +164,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 			ln = tls.NewListener(ln, tlsCfg)
 		}
 		s.listeners[l.name] = ln
-		sc := base
-		sc.Mode, sc.ImplicitTLS = l.mode, l.implicit
-		sc.InsecureAuth = cfg.SMTP.InsecureAuth && !l.implicit
-		s.smtp[l.name] = smtpserver.New(sc, dir, p, log)
+		s.serve[l.name] = l.serve()
 	}
 	if cfg.HTTPListen != "" {
 		hl, err := net.Listen("tcp", cfg.HTTPListen)
@@ -203,13 +236,13 @@ func (s *Server) Addr(name string) net.Addr {
 
 // Serve starts serving every listener in the background.
 func (s *Server) Serve() {
-	for name, srv := range s.smtp {
+	for name, serve := range s.serve {
 		l := s.listeners[name]
 		s.log.Info("serving", "listener", name, "addr", l.Addr().String())
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
+			if err := serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
 				s.log.Error("listener stopped", "listener", name, "err", err)
 			}
 		}()
@@ -232,10 +265,24 @@ func (s *Server) ReloadTLS() error {
 // OpenConnections is the number of client connections open now.
 func (s *Server) OpenConnections() int { return s.limits.Open() }
 
+// stopListening closes the listeners and waits until every Serve has
+// returned, so that no protocol server is closed while it is still starting
+// to serve.
+func (s *Server) stopListening() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	if s.http != nil {
+		s.http.Close()
+	}
+	s.wg.Wait()
+}
+
 // Shutdown stops accepting, waits up to grace for sessions to end, then
 // closes the rest (their in-flight messages are not acknowledged) and the
 // backend and directory clients.
 func (s *Server) Shutdown(grace time.Duration) {
+	s.stopListening()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -248,25 +295,41 @@ func (s *Server) Shutdown(grace time.Duration) {
 			}
 		}()
 	}
+	if s.imap != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.imap.Close(ctx)
+		}()
+	}
+	if s.pop3 != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.pop3.Shutdown(ctx)
+		}()
+	}
 	wg.Wait()
 	s.Close()
 }
 
 // Close closes every listener and connection at once and the clients.
 func (s *Server) Close() {
+	s.stopListening()
 	for _, srv := range s.smtp {
 		srv.Close()
 	}
-	for _, l := range s.listeners {
-		l.Close()
+	now, cancel := context.WithCancel(context.Background())
+	cancel()
+	if s.imap != nil {
+		s.imap.Close(now)
+	}
+	if s.pop3 != nil {
+		s.pop3.Shutdown(now)
 	}
 	for _, l := range s.raw {
 		l.CloseConns()
 	}
-	if s.http != nil {
-		s.http.Close()
-	}
-	s.wg.Wait()
 	if s.Pool != nil {
 		s.Pool.Close()
 	}

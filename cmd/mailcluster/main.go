@@ -54,7 +54,7 @@ type role struct {
 
 var roles = map[string]role{
 	"backend":  {"run a backend mailbox server (gRPC; PostgreSQL and S3)", runBackend},
-	"frontend": {"run a frontend (SMTP inbound and submission; LDAP and backends)", runFrontend},
+	"frontend": {"run a frontend (SMTP, submission, IMAP, POP3; LDAP and backends)", runFrontend},
 	"admin":    {"manage accounts, aliases and lists in LDAP (mailcluster admin help)", admin.Main},
 	"dev":      {"run a complete local cluster (PostgreSQL, slapd, backends, frontends) under one directory", runDev},
 }

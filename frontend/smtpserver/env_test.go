@@ -142,6 +142,7 @@ func newCluster(t *testing.T, o options) *cluster {
 	cfg := frontend.DefaultConfig()
 	cfg.Hostname = "mx.example.test"
 	cfg.SMTPListen, cfg.SubmissionListen, cfg.SubmissionsListen = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.IMAPListen, cfg.IMAPSListen, cfg.POP3Listen, cfg.POP3SListen = "", "127.0.0.1:0", "", "127.0.0.1:0"
 	cfg.TLSCert, cfg.TLSKey = filepath.Join(c.certDir, "fe.crt"), filepath.Join(c.certDir, "fe.key")
 	cfg.BackendToken = testToken
 	cfg.BackendTimeout = 10 * time.Second
@@ -407,6 +408,16 @@ func (c *cluster) dial(listener string) *conn {
 	return cn
 }
 
+// dialTLS connects to an implicit-TLS listener of any protocol; replies
+// are read line by line.
+func (c *cluster) dialTLS(listener string) *conn {
+	c.t.Helper()
+	cn := c.dialRaw(listener, "")
+	tc := tls.Client(cn.c, c.tlsConfig())
+	cn.c, cn.r, cn.tc = tc, bufio.NewReader(tc), tc
+	return cn
+}
+
 // dialRaw connects and sends first (a PROXY header) without reading.
 func (c *cluster) dialRaw(listener, first string) *conn {
 	c.t.Helper()
@@ -490,6 +501,24 @@ func (cn *conn) cmd(line, prefix string) string {
 	cn.t.Helper()
 	cn.send(line + "\r\n")
 	return cn.expect(prefix)
+}
+
+// untilTag reads lines until one starts with prefix (an IMAP tagged
+// response) and returns them all.
+func (cn *conn) untilTag(prefix string) string {
+	cn.t.Helper()
+	var all strings.Builder
+	for {
+		cn.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		line, err := cn.r.ReadString('\n')
+		all.WriteString(line)
+		if err != nil {
+			cn.t.Fatalf("waiting for %q: %v after %q", prefix, err, all.String())
+		}
+		if strings.HasPrefix(line, prefix) {
+			return all.String()
+		}
+	}
 }
 
 // closed reports whether the server closed the connection.

@@ -138,3 +138,33 @@ func TestSMTPUTF8(t *testing.T) {
 		t.Fatalf("Received %q, rest %q", rcv, rest)
 	}
 }
+
+// The frontend role serves IMAP and POP3 too (packages frontend/imap and
+// frontend/pop3): a message delivered by SMTP is there over both.
+func TestIMAPAndPOP3Wired(t *testing.T) {
+	c := newCluster(t, options{backends: 1})
+	alice := c.user("alice", "b1")
+	cn := c.dial(frontend.ListenerSMTP)
+	cn.cmd("EHLO client.remote.test", "250-")
+	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	cn.cmd("RCPT TO:<"+alice+">", "250 ")
+	if r := cn.data(message("wired", "x\r\n")); !strings.HasPrefix(r, "250 ") {
+		t.Fatal(r)
+	}
+	im := c.dialTLS(frontend.ListenerIMAPS)
+	im.expect("* OK")
+	im.send("a1 LOGIN alice secret\r\n")
+	im.untilTag("a1 OK")
+	im.send("a2 SELECT INBOX\r\n")
+	if r := im.untilTag("a2 OK"); !strings.Contains(r, "* 1 EXISTS") {
+		t.Fatalf("SELECT: %q", r)
+	}
+	im.send("a3 LOGOUT\r\n")
+	im.untilTag("a3 OK")
+	pp := c.dialTLS(frontend.ListenerPOP3S)
+	pp.expect("+OK")
+	pp.cmd("USER alice", "+OK")
+	pp.cmd("PASS secret", "+OK")
+	pp.cmd("STAT", "+OK 1 ")
+	pp.cmd("QUIT", "+OK")
+}
