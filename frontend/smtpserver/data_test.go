@@ -35,11 +35,7 @@ func TestBackendStopsDuringData(t *testing.T) {
 	}
 	c.relays["b1"].Restore()
 	waitFor(t, func() bool { return c.fe.Pool.Backend("b1").Healthy() })
-	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
-	cn.cmd("RCPT TO:<"+alice+">", "250 ")
-	if r := cn.data(msg); !strings.HasPrefix(r, "250 ") {
-		t.Fatal(r)
-	}
+	cn.mustSend(alice, msg)
 	box := c.inbox(alice)
 	if len(box) != 1 {
 		t.Fatalf("%d messages stored, want exactly 1", len(box))
@@ -93,11 +89,7 @@ func TestFailoverToHealthyBackend(t *testing.T) {
 	waitFor(t, func() bool { return !c.fe.Pool.Backend("b1").Healthy() })
 	cn := c.dial(frontend.ListenerSMTP)
 	cn.cmd("EHLO client.remote.test", "250-")
-	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
-	cn.cmd("RCPT TO:<"+alice+">", "250 ")
-	if r := cn.data(message("failover", "x\r\n")); !strings.HasPrefix(r, "250 ") {
-		t.Fatal(r)
-	}
+	cn.mustSend(alice, message("failover", "x\r\n"))
 	if n := c.count(alice); n != 1 {
 		t.Fatalf("%d messages", n)
 	}

@@ -528,6 +528,17 @@ func (cn *conn) closed() bool {
 	return err != nil
 }
 
+// mustSend sends a message from sender@remote.test to one recipient and
+// expects it stored.
+func (cn *conn) mustSend(to, msg string) {
+	cn.t.Helper()
+	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	cn.cmd("RCPT TO:<"+to+">", "250 ")
+	if r := cn.data(msg); !strings.HasPrefix(r, "250 ") {
+		cn.t.Fatalf("DATA: %q", r)
+	}
+}
+
 // data sends DATA and a message (dot-stuffed here) and returns the reply.
 func (cn *conn) data(msg string) string {
 	cn.t.Helper()

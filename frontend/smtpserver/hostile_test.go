@@ -156,11 +156,7 @@ func TestConnectionLimitsAndProxy(t *testing.T) {
 	proxied("192.0.2.12").expect("421 4.3.2 ")
 	// The PROXY source is the client: it is in the Received header.
 	a.cmd("EHLO client.remote.test", "250-")
-	a.cmd("MAIL FROM:<sender@remote.test>", "250 ")
-	a.cmd("RCPT TO:<"+alice+">", "250 ")
-	if r := a.data(message("proxied", "x\r\n")); !strings.HasPrefix(r, "250 ") {
-		t.Fatal(r)
-	}
+	a.mustSend(alice, message("proxied", "x\r\n"))
 	rcv, _ := stripReceived(t, c.inbox(alice)[0])
 	if !strings.Contains(rcv, "[192.0.2.10]") {
 		t.Fatalf("Received: %q", rcv)

@@ -79,11 +79,7 @@ func TestInboundDeliversByteExact(t *testing.T) {
 	if r := cn2.data(message("plain", "body\r\n")); !strings.HasPrefix(r, "250 ") {
 		t.Fatal(r)
 	}
-	cn2.cmd("MAIL FROM:<sender@remote.test>", "250 ")
-	cn2.cmd("RCPT TO:<"+alice+">", "250 ")
-	if r := cn2.data(message("second", "body 2\r\n")); !strings.HasPrefix(r, "250 ") {
-		t.Fatal(r)
-	}
+	cn2.mustSend(alice, message("second", "body 2\r\n"))
 	box := c.inbox(alice)
 	if len(box) != 3 {
 		t.Fatalf("alice has %d messages, want 3", len(box))
@@ -146,11 +142,7 @@ func TestIMAPAndPOP3Wired(t *testing.T) {
 	alice := c.user("alice", "b1")
 	cn := c.dial(frontend.ListenerSMTP)
 	cn.cmd("EHLO client.remote.test", "250-")
-	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
-	cn.cmd("RCPT TO:<"+alice+">", "250 ")
-	if r := cn.data(message("wired", "x\r\n")); !strings.HasPrefix(r, "250 ") {
-		t.Fatal(r)
-	}
+	cn.mustSend(alice, message("wired", "x\r\n"))
 	im := c.dialTLS(frontend.ListenerIMAPS)
 	im.expect("* OK")
 	im.send("a1 LOGIN alice secret\r\n")

@@ -21,11 +21,7 @@ func TestRcptChecks(t *testing.T) {
 	// Fill full's quota.
 	cn := c.dial(frontend.ListenerSMTP)
 	cn.cmd("EHLO client.remote.test", "250-")
-	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
-	cn.cmd("RCPT TO:<"+full+">", "250 ")
-	if r := cn.data(message("fill", "x\r\n")); !strings.HasPrefix(r, "250 ") {
-		t.Fatal(r)
-	}
+	cn.mustSend(full, message("fill", "x\r\n"))
 
 	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
 	cn.cmd("RCPT TO:<nobody@"+domain+">", "550 5.1.1 ")
