@@ -133,7 +133,7 @@ func (ss *session) openDecoded(m *mailboxv1.MessageMeta, part []int, setSeen boo
 	if err != nil {
 		return nil, nil, nil, ss.fail("fetch binary", err, nil)
 	}
-	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.mb.key.id, Uid: m.Uid, SetSeen: setSeen}
+	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.Load().mb.key.id, Uid: m.Uid, SetSeen: setSeen}
 	for _, p := range part {
 		req.Part = append(req.Part, uint32(p))
 	}

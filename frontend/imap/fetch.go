@@ -41,7 +41,7 @@ var errBroken = errors.New("imap: body stream broke inside a literal")
 // fields) never reads S3.
 func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer ss.track("fetch", &err)()
-	sel := ss.sel
+	sel := ss.sel.Load()
 	targets := ss.resolve(numSet)
 	if len(targets) == 0 {
 		return nil
@@ -120,7 +120,7 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchReq
 // writeMessage writes one FETCH response. Body sections without .PEEK set
 // \Seen (not in a read-only mailbox); the new flags follow the bodies.
 func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailboxv1.MessageMeta, options *imap.FetchOptions) error {
-	sel := ss.sel
+	sel := ss.sel.Load()
 	seen := m.Flags.GetSystem()&uint32(mailboxv1.Flag_FLAG_SEEN) != 0
 	setSeen := false
 	if !sel.readOnly && !seen {
@@ -221,7 +221,7 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 		}
 		return nil, wc.Close()
 	}
-	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.mb.key.id, Uid: m.Uid, SetSeen: setSeen}
+	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.Load().mb.key.id, Uid: m.Uid, SetSeen: setSeen}
 	for _, p := range s.Part {
 		req.Part = append(req.Part, uint32(p))
 	}
@@ -308,7 +308,7 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 // readSection reads a (small) header section whole, setting \Seen if
 // asked; it returns the new flags when that changed them.
 func (ss *session) readSection(uid uint32, part []int, setSeen bool) ([]byte, *mailboxv1.Flags, error) {
-	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.mb.key.id, Uid: uid,
+	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.Load().mb.key.id, Uid: uid,
 		Section: mailboxv1.BodySection_BODY_SECTION_HEADER, SetSeen: setSeen}
 	for _, p := range part {
 		req.Part = append(req.Part, uint32(p))

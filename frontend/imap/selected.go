@@ -23,7 +23,7 @@ type target struct {
 // UID. Messages the client has not been told about yet (no EXISTS) and
 // messages already expunged are left out.
 func (ss *session) resolve(numSet imap.NumSet) []target {
-	sel := ss.sel
+	sel := ss.sel.Load()
 	if sel == nil {
 		return nil
 	}
@@ -102,7 +102,7 @@ func uidsOf(ts []target) []uint32 {
 
 // seqOfUID returns the client's sequence number of uid, or 0.
 func (ss *session) seqOfUID(uid uint32) uint32 {
-	sel := ss.sel
+	sel := ss.sel.Load()
 	sel.mb.mu.Lock()
 	defer sel.mb.mu.Unlock()
 	if n := sel.mb.seqOf(uid); n != 0 {
@@ -113,7 +113,7 @@ func (ss *session) seqOfUID(uid uint32) uint32 {
 
 func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) (err error) {
 	defer ss.track("store", &err)()
-	sel := ss.sel
+	sel := ss.sel.Load()
 	if sel.readOnly {
 		return errReadOnly
 	}
@@ -178,7 +178,7 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 // EXAMINE it does nothing (CLOSE must not expunge there).
 func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) (err error) {
 	defer ss.track("expunge", &err)()
-	sel := ss.sel
+	sel := ss.sel.Load()
 	if sel.readOnly {
 		return nil
 	}
@@ -201,7 +201,7 @@ func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) (err 
 }
 
 func (ss *session) isSelected(name string) bool {
-	sel := ss.sel
+	sel := ss.sel.Load()
 	return sel != nil && (sel.name == name || strings.EqualFold(sel.name, "INBOX") && strings.EqualFold(name, "INBOX"))
 }
 
@@ -218,7 +218,7 @@ func copyData(validity uint32, src, dst []uint32) *imap.CopyData {
 
 func (ss *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err error) {
 	defer ss.track("copy", &err)()
-	sel := ss.sel
+	sel := ss.sel.Load()
 	dest, err = ss.lookupName(dest)
 	if err != nil {
 		return nil, errTryCreate
@@ -247,7 +247,7 @@ func (ss *session) Copy(numSet imap.NumSet, dest string) (_ *imap.CopyData, err 
 // tracker, before the tagged OK).
 func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) (err error) {
 	defer ss.track("move", &err)()
-	sel := ss.sel
+	sel := ss.sel.Load()
 	if sel.readOnly {
 		return errReadOnly
 	}
@@ -279,7 +279,7 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 
 func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	defer ss.track("search", &err)()
-	sel := ss.sel
+	sel := ss.sel.Load()
 	key := ss.searchKey(criteria)
 	if depthOf(key) > ss.srv.cfg.MaxSearchDepth {
 		return nil, no(imap.ResponseCodeLimit, "SEARCH nested too deeply")

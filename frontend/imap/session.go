@@ -40,8 +40,8 @@ type session struct {
 	busy      atomic.Int32 // commands in flight (for a graceful Close)
 	acct      *directory.AccountInfo
 	authFails int
-	sel       *selection
-	searchRes []uint32 // UIDs saved by SEARCH RETURN (SAVE), for "$"
+	sel       atomic.Pointer[selection] // read by Idle's goroutine too
+	searchRes []uint32                  // UIDs saved by SEARCH RETURN (SAVE), for "$"
 }
 
 // selection is a session's selected mailbox.
@@ -517,7 +517,7 @@ func (ss *session) Append(name string, r imap.LiteralReader, options *imap.Appen
 		ss.srv.unreachable(c, err)
 		return nil, ss.fail("append", err, errTryCreate)
 	}
-	if sel := ss.sel; sel != nil && sel.mb.key.id == resp.MailboxId {
+	if sel := ss.sel.Load(); sel != nil && sel.mb.key.id == resp.MailboxId {
 		ss.syncSelected(nil, nil)
 	}
 	return &imap.AppendData{UID: imap.UID(resp.Uid), UIDValidity: resp.UidValidity}, nil
@@ -563,7 +563,7 @@ func (ss *session) Select(name string, options *imap.SelectOptions) (_ *imap.Sel
 		firstUnseen = mb.seqOf(resp.FirstUnseenUid)
 	}
 	mb.mu.Unlock()
-	ss.sel = &selection{mb: mb, st: st, name: name, readOnly: options.ReadOnly}
+	ss.sel.Store(&selection{mb: mb, st: st, name: name, readOnly: options.ReadOnly})
 
 	perm := []imap.Flag{}
 	if !options.ReadOnly {
@@ -581,11 +581,10 @@ func (ss *session) Unselect() error {
 }
 
 func (ss *session) unselect() {
-	sel := ss.sel
+	sel := ss.sel.Swap(nil)
 	if sel == nil {
 		return
 	}
-	ss.sel = nil
 	ss.searchRes = nil
 	sel.mb.mu.Lock()
 	sel.st.Close()
@@ -596,7 +595,7 @@ func (ss *session) unselect() {
 // syncSelected brings the selected mailbox up to date after this session
 // changed it, so that the untagged responses precede the tagged OK.
 func (ss *session) syncSelected(quiet []uint32, source *imapserver.SessionTracker) {
-	sel := ss.sel
+	sel := ss.sel.Load()
 	if sel == nil {
 		return
 	}
@@ -611,7 +610,7 @@ func (ss *session) syncSelected(quiet []uint32, source *imapserver.SessionTracke
 // Poll writes pending updates. While the Watch stream is down the mailbox
 // is resynchronised first, so that NOOP still finds changes.
 func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	sel := ss.sel
+	sel := ss.sel.Load()
 	if sel == nil {
 		return nil
 	}
@@ -625,7 +624,7 @@ func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 // stream (one per Server, not one per session); when that stream is
 // reopened after a failure every mailbox is resynchronised.
 func (ss *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	sel := ss.sel
+	sel := ss.sel.Load()
 	if sel == nil {
 		<-stop
 		return nil
