@@ -150,6 +150,43 @@ func underAny(path string, dirs []string) bool {
 	return false
 }
 
+// mailPorts are the ports a frontend serves: SMTP, submission,
+// submissions, IMAP, IMAPS, POP3, POP3S.
+var mailPorts = []string{"25", "587", "465", "143", "993", "110", "995"}
+
+// frontendListenPorts returns the ports a frontend listens on with env
+// (the settings' defaults where env leaves them unset).
+func frontendListenPorts(env map[string]string) (map[string]bool, error) {
+	c := frontend.DefaultConfig()
+	fset := flag.NewFlagSet(roleFrontend, flag.ContinueOnError)
+	fset.SetOutput(io.Discard)
+	if err := config.Load(&c, fset, nil, func(k string) string { return env[k] }); err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, a := range []string{c.SMTPListen, c.SubmissionListen, c.SubmissionsListen, c.IMAPListen, c.IMAPSListen, c.POP3Listen, c.POP3SListen} {
+		if p := listenPort(a); p != "" {
+			out[p] = true
+		}
+	}
+	return out, nil
+}
+
+// checkFrontendPorts checks that a frontend listens on every mail port.
+func checkFrontendPorts(where string, env map[string]string) []error {
+	ports, err := frontendListenPorts(env)
+	if err != nil {
+		return []error{fmt.Errorf("%s: %v", where, err)}
+	}
+	var errs []error
+	for _, p := range mailPorts {
+		if !ports[p] {
+			errs = append(errs, fmt.Errorf("%s: the frontend does not listen on port %s", where, p))
+		}
+	}
+	return errs
+}
+
 // seedMailHosts returns the mailHost values in deploy/ldap/seed.ldif.
 func seedMailHosts(t *testing.T) []string {
 	t.Helper()
@@ -495,6 +532,7 @@ func checkCompose(t *testing.T, p *types.Project) []error {
 			}
 		}
 		errs = append(errs, checkComposeHTTPHealth(s, env)...)
+		errs = append(errs, checkFrontendPorts("compose "+s.Name, env)...)
 	}
 
 	// The published frontend.
@@ -680,7 +718,8 @@ func TestComposeRejectsBrokenFiles(t *testing.T) {
 		{"port not published", "      - \"${MAIL_BIND:-0.0.0.0}:995:995\"\n", "", false},
 		{"backend unknown to the directory", "backend-2=backend-2:7070", "backend-3=backend-2:7070", false},
 		{"health check on the wrong port", "http://127.0.0.1:7071/readyz", "http://127.0.0.1:7072/readyz", false},
-		{"frontend HTTP listener off", "  MAILCLUSTER_SUBMISSIONS_LISTEN: \":465\"\n  MAILCLUSTER_HTTP_LISTEN: 0.0.0.0:7071\n", "  MAILCLUSTER_SUBMISSIONS_LISTEN: \":465\"\n", false},
+		{"IMAPS moved", `MAILCLUSTER_IMAPS_LISTEN: ":993"`, `MAILCLUSTER_IMAPS_LISTEN: ":9993"`, false},
+		{"frontend HTTP listener off", "  MAILCLUSTER_POP3S_LISTEN: \":995\"\n  MAILCLUSTER_HTTP_LISTEN: 0.0.0.0:7071\n", "  MAILCLUSTER_POP3S_LISTEN: \":995\"\n", false},
 		{"missing service", "  frontend-2:\n    <<: *frontend\n    hostname: frontend-2\n", "", false},
 		{"unconditional dependency", "    ldap-init:\n        condition: service_completed_successfully", "    ldap-init:\n        condition: service_started", false},
 	}
@@ -1638,6 +1677,7 @@ func checkKubernetes(t *testing.T, objs []runtime.Object) []error {
 		if ft != bt && !strings.HasPrefix(ft, "placeholder-") && !strings.HasPrefix(bt, "placeholder-") {
 			bad("frontend MAILCLUSTER_BACKEND_TOKEN differs from backend MAILCLUSTER_GRPC_TOKEN")
 		}
+		errs = append(errs, checkFrontendPorts("frontend", fenv)...)
 		for k := range fenv {
 			if strings.HasPrefix(k, "MAILCLUSTER_POSTGRES") || strings.HasPrefix(k, "MAILCLUSTER_S3_") {
 				bad("frontend: holds storage setting %s: frontends never do", k)
@@ -1971,6 +2011,7 @@ func TestKubernetesRejectsBrokenFiles(t *testing.T) {
 		{"traffic policy", "base/frontend-service.yaml", "  externalTrafficPolicy: Local\n", "  externalTrafficPolicy: Cluster\n", true},
 		{"HPA target", "base/frontend-hpa.yaml", "    name: frontend\n", "    name: frontends\n", true},
 		{"backends out of step with replicas", "overlays/production/kustomization.yaml", "    count: 3", "    count: 4", true},
+		{"POP3S moved", "base/config/frontend.env", "MAILCLUSTER_POP3S_LISTEN=:995", "MAILCLUSTER_POP3S_LISTEN=:9995", true},
 		{"frontend probe on the wrong path", "base/frontend-deployment.yaml", "              path: /readyz", "              path: /ready", true},
 		{"probe missing", "base/backend-statefulset.yaml", "          livenessProbe:\n", "          startupProbe:\n", true},
 		{"PDB selects nothing", "base/backend-pdb.yaml", "      app.kubernetes.io/name: mailcluster-backend", "      app.kubernetes.io/name: mailcluster-backends", true},
