@@ -46,6 +46,22 @@
 // errors are mapped by one table (errors.go); no internal text reaches a
 // client.
 //
+// # Extensions and what go-imap v2.0.0-beta.8 leaves out
+//
+// Advertised: IMAP4rev1, IMAP4rev2, SASL-IR (AUTH=PLAIN), LITERAL-, IDLE,
+// UIDPLUS, MOVE, NAMESPACE, UNSELECT, ENABLE, ESEARCH and SEARCHRES,
+// LIST-EXTENDED (with RECURSIVEMATCH/CHILDINFO), LIST-STATUS, STATUS=SIZE,
+// SPECIAL-USE, CREATE-SPECIAL-USE, CHILDREN, APPENDLIMIT, UTF8=ACCEPT,
+// BINARY fetches (IMAP4rev2), STARTTLS. imapserver has no parser for ID,
+// QUOTA (GETQUOTA/GETQUOTAROOT), CONDSTORE and QRESYNC (MODSEQ fetch item,
+// CHANGEDSINCE, UNCHANGEDSINCE, SELECT parameters, VANISHED), so they are
+// not advertised, though the backend contract supports them; an unknown
+// command before authentication (such as ID from a client that sends it
+// unasked) is answered with BYE by imapserver. Malformed modified UTF-7 in
+// a mailbox name and SEARCH parentheses nested past imapserver's depth
+// limit are refused with NO [SERVERBUG] by imapserver itself (no detail
+// reaches the client).
+//
 // # Wiring (frontend role)
 //
 //	srv, err := imap.New(cfg.IMAP, imap.Deps{
