@@ -1,17 +1,19 @@
 // Package deploy_test checks the deployment files without a Docker engine
 // or a Kubernetes cluster:
 //
-//   - docker-compose.yml is loaded by compose-go (the loader behind
-//     `docker compose config`: schema, interpolation, env files, consistency)
-//     and then checked against the code: every MAILCLUSTER_* variable is a
-//     setting of the role that gets it, each role's configuration passes its
-//     own Validate, and the pieces agree with each other (tokens, keys,
-//     service names, ports, health checks, the backends the directory names);
+//   - docker-compose.yml, alone and with deploy/compose/mtls.yml, is loaded
+//     by compose-go (the loader behind `docker compose config`: schema,
+//     interpolation, env files, consistency) and then checked against the
+//     code: every MAILCLUSTER_* variable is a setting of the role that gets
+//     it, each role's configuration passes its own Validate, and the pieces
+//     agree with each other (tokens, keys, certificates, service names,
+//     ports, health checks, the backends the directory names);
 //   - every manifest under deploy/kubernetes is decoded strictly with
 //     client-go's scheme (unknown fields, wrong types and unknown apiVersions
 //     fail), every file a kustomization names must exist and decode, and
 //     each kustomization is rendered with `kubectl kustomize` (when kubectl
-//     is installed) and the result checked the same way as compose;
+//     is installed) and the result checked the same way as compose (the
+//     demo overlay's in-cluster LDAP, PostgreSQL and S3 included);
 //   - the Dockerfile keeps its promises (static build, pinned bases,
 //     non-root user, the bind capability, the entrypoint).
 //
