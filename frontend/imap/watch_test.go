@@ -1,0 +1,137 @@
+package imap
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// fakeWatch is one Watch stream: what the watcher sends arrives on sent;
+// events pushed on events are received; fail ends it.
+type fakeWatch struct {
+	grpc.ClientStream
+	sent   chan *mailboxv1.WatchRequest
+	events chan *mailboxv1.WatchEvent
+	fail   chan struct{}
+}
+
+func (f *fakeWatch) Send(r *mailboxv1.WatchRequest) error {
+	f.sent <- r
+	return nil
+}
+
+func (f *fakeWatch) Recv() (*mailboxv1.WatchEvent, error) {
+	select {
+	case ev := <-f.events:
+		return ev, nil
+	case <-f.fail:
+		return nil, io.ErrUnexpectedEOF
+	}
+}
+
+func newFakeWatch() *fakeWatch {
+	return &fakeWatch{sent: make(chan *mailboxv1.WatchRequest, 10), events: make(chan *mailboxv1.WatchEvent, 10), fail: make(chan struct{})}
+}
+
+func recvReq(t *testing.T, f *fakeWatch) *mailboxv1.WatchRequest {
+	t.Helper()
+	select {
+	case r := <-f.sent:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("no WatchRequest")
+		return nil
+	}
+}
+
+func adds(r *mailboxv1.WatchRequest) []string {
+	var out []string
+	for _, a := range r.Add {
+		out = append(out, a.AccountId)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// The multiplexer adds an account with its first mailbox and removes it
+// with its last, sends everything again on a new stream, and kicks only
+// the mailboxes an event names.
+func TestWatcherMultiplexing(t *testing.T) {
+	streams := make(chan *fakeWatch, 4)
+	dial := func(ctx context.Context) (mailboxv1.Mailbox_WatchClient, error) {
+		select {
+		case f := <-streams:
+			return f, nil
+		default:
+			return nil, errors.New("no stream")
+		}
+	}
+	w := newWatcher(dial, 50*time.Millisecond, testLog(), newMetrics())
+	s1 := newFakeWatch()
+	streams <- s1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); w.wait() }()
+	go w.run(ctx)
+	if r := recvReq(t, s1); len(r.Add) != 0 {
+		t.Fatalf("first request %v", r)
+	}
+
+	srv := &Server{cfg: DefaultConfig(), log: testLog(), ctx: ctx, metrics: newMetrics(), deps: Deps{Router: noRouter{}}}
+	box := func(account string, id int64) *mailboxState {
+		return &mailboxState{srv: srv, key: mailboxKey{account, id}}
+	}
+	a1, a2, b1 := box("a", 1), box("a", 2), box("b", 7)
+	w.add(a1, 5)
+	if got := adds(recvReq(t, s1)); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("adds %v", got)
+	}
+	w.add(a2, 5) // same account: nothing to send
+	w.add(b1, 9)
+	if got := adds(recvReq(t, s1)); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("adds %v", got)
+	}
+	w.remove(a1)
+	w.remove(b1)
+	if r := recvReq(t, s1); len(r.Add) != 0 || !slices.Equal(r.Remove, []string{"b"}) {
+		t.Fatalf("after removing b's last mailbox: %v", r)
+	}
+
+	// An event for mailbox 2 of a kicks a2 (a1 is gone, and a2 has not
+	// seen modseq 6).
+	s1.events <- &mailboxv1.WatchEvent{AccountId: "a", Modseq: 6, MailboxId: 2}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a2.kickMu.Lock()
+		kicked := a2.running || a2.dirty
+		a2.kickMu.Unlock()
+		if kicked || time.Now().After(deadline) {
+			if !kicked {
+				t.Fatal("event did not kick the mailbox")
+			}
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	// The stream breaks: the next one gets every followed account at once.
+	s2 := newFakeWatch()
+	streams <- s2
+	close(s1.fail)
+	if got := adds(recvReq(t, s2)); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("re-added %v", got)
+	}
+	if !w.healthy.Load() {
+		t.Fatal("not healthy on the new stream")
+	}
+}
+
+type noRouter struct{}
+
+func (noRouter) Route(string, string) (mailboxv1.MailboxClient, error) { return nil, errors.New("no backend") }
