@@ -68,7 +68,7 @@ func (c *Config) Validate() error {
 //	B+900+i         backend i's gRPC (i from 1)
 //	B+950+i         backend i's /metrics, /healthz, /readyz
 //	B+100*i+25/87/65/43/93/10/95   frontend i's SMTP, submission, submissions,
-//	                IMAP, IMAPS, POP3, POP3S
+//	                IMAP, IMAPS, POP3, POP3S; B+100*i+80 its /metrics
 func (c *Config) ldapPort() int             { return c.BasePort + 389 }
 func (c *Config) backendPort(i int) int     { return c.BasePort + 900 + i }
 func (c *Config) frontendPort(i, p int) int { return c.BasePort + 100*i + p }
@@ -531,6 +531,7 @@ func init() {
 			"MAILCLUSTER_IMAPS_LISTEN=" + addr(93),
 			"MAILCLUSTER_POP3_LISTEN=" + addr(10),
 			"MAILCLUSTER_POP3S_LISTEN=" + addr(95),
+			fmt.Sprintf("MAILCLUSTER_HTTP_LISTEN=127.0.0.1:%d", c.cfg.frontendPort(i, 80)),
 			"MAILCLUSTER_TLS_CERT=" + c.path("pki", "mail.crt"),
 			"MAILCLUSTER_TLS_KEY=" + c.path("pki", "mail.key"),
 			"MAILCLUSTER_BACKENDS=" + strings.Join(backends, ","),
