@@ -5,12 +5,11 @@
 #
 # The project runs as `mailcluster dev` (private PostgreSQL with default
 # durability, seeded slapd with user1..user2000, one backend with the
-# filesystem blob store, one frontend serving SMTP) plus
-# frontend/internal/benchimap, which serves IMAP for mailload's -verify and
-# purge until the frontend role serves IMAP itself. CPU is accounted over
-# both process trees.
+# filesystem blob store, one frontend serving SMTP, and IMAP for mailload's
+# -verify and purges, with plaintext LOGIN allowed as on the peer). CPU is
+# accounted over the whole process tree.
 #
-#   scripts/bench-smtp.sh                 # STATE=/tmp/mcbench, BASE_PORT=21000
+#   scripts/bench-smtp.sh                 # STATE=/tmp/mcbench, BASE_PORT=23000
 #   REPS=1 QUICK=1 scripts/bench-smtp.sh  # smoke test
 #
 # Env: STATE (state dir, kept between runs), BASE_PORT, BENCH (the bench
@@ -20,24 +19,25 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${BENCH:=$(cd "$ROOT/../shared/bench" && pwd)}"
 : "${STATE:=/tmp/mcbench}"
-: "${BASE_PORT:=21000}"
+: "${BASE_PORT:=23000}"
 : "${BACKENDS:=1}"
 : "${SKIP:=imap pop3 idle}"
 export SKIP
 
 mkdir -p "$STATE/bin"
-(cd "$ROOT" && go build -o "$STATE/bin/mailcluster" ./cmd/mailcluster && go build -o "$STATE/bin/benchimap" ./frontend/internal/benchimap)
+(cd "$ROOT" && go build -o "$STATE/bin/mailcluster" ./cmd/mailcluster)
 
-DEV_PID= IMAP_PID=
+DEV_PID=
 cleanup() {
-  [ -n "$IMAP_PID" ] && kill "$IMAP_PID" 2>/dev/null || true
   [ -n "$DEV_PID" ] && kill "$DEV_PID" 2>/dev/null || true
   [ -n "$DEV_PID" ] && wait "$DEV_PID" 2>/dev/null || true
 }
 trap cleanup EXIT
 
-# mailload opens up to 32 SMTP connections from 127.0.0.1.
-MAILCLUSTER_MAX_CONNECTIONS_PER_IP=1000 "$STATE/bin/mailcluster" dev -dir "$STATE/dev" -repo "$ROOT" -backends "$BACKENDS" -frontends 1 \
+# mailload opens up to 32 SMTP connections and 50 IMAP sessions from
+# 127.0.0.1, and logs in without TLS (like the peer).
+MAILCLUSTER_MAX_CONNECTIONS_PER_IP=1000 MAILCLUSTER_IMAP_INSECURE_AUTH=true MAILCLUSTER_POP3_INSECURE_AUTH=true \
+  "$STATE/bin/mailcluster" dev -dir "$STATE/dev" -repo "$ROOT" -backends "$BACKENDS" -frontends 1 \
   -users 2000 -base-port "$BASE_PORT" >"$STATE/dev.out" 2>&1 &
 DEV_PID=$!
 for _ in $(seq 600); do
@@ -47,16 +47,5 @@ for _ in $(seq 600); do
 done
 grep -q 'mailcluster dev: running' "$STATE/dev.out" || { echo "dev cluster did not start" >&2; exit 1; }
 
-P="$STATE/dev/pki"
-backends=()
-for ((i = 1; i <= BACKENDS; i++)); do backends+=("backend-$i=127.0.0.1:$((BASE_PORT + 900 + i))"); done
-"$STATE/bin/benchimap" -imap-listen "127.0.0.1:$((BASE_PORT + 143))" -backends "$(IFS=,; echo "${backends[*]}")" \
-  -backend-ca-file "$P/ca.crt" -backend-cert "$P/frontend-1.crt" -backend-key "$P/frontend-1.key" \
-  -ldap-urls "ldap://127.0.0.1:$((BASE_PORT + 389))/" -ldap-base-dn dc=example,dc=test \
-  -ldap-bind-dn cn=mailcluster,ou=services,dc=example,dc=test -ldap-bind-password mailcluster-reader \
-  -local-domains example.test >"$STATE/benchimap.out" 2>&1 &
-IMAP_PID=$!
-sleep 2
-
-SUTS="peer project=127.0.0.1:$((BASE_PORT + 125)),127.0.0.1:$((BASE_PORT + 143)),127.0.0.1:$((BASE_PORT + 110)),$DEV_PID/$IMAP_PID" \
+SUTS="peer project=127.0.0.1:$((BASE_PORT + 125)),127.0.0.1:$((BASE_PORT + 143)),127.0.0.1:$((BASE_PORT + 110)),$DEV_PID" \
   "$BENCH/baseline.sh"
