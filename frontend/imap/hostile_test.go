@@ -104,3 +104,20 @@ func TestHostileInput(t *testing.T) {
 		t.Fatalf("connection open after %d failures: %q", DefaultConfig().MaxAuthFailures, buf[:n])
 	}
 }
+
+// Names that cannot exist are NONEXISTENT for the commands that look
+// mailboxes up.
+func TestLookupOfImpossibleNames(t *testing.T) {
+	r := rawSelected(t, "vera", testMessage(1))
+	r.send("c COPY 1 \"a/../b\"\r\n")
+	if l := r.expect("c "); !strings.HasPrefix(l, "c NO [TRYCREATE]") {
+		t.Errorf("COPY to an impossible name: %q", l)
+	}
+	for i, cmd := range []string{`SELECT "a/../b"`, `STATUS "x//y" (MESSAGES)`, `EXAMINE "INBOX/"`, `DELETE "%"`} {
+		tag := "t" + itoa(i)
+		r.send(tag + " " + cmd + "\r\n")
+		if l := r.expect(tag + " "); !strings.HasPrefix(l, tag+" NO [NONEXISTENT]") {
+			t.Errorf("%s: %q", cmd, l)
+		}
+	}
+}

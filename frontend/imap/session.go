@@ -197,35 +197,45 @@ func (ss *session) AppendLimit() uint32 { return uint32(ss.srv.cfg.MaxAppendSize
 
 // ---- authenticated ----
 
-// checkName validates a mailbox name given to CREATE or RENAME (UTF-8,
-// already decoded from modified UTF-7 by imapserver): no empty, "." or ".."
+// validName reports whether name (UTF-8, already decoded from modified
+// UTF-7 by imapserver) can name a mailbox: no empty, "." or ".."
 // components, no wildcards or control characters, bounded length.
-func (ss *session) checkName(name string) (string, error) {
-	name = strings.TrimSuffix(name, "/")
+func (ss *session) validName(name string) bool {
 	if name == "" || len(name) > ss.srv.cfg.MaxMailboxName || !utf8.ValidString(name) {
-		return "", errBadName
+		return false
 	}
 	for _, part := range strings.Split(name, "/") {
 		if part == "" || part == "." || part == ".." {
-			return "", errBadName
+			return false
 		}
 	}
-	if strings.ContainsFunc(name, func(r rune) bool { return r == '*' || r == '%' || unicode.IsControl(r) }) {
-		return "", errBadName
-	}
-	if strings.EqualFold(name, "INBOX") {
-		name = "INBOX"
-	}
-	return name, nil
+	return !strings.ContainsFunc(name, func(r rune) bool { return r == '*' || r == '%' || unicode.IsControl(r) })
 }
 
-// lookupName validates a name given to SELECT, STATUS and the like, which
-// only look it up: a name that cannot exist does not exist.
+func canonical(name string) string {
+	if strings.EqualFold(name, "INBOX") {
+		return "INBOX"
+	}
+	return name
+}
+
+// checkName validates a name given to CREATE, RENAME or SUBSCRIBE; a
+// trailing delimiter is dropped (RFC 9051 section 6.3.4).
+func (ss *session) checkName(name string) (string, error) {
+	name = strings.TrimSuffix(name, "/")
+	if !ss.validName(name) {
+		return "", errBadName
+	}
+	return canonical(name), nil
+}
+
+// lookupName validates a name given to SELECT, STATUS, DELETE and the like,
+// which only look it up: a name that cannot exist does not exist.
 func (ss *session) lookupName(name string) (string, error) {
-	if name == "" || len(name) > ss.srv.cfg.MaxMailboxName || !utf8.ValidString(name) {
+	if !ss.validName(name) {
 		return "", errNoMailbox
 	}
-	return name, nil
+	return canonical(name), nil
 }
 
 var specialUseOf = map[imap.MailboxAttr]mailboxv1.SpecialUse{
