@@ -10,6 +10,7 @@ import (
 	"mailcluster/backend"
 	"mailcluster/frontend"
 	"mailcluster/internal/config"
+	"mailcluster/internal/devcluster"
 )
 
 // Every setting of every role is documented in the README.
@@ -21,6 +22,8 @@ func TestReadmeDocumentsEverySetting(t *testing.T) {
 	cfg := backend.DefaultConfig()
 	settings := config.Describe(&cfg)
 	settings = append(settings, config.Describe(&logConfig{})...)
+	dev := devcluster.DefaultConfig()
+	settings = append(settings, config.Describe(&dev)...)
 	fe := frontend.DefaultConfig()
 	settings = append(settings, config.Describe(&fe)...)
 	for _, s := range settings {

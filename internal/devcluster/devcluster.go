@@ -29,8 +29,8 @@ import (
 // Config configures the local cluster.
 type Config struct {
 	Dir       string `name:"dir" help:"directory holding all state (database, directory, bodies, certificates, logs)"`
-	Backends  int    `name:"backends" help:"number of backend processes"`
-	Frontends int    `name:"frontends" help:"number of frontend processes"`
+	Backends  int    `name:"backend-count" help:"number of backend processes"`
+	Frontends int    `name:"frontend-count" help:"number of frontend processes"`
 	BasePort  int    `name:"base-port" help:"first port of the range the cluster listens on (see README)"`
 	Users     int    `name:"users" help:"provision user1..userN@example.test (password secret) for load tests; 0: only the demo accounts"`
 	Repo      string `name:"repo" help:"repository root (for deploy/ldap); default: found from the working directory"`
@@ -48,10 +48,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("dir: is required"))
 	}
 	if c.Backends < 1 || c.Backends > 9 {
-		errs = append(errs, errors.New("backends: must be 1 to 9"))
+		errs = append(errs, errors.New("backend-count: must be 1 to 9"))
 	}
 	if c.Frontends < 0 || c.Frontends > 9 {
-		errs = append(errs, errors.New("frontends: must be 0 to 9"))
+		errs = append(errs, errors.New("frontend-count: must be 0 to 9"))
 	}
 	if c.BasePort < 1024 || c.BasePort > 65535-1000 {
 		errs = append(errs, errors.New("base-port: must be 1024 to 64535"))
@@ -393,11 +393,23 @@ func (c *Cluster) frontend(ctx context.Context, i int) error {
 	return waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", c.cfg.frontendPort(i, 25)))
 }
 
-// provision adds user1..userN through the admin command (skipping those that
-// exist), for load tests.
+// seedUsers is how many userN accounts deploy/ldap/seed.ldif has.
+const seedUsers = 10
+
+// provision adds user11..userN through the admin command (the seed has the
+// first ten), spread over the backends, for load tests. Accounts that exist
+// from an earlier run are left as they are.
 func (c *Cluster) provision(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, c.self, "admin", "user", "bulk-add", "--generate", strconv.Itoa(c.cfg.Users),
-		"--domain", "example.test", "--password", "secret", "--start", "1")
+	if c.cfg.Users <= seedUsers {
+		return nil
+	}
+	var backends []string
+	for i := 1; i <= c.cfg.Backends; i++ {
+		backends = append(backends, fmt.Sprintf("backend-%d", i))
+	}
+	cmd := exec.CommandContext(ctx, c.self, "admin", "user", "bulk-add", "--generate", strconv.Itoa(c.cfg.Users-seedUsers),
+		"--start", strconv.Itoa(seedUsers+1), "--domain", "example.test", "--password", "secret",
+		"--backends", strings.Join(backends, ","))
 	cmd.Env = append(os.Environ(), c.ldapEnv(true)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil && !strings.Contains(string(out), "already") {
