@@ -341,14 +341,16 @@ func (s *Server) Close() {
 // Run serves the frontend until ctx is canceled; SIGHUP reloads the TLS
 // certificate.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	// Before serving: a SIGHUP that arrived before Notify would end the
+	// process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	s, err := New(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	s.Serve()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():

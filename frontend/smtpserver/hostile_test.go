@@ -1,12 +1,18 @@
 package smtpserver_test
 
 import (
+	"context"
 	"crypto/tls"
+	"log/slog"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"mailcluster/frontend"
+	"mailcluster/internal/testenv"
 )
 
 // Over-long lines: a command line longer than the line limit closes the
@@ -252,4 +258,41 @@ func TestBDATReset(t *testing.T) {
 	if n := c.count(alice); n != 0 {
 		t.Fatalf("%d messages stored", n)
 	}
+}
+
+// frontend.Run reloads the certificate on SIGHUP.
+func TestRunReloadsCertificateOnSIGHUP(t *testing.T) {
+	c := newCluster(t, options{backends: 1})
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.feCfg
+	addr := "127.0.0.1:" + itoa(port)
+	cfg.SMTPListen, cfg.SubmissionListen, cfg.SubmissionsListen = "", "", addr
+	cfg.IMAPSListen, cfg.POP3SListen = "", ""
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- frontend.Run(ctx, cfg, slog.New(slog.DiscardHandler)) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	serial := func() string {
+		var tc *tls.Conn
+		waitFor(t, func() bool {
+			tc, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, c.tlsConfig())
+			return err == nil
+		})
+		defer tc.Close()
+		return tc.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	c.issueCert()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return serial() != before })
 }
