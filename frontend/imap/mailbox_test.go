@@ -256,3 +256,42 @@ func TestListRecursiveMatch(t *testing.T) {
 		t.Fatalf("LIST (SUBSCRIBED) *:\n%s", out)
 	}
 }
+
+// A mailbox deleted by another session while selected: commands on it say
+// NONEXISTENT, nothing hangs, and the session can select another one.
+func TestSelectedMailboxDeletedElsewhere(t *testing.T) {
+	st := newStack(t, 1)
+	id := st.user("will")
+	deliver(t, st.clients[0], id, testMessage(1))
+	_, addr := st.frontend(nil, 0)
+	a := login(t, addr, "will")
+	b := login(t, addr, "will")
+	if err := a.Create("Doomed", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Copy(imap.SeqSetNum(1), "Doomed").Wait(); err == nil {
+		t.Fatal("COPY without a selected mailbox succeeded")
+	}
+	if _, err := a.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Copy(imap.SeqSetNum(1), "Doomed").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Select("Doomed", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete("Doomed").Wait(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Fetch(imap.SeqSetNum(1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}}).Collect()
+	if e, ok := err.(*imap.Error); err != nil && (!ok || e.Code != imap.ResponseCodeNonExistent) {
+		t.Fatalf("FETCH in a deleted mailbox: %v", err)
+	}
+	if err := a.Noop().Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if sel, err := a.Select("INBOX", nil).Wait(); err != nil || sel.NumMessages != 1 {
+		t.Fatalf("SELECT INBOX afterwards: %v %v", sel, err)
+	}
+}
