@@ -3,6 +3,7 @@ package imap
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestHostileInput(t *testing.T) {
@@ -67,10 +68,17 @@ func TestHostileInput(t *testing.T) {
 	}
 	r.send("z NOOP\r\n")
 	r.expect("z OK")
-	// A line longer than the command limit ends in BAD or a closed
-	// connection, never a crash.
-	r.send("y NOOP " + strings.Repeat("x", 100000) + "\r\n")
-	r.conn.Close()
+	// A line longer than the command limit (50 KiB) gets BAD, and the
+	// connection is closed: the rest of the line cannot be trusted.
+	r.send("y NOOP " + strings.Repeat("x", 100000) + "\r\nz NOOP\r\n")
+	if l := r.line(); !strings.HasPrefix(l, "y BAD") {
+		t.Fatalf("over-long line: %q", l)
+	}
+	buf := make([]byte, 1024)
+	r.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := r.conn.Read(buf); err == nil {
+		t.Fatalf("connection open after an over-long line: %q", buf[:n])
+	}
 
 	// Unknown command before authentication: BYE (cross-protocol attacks).
 	r = dialRaw(t, addr)
@@ -99,7 +107,7 @@ func TestHostileInput(t *testing.T) {
 		t.Fatalf("last failure: %q", l)
 	}
 	r.send("d NOOP\r\n")
-	buf := make([]byte, 100)
+	buf = make([]byte, 100)
 	if n, err := r.conn.Read(buf); err == nil {
 		t.Fatalf("connection open after %d failures: %q", DefaultConfig().MaxAuthFailures, buf[:n])
 	}
