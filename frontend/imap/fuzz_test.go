@@ -72,7 +72,7 @@ func FuzzSession(f *testing.F) {
 		r.expect("l OK")
 		r.expect("s OK")
 		r.send(script + "\r\nzz NOOP\r\n")
-		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		buf := make([]byte, 64<<10)
 		var out []byte
 		for !strings.Contains(string(out), "\r\nzz ") {
