@@ -536,6 +536,8 @@ func init() {
 		name := fmt.Sprintf("frontend-%d", i)
 		return []string{
 			"MAILCLUSTER_HOSTNAME=mail.example.test",
+			// Load tests open many connections from 127.0.0.1.
+			"MAILCLUSTER_MAX_CONNECTIONS_PER_IP=2000",
 			"MAILCLUSTER_SMTP_LISTEN=" + addr(25),
 			"MAILCLUSTER_SUBMISSION_LISTEN=" + addr(87),
 			"MAILCLUSTER_SUBMISSIONS_LISTEN=" + addr(65),
