@@ -4,7 +4,6 @@ import (
 	"io"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
@@ -166,5 +165,4 @@ func TestBodyStreaming(t *testing.T) {
 	if got != int64(len(msg)) {
 		t.Fatalf("body %d bytes, want %d", got, len(msg))
 	}
-	_ = time.Second
 }
