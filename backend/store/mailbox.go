@@ -472,7 +472,6 @@ func (s *Store) Status(ctx context.Context, account, name string) (*mailboxv1.Ma
 	return st, err
 }
 
-
 // Select returns what a session needs to open a mailbox: its status, every
 // UID present as ranges, the keywords in use and the first unseen UID.
 func (s *Store) Select(ctx context.Context, account, name string) (*mailboxv1.SelectResponse, error) {
