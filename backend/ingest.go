@@ -326,7 +326,7 @@ func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverReq
 	for _, r := range res {
 		s.metrics.deliveries.WithLabelValues(r.Status.String()).Inc()
 	}
-	log.Debug("delivered", "key", msg.BlobKey, "size", sp.size, "recipients", len(res), "stored", ok,
+	log.Info("delivered", "key", msg.BlobKey, "size", sp.size, "recipients", len(res), "stored", ok,
 		"stage", t1.Sub(t0), "commit", time.Since(t1))
 	return stream.SendAndClose(out)
 }
