@@ -123,8 +123,10 @@ func TestWatcherMultiplexing(t *testing.T) {
 	if got := adds(recvReq(t, s2)); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("re-added %v", got)
 	}
-	if !w.healthy.Load() {
-		t.Fatal("not healthy on the new stream")
+	for deadline := time.Now().Add(5 * time.Second); !w.healthy.Load(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not healthy on the new stream")
+		}
 	}
 }
 
