@@ -74,13 +74,18 @@ type Server struct {
 	closed    bool
 }
 
-// New returns a Server. cfg must be valid (Validate is called again here).
+// New returns a Server. cfg must be valid (Validate is called again here);
+// a nil log discards. The shared Watch stream is opened at once and kept
+// open until Close.
 func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if deps.Auth == nil || deps.Router == nil {
 		return nil, errors.New("imap: an authenticator and a router are required")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
