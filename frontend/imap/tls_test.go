@@ -113,3 +113,34 @@ func TestTLSAndLoginDisabled(t *testing.T) {
 }
 
 func plainClient(user, pass string) sasl.Client { return sasl.NewPlainClient("", user, pass) }
+
+// ServeAuth makes the insecure-authentication choice per listener: a local
+// development listener next to a public one.
+func TestServeAuthPerListener(t *testing.T) {
+	st := newStack(t, 1)
+	st.user("yara")
+	srv, err := New(DefaultConfig(), Deps{Auth: st.dir, Router: &testRouter{clients: st.clients, down: map[int]bool{}}}, st.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := serveOn(t, srv)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeAuth(l, true)
+	dev := l.Addr().String()
+
+	r := dialRaw(t, public)
+	r.send("a LOGIN yara secret\r\n")
+	if l := r.expect("a "); !strings.HasPrefix(l, "a NO [PRIVACYREQUIRED]") {
+		t.Fatalf("public listener: %q", l)
+	}
+	r = dialRaw(t, dev)
+	r.send("a CAPABILITY\r\nb LOGIN yara secret\r\n")
+	if caps := r.expect("* CAPABILITY"); strings.Contains(caps, "LOGINDISABLED") {
+		t.Fatalf("development listener: %q", caps)
+	}
+	r.expect("a OK")
+	r.expect("b OK")
+}
