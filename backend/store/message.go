@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/protobuf/proto"
 
 	mailboxv1 "mailcluster/proto/mailbox/v1"
@@ -172,33 +173,49 @@ func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) 
 	if header == nil {
 		header = []byte{}
 	}
+	// mc_deliver is one statement and so one transaction by itself: no
+	// BEGIN and COMMIT round trips.
 	out := make([]DeliveryResult, 0, len(unique))
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		out = out[:0]
-		rows, err := tx.Query(ctx, `SELECT r_status, r_mailbox_id, r_uid_validity, r_uid, r_modseq FROM mc_deliver($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+	var changes []Change
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		out, changes = out[:0], changes[:0]
+		var rows pgx.Rows
+		rows, err = s.pool.Query(ctx, `SELECT r_status, r_mailbox_id, r_uid_validity, r_uid, r_modseq FROM mc_deliver($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			msg.BlobKey, msg.Size, internal, sentDate, header, env, st, msg.SearchHeader, msg.SearchBody,
 			accounts, boxes, flagBits, kws, quotaBytes, quotaCount)
-		if err != nil {
-			return err
+		if err == nil {
+			var status int32
+			var mb, uv, uid, ms int64
+			_, err = pgx.ForEachRow(rows, []any{&status, &mb, &uv, &uid, &ms}, func() error {
+				r := DeliveryResult{MailboxID: mb, UIDValidity: uint32(uv), UID: uint32(uid)}
+				switch status {
+				case 0:
+					r.Status = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK
+					changes = append(changes, Change{Account: accounts[len(out)], Modseq: uint64(ms), MailboxID: mb})
+				case 1:
+					r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA, "over quota"
+				default:
+					r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX, "no such mailbox"
+				}
+				out = append(out, r)
+				return nil
+			})
 		}
-		var status int32
-		var mb, uv, uid, ms int64
-		_, err = pgx.ForEachRow(rows, []any{&status, &mb, &uv, &uid, &ms}, func() error {
-			r := DeliveryResult{MailboxID: mb, UIDValidity: uint32(uv), UID: uint32(uid)}
-			switch status {
-			case 0:
-				r.Status = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK
-				notify(ctx, tx, accounts[len(out)], ms, mb)
-			case 1:
-				r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA, "over quota"
-			default:
-				r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX, "no such mailbox"
-			}
-			out = append(out, r)
-			return nil
-		})
-		return err
-	})
+		var pe *pgconn.PgError
+		if err != nil && attempt < 4 && errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01") {
+			time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	err = classify(err)
+	if s.cfg.Observe != nil {
+		s.cfg.Observe("Deliver", time.Since(start), err)
+	}
+	if err == nil && len(changes) > 0 {
+		s.published(ctx, changes)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -220,13 +237,7 @@ func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) 
 // a PostgreSQL crash can only leave an unreferenced body behind, never lose
 // or expose mail. That saves one disk wait per message.
 func (s *Store) StartUpload(ctx context.Context, key string) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "INSERT INTO blob_uploads (blob_key) VALUES ($1)", key)
-		return err
-	})
+	_, err := s.async.Exec(ctx, "INSERT INTO blob_uploads (blob_key) VALUES ($1)", key)
 	return classify(err)
 }
 

@@ -129,6 +129,7 @@ func (c *Config) defaults() {
 // Store is the PostgreSQL metadata store. It is safe for concurrent use.
 type Store struct {
 	pool  *pgxpool.Pool
+	async *pgxpool.Pool // synchronous_commit=off
 	cfg   Config
 	known sync.Map // account ids known to exist (with default mailboxes)
 }
@@ -153,16 +154,30 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, cfg: cfg}
-	if err := s.migrate(ctx); err != nil {
+	// A small second pool whose transactions commit without waiting for
+	// the WAL flush, for writes whose loss in a crash loses no mail
+	// (upload records, change notifications).
+	ac := pc.Copy()
+	ac.MaxConns = max(2, cfg.MaxConns/4)
+	ac.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	async, err := pgxpool.NewWithConfig(ctx, ac)
+	if err != nil {
 		pool.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, async: async, cfg: cfg}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close closes the pool.
-func (s *Store) Close() { s.pool.Close() }
+// Close closes the pools.
+func (s *Store) Close() {
+	s.pool.Close()
+	s.async.Close()
+}
 
 // Ping checks that PostgreSQL answers.
 func (s *Store) Ping(ctx context.Context) error {
@@ -393,13 +408,7 @@ func (s *Store) Publish(ctx context.Context, changes []Change) error {
 	for i, c := range changes {
 		payloads[i] = fmt.Sprintf("%d %d %s", c.Modseq, c.MailboxID, c.Account)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = off"); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "SELECT pg_notify('mailcluster', p) FROM unnest($1::text[]) p", payloads)
-		return err
-	})
+	_, err := s.async.Exec(ctx, "SELECT pg_notify('mailcluster', p) FROM unnest($1::text[]) p", payloads)
 	return classify(err)
 }
 

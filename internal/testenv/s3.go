@@ -82,9 +82,11 @@ func startS3() (*S3, error) {
 		if err != nil {
 			return nil, err
 		}
-		// --keep-alive: without it the gateway closes every connection after one
-		// response, and each S3 call pays a new TCP connection.
-		cmd := exec.Command(bin, "--port", s.Endpoint, "--quiet", "--keep-alive", "posix", s.DataDir)
+		// Not --keep-alive: with it, v1.8.0 sometimes fails to parse a request
+		// on a reused connection ("An error occurred when parsing the HTTP
+		// request"), seen after an overwrite. Each S3 call pays a new TCP
+		// connection instead.
+		cmd := exec.Command(bin, "--port", s.Endpoint, "--quiet", "posix", s.DataDir)
 		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY="+s.AccessKey, "ROOT_SECRET_KEY="+s.SecretKey)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		s.Proc, err = startProcess(cmd, syscall.SIGTERM)
