@@ -168,6 +168,7 @@ type Directory struct {
 	flight   flight
 	throttle *throttle
 	attrs    []string
+	metrics  *metrics
 }
 
 // New validates cfg and returns a Directory. It does not connect: the first
@@ -183,7 +184,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Directory, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	d := &Directory{cfg: cfg, log: log, opt: o}
+	d := &Directory{cfg: cfg, log: log, opt: o, metrics: newMetrics()}
 	d.cfg.URLs = append([]string(nil), cfg.URLs...)
 	var err error
 	if d.lookup, err = newPool(&d.cfg, log, cfg.BindDN, cfg.BindPassword, o.now); err != nil {
@@ -260,12 +261,14 @@ func (d *Directory) cached(ctx context.Context, a Address) (Result, error) {
 			ttl = d.cfg.NegativeCacheTTL
 		}
 		if now.Sub(e.fetched) < ttl {
+			d.metrics.lookups.WithLabelValues("cache").Inc()
 			return e.res, e.err
 		}
 	}
 	res, err := d.flight.do(key, func() (Result, error) { return d.fetch(ctx, a) })
 	switch {
 	case err == nil:
+		d.metrics.lookups.WithLabelValues("ldap").Inc()
 		d.cache.put(key, cacheEntry{res: res, fetched: d.opt.now()})
 		return res, nil
 	case errors.Is(err, ErrListLimit):
@@ -275,8 +278,10 @@ func (d *Directory) cached(ctx context.Context, a Address) (Result, error) {
 		return Result{}, err
 	case errors.Is(err, ErrTemporary) && ok && e.err == nil && e.res.Kind != Unknown && now.Sub(e.fetched) < d.cfg.StaleTTL:
 		d.log.Warn("ldap unavailable: serving cached answer", "address", key, "age", now.Sub(e.fetched).Round(time.Second), "err", err)
+		d.metrics.lookups.WithLabelValues("stale").Inc()
 		return e.res, nil
 	}
+	d.metrics.lookups.WithLabelValues("error").Inc()
 	return Result{}, err
 }
 
@@ -624,6 +629,12 @@ func (f *flight) do(key string, fn func() (Result, error)) (Result, error) {
 // the account is returned with it, for logging), ErrTemporary, or ctx's
 // error while delayed.
 func (d *Directory) Authenticate(ctx context.Context, login, password string, clientIP netip.Addr) (AccountInfo, error) {
+	acct, err := d.authenticate(ctx, login, password, clientIP)
+	d.metrics.login(err)
+	return acct, err
+}
+
+func (d *Directory) authenticate(ctx context.Context, login, password string, clientIP netip.Addr) (AccountInfo, error) {
 	key := login
 	valid := validLogin(login) && password != "" && len(password) <= 1024 && !strings.ContainsRune(password, 0)
 	if valid && strings.Contains(login, "@") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -267,5 +268,32 @@ func TestDeploySlapdConf(t *testing.T) {
 	}
 	if out, err := exec.Command(filepath.Join(bin, "slapadd"), "-q", "-f", path, "-l", filepath.Join(deploy, "seed.ldif")).CombinedOutput(); err != nil {
 		t.Fatalf("slapadd seed.ldif: %v\n%s", err, out)
+	}
+}
+
+// Lookups are counted by how they were answered.
+func TestLookupMetrics(t *testing.T) {
+	f := newFixture(t)
+	f.user("mia", "mia@example.test")
+	d := newDir(t, f.config())
+	resolve(t, d, "mia@example.test")
+	resolve(t, d, "mia@example.test")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(d.Collectors()...)
+	got := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "mailcluster_directory_lookups_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if got["ldap"] != 1 || got["cache"] != 1 {
+		t.Fatalf("lookups by source %v, want one from LDAP and one from the cache", got)
 	}
 }

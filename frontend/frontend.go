@@ -97,6 +97,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		BackendTimeout: cfg.BackendTimeout, SenderCheck: cfg.SMTP.SenderCheck, MaxBadRecipients: cfg.SMTP.MaxBadRecipients,
 		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Metrics: smtpMetrics,
 	}
+	s.reg.MustRegister(dir.Collectors()...)
 	if cfg.IMAPListen != "" || cfg.IMAPSListen != "" {
 		srv, err := imap.New(cfg.IMAP, imap.Deps{Auth: dir, Router: imap.PoolRouter(p), TLS: tlsCfg}, log.With("part", "imap"))
 		if err != nil {
