@@ -33,12 +33,13 @@ type Config struct {
 	Frontends int    `name:"frontend-count" help:"number of frontend processes"`
 	BasePort  int    `name:"base-port" help:"first port of the range the cluster listens on (see README)"`
 	Users     int    `name:"users" help:"provision user1..userN@example.test (password secret) for load tests; 0: only the demo accounts"`
+	BlobStore string `name:"blob-store" help:"where backends keep bodies: fs (under the state directory) or s3 (the MAILCLUSTER_S3_* settings from the environment)"`
 	Repo      string `name:"repo" help:"repository root (for deploy/ldap); default: found from the working directory"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	return Config{Dir: ".dev", Backends: 2, Frontends: 2, BasePort: 11000}
+	return Config{Dir: ".dev", Backends: 2, Frontends: 2, BasePort: 11000, BlobStore: "fs"}
 }
 
 // Validate checks the configuration.
@@ -55,6 +56,12 @@ func (c *Config) Validate() error {
 	}
 	if c.BasePort < 1024 || c.BasePort > 65535-1000 {
 		errs = append(errs, errors.New("base-port: must be 1024 to 64535"))
+	}
+	if c.BlobStore != "fs" && c.BlobStore != "s3" {
+		errs = append(errs, errors.New("blob-store: must be fs or s3"))
+	}
+	if c.BlobStore == "s3" && (os.Getenv("MAILCLUSTER_S3_ENDPOINT") == "" || os.Getenv("MAILCLUSTER_S3_BUCKET") == "") {
+		errs = append(errs, errors.New("blob-store: s3 needs MAILCLUSTER_S3_ENDPOINT, MAILCLUSTER_S3_BUCKET and the S3 keys in the environment"))
 	}
 	if c.Users < 0 {
 		errs = append(errs, errors.New("users: must not be negative"))
@@ -368,9 +375,13 @@ func (c *Cluster) backend(ctx context.Context, i int) error {
 		"MAILCLUSTER_GRPC_TLS_KEY="+c.path("pki", name+".key"),
 		"MAILCLUSTER_GRPC_CLIENT_CA="+c.path("pki", "ca.crt"),
 		"MAILCLUSTER_POSTGRES_DSN="+c.dsn(),
-		"MAILCLUSTER_BLOB_DRIVER=fs",
-		"MAILCLUSTER_BLOB_FS_ROOT="+c.path("blobs"),
 	)
+	if c.cfg.BlobStore == "s3" {
+		// The S3 settings come from the environment, inherited.
+		cmd.Env = append(cmd.Env, "MAILCLUSTER_BLOB_DRIVER=s3")
+	} else {
+		cmd.Env = append(cmd.Env, "MAILCLUSTER_BLOB_DRIVER=fs", "MAILCLUSTER_BLOB_FS_ROOT="+c.path("blobs"))
+	}
 	if err := c.spawn(name, cmd, syscall.SIGTERM); err != nil {
 		return err
 	}
