@@ -454,14 +454,25 @@ func (ss *session) checkQuota(ctx context.Context, acc directory.AccountInfo, si
 	if q.StorageBytes <= 0 && q.Messages <= 0 {
 		return nil
 	}
-	b, err := ss.s.router.Route(acc.ID, acc.Backend)
-	if err != nil {
-		ss.log.Warn("quota check: no backend", "account", acc.ID, "err", err)
-		return errBackendDownRcpt
-	}
-	used, err := b.Client.GetQuota(ctx, &mailboxv1.GetQuotaRequest{AccountId: acc.ID})
-	if err != nil {
+	// A read: if the backend turns out to be unreachable, it is marked
+	// down and the check is asked once more of the backend routing picks
+	// next (storage is shared), instead of deferring the sender.
+	var used *mailboxv1.GetQuotaResponse
+	for attempt := 0; ; attempt++ {
+		b, err := ss.s.router.Route(acc.ID, acc.Backend)
+		if err != nil {
+			ss.log.Warn("quota check: no backend", "account", acc.ID, "err", err)
+			return errBackendDownRcpt
+		}
+		used, err = b.Client.GetQuota(ctx, &mailboxv1.GetQuotaRequest{AccountId: acc.ID})
+		if err == nil {
+			break
+		}
 		k := fault.Of(err)
+		if attempt == 0 && status.Code(err) == codes.Unavailable && ctx.Err() == nil {
+			ss.s.router.MarkDown(b)
+			continue
+		}
 		ss.log.Warn("quota check failed", "account", acc.ID, "backend", b.Name, "kind", k, "err", err)
 		return rcptError(k)
 	}
