@@ -37,7 +37,7 @@ trap cleanup EXIT
 # mailload opens up to 32 SMTP connections and 50 IMAP sessions from
 # 127.0.0.1, and logs in without TLS (like the peer).
 MAILCLUSTER_MAX_CONNECTIONS_PER_IP=1000 MAILCLUSTER_IMAP_INSECURE_AUTH=true MAILCLUSTER_POP3_INSECURE_AUTH=true \
-  "$STATE/bin/mailcluster" dev -dir "$STATE/dev" -repo "$ROOT" -backends "$BACKENDS" -frontends 1 \
+  "$STATE/bin/mailcluster" dev -dir "$STATE/dev" -repo "$ROOT" -backend-count "$BACKENDS" -frontend-count 1 \
   -users 2000 -base-port "$BASE_PORT" >"$STATE/dev.out" 2>&1 &
 DEV_PID=$!
 for _ in $(seq 600); do
