@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,31 +22,16 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 const testToken = "test-token"
 
-var (
-	templateOnce sync.Once
-	templateErr  error
-)
-
-// migratedTemplate returns the name of a database that has the schema, to
-// clone for each test.
+// migratedTemplate returns a database with the backend schema, to clone.
 func migratedTemplate(t testing.TB, pg *testenv.Postgres) string {
-	templateOnce.Do(func() {
-		dsn, err := pg.CreateNamedDatabase("tmpl_backend")
-		if err != nil {
-			templateErr = err
-			return
-		}
+	return pg.Template(t, "tmpl_backend", func(dsn string) error {
 		st, err := store.Open(context.Background(), store.Config{DSN: dsn, MaxConns: 2})
 		if err != nil {
-			templateErr = err
-			return
+			return err
 		}
 		st.Close()
+		return nil
 	})
-	if templateErr != nil {
-		t.Fatal(templateErr)
-	}
-	return "tmpl_backend"
 }
 
 // env is one test's stack: a fresh database and bucket, and backends on

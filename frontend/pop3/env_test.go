@@ -32,30 +32,16 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 const testToken = "pop3-test-token"
 
-var (
-	templateOnce sync.Once
-	templateErr  error
-)
-
 // migratedTemplate returns a database with the backend schema, to clone.
 func migratedTemplate(t testing.TB, pg *testenv.Postgres) string {
-	templateOnce.Do(func() {
-		dsn, err := pg.CreateNamedDatabase("tmpl_pop3")
-		if err != nil {
-			templateErr = err
-			return
-		}
+	return pg.Template(t, "tmpl_pop3", func(dsn string) error {
 		st, err := store.Open(context.Background(), store.Config{DSN: dsn, MaxConns: 2})
 		if err != nil {
-			templateErr = err
-			return
+			return err
 		}
 		st.Close()
+		return nil
 	})
-	if templateErr != nil {
-		t.Fatal(templateErr)
-	}
-	return "tmpl_pop3"
 }
 
 // stack is one test's real system: a slapd subtree, a fresh database and

@@ -35,30 +35,16 @@ const (
 	domain    = "example.test"
 )
 
-var (
-	templateOnce sync.Once
-	templateErr  error
-)
-
 // migratedTemplate returns a database with the backend schema, to clone.
 func migratedTemplate(t testing.TB, pg *testenv.Postgres) string {
-	templateOnce.Do(func() {
-		dsn, err := pg.CreateNamedDatabase("tmpl_frontend")
-		if err != nil {
-			templateErr = err
-			return
-		}
+	return pg.Template(t, "tmpl_frontend", func(dsn string) error {
 		st, err := store.Open(context.Background(), store.Config{DSN: dsn, MaxConns: 2})
 		if err != nil {
-			templateErr = err
-			return
+			return err
 		}
 		st.Close()
+		return nil
 	})
-	if templateErr != nil {
-		t.Fatal(templateErr)
-	}
-	return "tmpl_frontend"
 }
 
 // cluster is one test's system: slapd subtree, a fresh database and bucket,

@@ -183,3 +183,39 @@ func (p *Postgres) CreateNamedDatabase(name string) (string, error) {
 	}
 	return p.DSN(name), nil
 }
+
+var (
+	templatesMu sync.Mutex
+	templates   = map[string]*templateDB{}
+)
+
+type templateDB struct {
+	once sync.Once
+	err  error
+}
+
+// Template returns the name of a database that is created and prepared
+// (for example migrated) once per test binary, for CreateDatabase to clone
+// for each test. prepare gets the template's DSN and must close every
+// connection it opened before returning, or cloning fails.
+func (p *Postgres) Template(t testing.TB, name string, prepare func(dsn string) error) string {
+	t.Helper()
+	templatesMu.Lock()
+	tpl := templates[name]
+	if tpl == nil {
+		tpl = &templateDB{}
+		templates[name] = tpl
+	}
+	templatesMu.Unlock()
+	tpl.once.Do(func() {
+		dsn, err := p.CreateNamedDatabase(name)
+		if err == nil {
+			err = prepare(dsn)
+		}
+		tpl.err = err
+	})
+	if tpl.err != nil {
+		t.Fatalf("testenv: template %s: %v", name, tpl.err)
+	}
+	return name
+}
