@@ -53,10 +53,16 @@ type role struct {
 }
 
 var roles = map[string]role{
-	"backend":  {"run a backend mailbox server (gRPC; PostgreSQL and S3)", runBackend},
-	"frontend": {"run a frontend (SMTP, submission, IMAP, POP3; LDAP and backends)", runFrontend},
-	"admin":    {"manage accounts, aliases and lists in LDAP (mailcluster admin help)", admin.Main},
-	"dev":      {"run a complete local cluster (PostgreSQL, slapd, backends, frontends) under one directory", runDev},
+	"backend": {"run a backend mailbox server (gRPC; PostgreSQL and S3)", longRunning("backend", backend.DefaultConfig,
+		func(ctx context.Context, c backend.Config, log *slog.Logger, _ io.Writer) error {
+			return backend.Run(ctx, c, log)
+		})},
+	"frontend": {"run a frontend (SMTP, submission, IMAP, POP3; LDAP and backends)", longRunning("frontend", frontend.DefaultConfig,
+		func(ctx context.Context, c frontend.Config, log *slog.Logger, _ io.Writer) error {
+			return frontend.Run(ctx, c, log)
+		})},
+	"admin": {"manage accounts, aliases and lists in LDAP (mailcluster admin help)", admin.Main},
+	"dev":   {"run a complete local cluster (PostgreSQL, slapd, backends, frontends) under one directory", longRunning("dev", devcluster.DefaultConfig, devcluster.Run)},
 }
 
 func usage(w io.Writer) {
@@ -104,74 +110,35 @@ func loadConfig(name string, cfg any, args []string, stderr io.Writer) (code int
 	return 0, true
 }
 
-func runBackend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var cfg struct {
-		backend.Config
-		Log logConfig
+// longRunning makes the entry point of a long-running role: load its
+// configuration (with the log settings) from the environment and flags,
+// validate it, and run until ctx ends.
+func longRunning[C any, P interface {
+	*C
+	Validate() error
+}](name string, defaults func() C, run func(ctx context.Context, cfg C, log *slog.Logger, stdout io.Writer) error) func(context.Context, []string, io.Writer, io.Writer) int {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		var cfg struct {
+			Role C
+			Log  logConfig
+		}
+		cfg.Role = defaults()
+		cfg.Log = logConfig{Format: "text", Level: "info"}
+		if code, ok := loadConfig(name, &cfg, args, stderr); !ok {
+			return code
+		}
+		log, err := cfg.Log.logger(stderr)
+		if err == nil {
+			err = P(&cfg.Role).Validate()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "mailcluster %s: invalid configuration:\n  %s\n", name, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+			return 2
+		}
+		if err := run(ctx, cfg.Role, log.With("role", name), stdout); err != nil {
+			log.Error(name+" stopped", "err", err)
+			return 1
+		}
+		return 0
 	}
-	cfg.Config = backend.DefaultConfig()
-	cfg.Log = logConfig{Format: "text", Level: "info"}
-	if code, ok := loadConfig("backend", &cfg, args, stderr); !ok {
-		return code
-	}
-	log, err := cfg.Log.logger(stderr)
-	if err == nil {
-		err = cfg.Config.Validate()
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "mailcluster backend: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		return 2
-	}
-	if err := backend.Run(ctx, cfg.Config, log.With("role", "backend")); err != nil {
-		log.Error("backend stopped", "err", err)
-		return 1
-	}
-	return 0
-}
-
-func runFrontend(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var cfg struct {
-		frontend.Config
-		Log logConfig
-	}
-	cfg.Config = frontend.DefaultConfig()
-	cfg.Log = logConfig{Format: "text", Level: "info"}
-	if code, ok := loadConfig("frontend", &cfg, args, stderr); !ok {
-		return code
-	}
-	log, err := cfg.Log.logger(stderr)
-	if err == nil {
-		err = cfg.Config.Validate()
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "mailcluster frontend: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		return 2
-	}
-	if err := frontend.Run(ctx, cfg.Config, log.With("role", "frontend")); err != nil {
-		log.Error("frontend stopped", "err", err)
-		return 1
-	}
-	return 0
-}
-
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var cfg struct {
-		devcluster.Config
-		Log logConfig
-	}
-	cfg.Config = devcluster.DefaultConfig()
-	cfg.Log = logConfig{Format: "text", Level: "info"}
-	if code, ok := loadConfig("dev", &cfg, args, stderr); !ok {
-		return code
-	}
-	log, err := cfg.Log.logger(stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "mailcluster dev: %v\n", err)
-		return 2
-	}
-	if err := devcluster.Run(ctx, cfg.Config, log.With("role", "dev"), stdout); err != nil {
-		fmt.Fprintf(stderr, "mailcluster dev: %v\n", err)
-		return 1
-	}
-	return 0
 }
