@@ -241,8 +241,9 @@ func (s *service) Append(stream grpc.ClientStreamingServer[mailboxv1.AppendReque
 		name = "INBOX"
 	}
 	// Check the mailbox before storing the body, so the common mistake
-	// (APPEND to a missing mailbox: TRYCREATE) costs no upload.
-	if _, err := s.store.Status(ctx, h.AccountId, name); err != nil {
+	// (APPEND to a missing mailbox: TRYCREATE) costs no upload. One indexed
+	// lookup: a full STATUS would count the mailbox's messages every time.
+	if _, err := s.store.MailboxID(ctx, h.AccountId, name); err != nil {
 		return s.fail("Append", err)
 	}
 	msg, err := s.stage(ctx, sp, date)

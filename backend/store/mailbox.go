@@ -472,6 +472,24 @@ func (s *Store) Status(ctx context.Context, account, name string) (*mailboxv1.Ma
 	return st, err
 }
 
+// MailboxID returns the id of a mailbox by name (ErrNotFound if there is
+// none): one indexed lookup, for checks on hot paths such as APPEND.
+func (s *Store) MailboxID(ctx context.Context, account, name string) (int64, error) {
+	name, err := s.normalize(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return 0, err
+	}
+	var id int64
+	err = s.pool.QueryRow(ctx, "SELECT mailbox_id FROM mailboxes WHERE account_id=$1 AND name=$2", account, name).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	return id, classify(err)
+}
+
 // Select returns what a session needs to open a mailbox: its status, every
 // UID present as ranges, the keywords in use and the first unseen UID.
 func (s *Store) Select(ctx context.Context, account, name string) (*mailboxv1.SelectResponse, error) {
