@@ -4,7 +4,9 @@
 -- trips per recipient. Recipients must be ordered by account (the lock
 -- order) and unique per (account, mailbox). For each recipient it returns
 -- the status (0 stored, 1 over quota, 2 no such mailbox), the mailbox id,
--- its UIDVALIDITY and the new UID. If anything was stored, the upload record
+-- its UIDVALIDITY, the new UID and the MODSEQ of the stored copy. It does
+-- not NOTIFY: the backend publishes changes after commit (store.notify),
+-- because notifying transactions commit one at a time. If anything was stored, the upload record
 -- of the body is removed; if the sweeper removed it first, the whole
 -- delivery fails with SQLSTATE MC001 and nothing is stored.
 CREATE FUNCTION mc_deliver(
@@ -12,7 +14,7 @@ CREATE FUNCTION mc_deliver(
     p_header bytea, p_envelope bytea, p_structure bytea, p_search_header text, p_search_body text,
     p_accounts text[], p_mailboxes text[], p_flags integer[], p_keywords text[],
     p_quota_bytes bigint[], p_quota_messages bigint[])
-RETURNS TABLE (r_status integer, r_mailbox_id bigint, r_uid_validity bigint, r_uid bigint)
+RETURNS TABLE (r_status integer, r_mailbox_id bigint, r_uid_validity bigint, r_uid bigint, r_modseq bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     i integer;
@@ -35,7 +37,7 @@ BEGIN
                 RAISE EXCEPTION 'account % does not exist', cur USING ERRCODE = 'MC002';
             END IF;
         END IF;
-        r_mailbox_id := 0; r_uid_validity := 0; r_uid := 0;
+        r_mailbox_id := 0; r_uid_validity := 0; r_uid := 0; r_modseq := ms;
         IF (p_quota_bytes[i] > 0 AND used_bytes + p_size > p_quota_bytes[i])
             OR (p_quota_messages[i] > 0 AND used_count + 1 > p_quota_messages[i]) THEN
             r_status := 1;
@@ -61,7 +63,6 @@ BEGIN
         used_bytes := used_bytes + p_size;
         used_count := used_count + 1;
         stored := stored + 1;
-        PERFORM pg_notify('mailcluster', ms || ' ' || r_mailbox_id || ' ' || cur);
         r_status := 0;
         RETURN NEXT;
     END LOOP;
