@@ -131,7 +131,11 @@ type Store struct {
 	pool  *pgxpool.Pool
 	async *pgxpool.Pool // synchronous_commit=off
 	cfg   Config
-	known sync.Map // account ids known to exist (with default mailboxes)
+	// known holds account ids known to exist (with default mailboxes), so
+	// that ensureAccount costs no query for them. It is a cache: when it
+	// reaches maxKnownAccounts it starts over.
+	knownMu sync.RWMutex
+	known   map[string]struct{}
 }
 
 //go:embed migrations/*.sql
@@ -314,6 +318,9 @@ func classify(err error) error {
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 
+// maxKnownAccounts bounds the memory of the known-accounts cache.
+const maxKnownAccounts = 1 << 20
+
 // defaultMailboxes are created for a new account on first use (RFC 6154).
 var defaultMailboxes = []struct {
 	name string
@@ -331,7 +338,10 @@ func (s *Store) ensureAccount(ctx context.Context, account string) error {
 	if len(account) > 256 {
 		return invalid("account id is too long")
 	}
-	if _, ok := s.known.Load(account); ok {
+	s.knownMu.RLock()
+	_, ok := s.known[account]
+	s.knownMu.RUnlock()
+	if ok {
 		return nil
 	}
 	err := s.txNamed(ctx, "EnsureAccount", func(tx pgx.Tx) error {
@@ -356,7 +366,12 @@ func (s *Store) ensureAccount(ctx context.Context, account string) error {
 	if err != nil {
 		return err
 	}
-	s.known.Store(account, struct{}{})
+	s.knownMu.Lock()
+	if s.known == nil || len(s.known) >= maxKnownAccounts {
+		s.known = make(map[string]struct{})
+	}
+	s.known[account] = struct{}{}
+	s.knownMu.Unlock()
 	return nil
 }
 
