@@ -45,17 +45,7 @@ func TestLocalCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	base := 20000 + (os.Getpid()%200)*100
-	for {
-		// A free block of ports: probe the ones used by the cluster.
-		if portsFree(base) {
-			break
-		}
-		base += 1000
-		if base > 60000 {
-			t.Fatal("no free port block")
-		}
-	}
+	base := freePortBlock(t)
 	cmd := exec.Command(bin, "dev", "-dir", dir, "-base-port", strconv.Itoa(base), "-repo", root)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, _ := cmd.StdoutPipe()
@@ -253,8 +243,47 @@ func contains(list []string, s string) bool {
 	return false
 }
 
+// freePortBlock finds a block of 1000 ports for the cluster below the
+// kernel's ephemeral range. Inside that range, the outgoing connections and
+// ":0" listeners of tests running in parallel can take a port between the
+// probe and the cluster's bind (CI once failed that way).
+func freePortBlock(t *testing.T) int {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	const first = 12000
+	blocks := (low - first) / 1000
+	if blocks < 1 {
+		t.Fatalf("ephemeral ports start at %d: no room below for the cluster", low)
+	}
+	start := os.Getpid() % blocks
+	for i := 0; i < blocks; i++ {
+		base := first + ((start+i)%blocks)*1000
+		if portsFree(base) {
+			return base
+		}
+	}
+	t.Fatal("no free block of ports below the ephemeral range")
+	return 0
+}
+
+// portsFree reports whether every port mailcluster dev uses at base is free
+// (see the README's port table: slapd, backends, and each frontend's
+// SMTP, submission, submissions, IMAP, IMAPS, POP3, POP3S and HTTP).
 func portsFree(base int) bool {
-	for _, p := range []int{389, 901, 902, 951, 952, 125, 143, 195, 225, 243, 295, 187, 287} {
+	ports := []int{389, 901, 902, 951, 952}
+	for fe := 1; fe <= 2; fe++ {
+		for _, p := range []int{25, 87, 65, 43, 93, 10, 95, 80} {
+			ports = append(ports, 100*fe+p)
+		}
+	}
+	for _, p := range ports {
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+p))
 		if err != nil {
 			return false
