@@ -405,9 +405,10 @@ func (d *delivery) attempt(s *session) (next bool) {
 }
 
 // keep puts s back for reuse after a negative reply o, unless the server
-// closes the connection with it (421, RFC 5321 section 3.8).
+// closes the connection with it (421, RFC 5321 section 3.8) or the reply
+// was not one the command allows (the exchange is out of step).
 func (d *delivery) keep(s *session, o outcome) {
-	if o.code == 421 {
+	if o.code == 421 || o.code/100 != 4 && o.code/100 != 5 {
 		s.close()
 		return
 	}

@@ -160,6 +160,18 @@ func TestFallback(t *testing.T) {
 	})
 }
 
+func TestAddressLiteral(t *testing.T) {
+	e := newEnv(t)
+	k := e.sink("127.0.0.2", nil)
+	rcpts := []string{"b@[127.0.0.2]"}
+	res := e.transport(nil).Send(t.Context(), "[127.0.0.2]",
+		outbound.Envelope{From: "a@sender.test", Recipients: rcpts}, body(testMessage))
+	checkResults(t, res, rcpts, delivered("[127.0.0.2]"))
+	if msgs := k.messages(); len(msgs) != 1 || !slices.Equal(msgs[0].rcpts, rcpts) {
+		t.Errorf("sink got %+v", msgs)
+	}
+}
+
 func TestNoHostAnswers(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		e := newEnv(t)
@@ -617,7 +629,7 @@ func TestCancel(t *testing.T) {
 	defer cancel()
 	first := make(chan []outbound.Result)
 	go func() {
-		c, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		c, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		first <- tr.Send(c, domain, env, body(testMessage))
 	}()

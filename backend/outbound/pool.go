@@ -63,9 +63,9 @@ func (t *Transport) forget(key string, d *destination) {
 // takeIdle takes the most recently used idle session of key for which ok
 // returns true, and checks it with RSET; a session failing RSET is closed
 // and the next one tried. The session is then watched by ctx. It returns nil
-// when there is none. The caller holds a slot of key.
+// when there is none, or ctx has ended. The caller holds a slot of key.
 func (t *Transport) takeIdle(ctx context.Context, key string, ok func(*session) bool) *session {
-	for {
+	for ctx.Err() == nil {
 		var s *session
 		t.mu.Lock()
 		if d := t.dests[key]; d != nil {
@@ -90,6 +90,7 @@ func (t *Transport) takeIdle(ctx context.Context, key string, ok func(*session) 
 		}
 		return s
 	}
+	return nil
 }
 
 // put keeps s idle for reuse by later Sends to key, or closes it when it

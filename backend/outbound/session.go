@@ -68,8 +68,9 @@ const quitTimeout = 10 * time.Second
 // STARTTLS, AUTH. Unless plain, STARTTLS is used when the server offers it,
 // and required for the relay. For an MX host STARTTLS is opportunistic: the
 // certificate is not verified, and a negative reply to STARTTLS continues
-// in plaintext. A failed TLS handshake is returned (stage stageTLS) so that
-// the caller can reconnect with plain set.
+// in plaintext. A failed TLS handshake, or a connection lost right after it,
+// is returned with stage stageTLS so that the caller can reconnect with
+// plain set.
 //
 // The session is closed when ctx ends, until its owner calls release.
 func (t *Transport) open(ctx context.Context, h host, addr string, plain bool) (*session, error) {
@@ -164,7 +165,12 @@ func (t *Transport) startTLS(ctx context.Context, s *session) error {
 	s.rw, s.tls = tc, true
 	s.client = t.newClient(&greetedConn{Conn: tc, greeting: strings.NewReader("220 " + s.host.name + "\r\n")})
 	if err := s.client.Hello(t.cfg.HeloName); err != nil {
-		return &stageError{stageGreeting, err}
+		if isReply(err) {
+			return &stageError{stageGreeting, err}
+		}
+		// A TLS 1.3 server reports its handshake failures (and some
+		// servers their TLS trouble) only on the first exchange.
+		return &stageError{stageTLS, err}
 	}
 	return nil
 }
