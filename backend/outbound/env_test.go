@@ -471,3 +471,49 @@ func serverTLS(t *testing.T, hosts ...string) (*tls.Config, *x509.CertPool) {
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}}, ca.Pool()
 }
+
+// scripted is a minimal SMTP server for what go-smtp's server will not do
+// (refuse EHLO, refuse STARTTLS). replies maps a command verb to its reply
+// line; other commands get 250, DATA gets 354 and, after the dot, 250. It
+// appends the command lines it reads to *log.
+func scripted(replies map[string]string, mu *sync.Mutex, log *[]string) func(net.Conn) {
+	return func(c net.Conn) {
+		r := bufio.NewReader(c)
+		io.WriteString(c, "220 scripted ESMTP\r\n")
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			line = strings.TrimRight(line, "\r\n")
+			mu.Lock()
+			*log = append(*log, line)
+			mu.Unlock()
+			verb, _, _ := strings.Cut(strings.ToUpper(line), " ")
+			reply, ok := replies[verb]
+			switch {
+			case ok:
+			case verb == "EHLO":
+				reply = "250-scripted\r\n250 STARTTLS"
+			case verb == "DATA":
+				io.WriteString(c, "354 go ahead\r\n")
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if l == ".\r\n" {
+						break
+					}
+				}
+				reply = "250 2.0.0 queued as scripted"
+			case verb == "QUIT":
+				io.WriteString(c, "221 bye\r\n")
+				return
+			default:
+				reply = "250 2.0.0 ok"
+			}
+			io.WriteString(c, reply+"\r\n")
+		}
+	}
+}

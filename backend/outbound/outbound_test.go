@@ -436,6 +436,60 @@ func TestSTARTTLS(t *testing.T) {
 	})
 }
 
+func TestScriptedServers(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		replies map[string]string
+		want    []string // commands the server must have seen, in order
+	}{
+		{"HELO fallback", map[string]string{"EHLO": "502 5.5.1 what?"},
+			[]string{"EHLO client.test", "HELO client.test", "MAIL FROM:<a@sender.test>", "RCPT TO:<b@example.test>", "DATA"}},
+		{"STARTTLS refused", map[string]string{"STARTTLS": "454 4.7.0 TLS not available"},
+			[]string{"EHLO client.test", "STARTTLS", "MAIL FROM:<a@sender.test>", "RCPT TO:<b@example.test>", "DATA"}},
+		{"text injected after STARTTLS", map[string]string{"STARTTLS": "220 go ahead\r\n250 injected"},
+			[]string{"EHLO client.test", "STARTTLS", "EHLO client.test", "MAIL FROM:<a@sender.test>", "RCPT TO:<b@example.test>", "DATA"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			var mu sync.Mutex
+			var log []string
+			e.raw("127.0.0.2", scripted(tc.replies, &mu, &log))
+			e.zone.add(t, "example.test. MX 10 mx1.example.test.", "mx1.example.test. A 127.0.0.2")
+			rcpts := []string{"b@example.test"}
+			res := send(t, e.transport(nil), rcpts...)
+			checkResults(t, res, rcpts, want{Code: 250, Enhanced: "2.0.0", Message: "queued as scripted", RemoteMTA: "mx1.example.test", Delivered: true})
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(log[:min(len(log), len(tc.want))], tc.want) {
+				t.Errorf("server saw %q\nwant %q", log, tc.want)
+			}
+		})
+	}
+}
+
+func TestEqualPreference(t *testing.T) {
+	e := newEnv(t, "127.0.0.2", "127.0.0.3")
+	a, b := e.sink("127.0.0.2", nil), e.sink("127.0.0.3", nil)
+	e.zone.add(t,
+		"example.test. MX 10 mx1.example.test.",
+		"example.test. MX 10 mx2.example.test.",
+		"example.test. MX 20 mx3.example.test.",
+		"mx1.example.test. A 127.0.0.2",
+		"mx2.example.test. A 127.0.0.3",
+		"mx3.example.test. A "+refusedIP,
+	)
+	tr := e.transport(func(c *outbound.Config) { c.MaxReuse = 1 })
+	for range 20 {
+		rcpts := []string{"b@example.test"}
+		if r := send(t, tr, rcpts...); !r[0].Delivered {
+			t.Fatalf("not delivered: %+v", r[0])
+		}
+	}
+	if na, nb := len(a.messages()), len(b.messages()); na == 0 || nb == 0 {
+		t.Errorf("equal-preference hosts got %d and %d messages: not shuffled", na, nb)
+	}
+}
+
 func TestRelay(t *testing.T) {
 	// The destination domain does not exist: the relay takes everything.
 	rcpts := []string{"b@example.test", "c@example.test"}
