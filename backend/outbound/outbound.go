@@ -58,7 +58,8 @@ type Config struct {
 	// DomainConcurrency is the most Sends (each using at most one
 	// connection at a time) in progress at once for one destination
 	// domain, or for the relay when Relay is set; default 20. Send waits
-	// for a free slot.
+	// for a free slot. Connections idle for reuse are not in use; there
+	// are at most DomainConcurrency of them per destination too.
 	DomainConcurrency int
 	// IdleTimeout is how long a connection is kept open after a
 	// transaction, for reuse by the next Send to the same destination;

@@ -95,7 +95,9 @@ func (t *Transport) takeIdle(ctx context.Context, key string, ok func(*session) 
 
 // put keeps s idle for reuse by later Sends to key, or closes it when it
 // has served MaxReuse transactions, the owner's ctx closed it, or the
-// Transport is closed. The caller holds a slot of key.
+// Transport is closed. A destination keeps at most DomainConcurrency idle
+// sessions; the least recently used goes first. The caller holds a slot of
+// key.
 func (t *Transport) put(key string, s *session) {
 	if !s.release() {
 		s.conn.Close()
@@ -112,9 +114,18 @@ func (t *Transport) put(key string, s *session) {
 		t.quit(s)
 		return
 	}
+	var evicted *session
+	if len(d.idle) >= t.cfg.DomainConcurrency {
+		evicted = d.idle[0]
+		evicted.timer.Stop()
+		d.idle = slices.Delete(d.idle, 0, 1)
+	}
 	d.idle = append(d.idle, s)
 	s.timer = time.AfterFunc(t.cfg.IdleTimeout, func() { t.expire(key, s) })
 	t.mu.Unlock()
+	if evicted != nil {
+		t.quit(evicted)
+	}
 }
 
 // expire closes s if it is still idle.

@@ -141,14 +141,15 @@ func (t *Transport) startTLS(ctx context.Context, s *session) error {
 	_, _, err := textproto.NewReader(br).ReadResponse(220)
 	s.conn.SetDeadline(time.Time{})
 	var protoErr *textproto.Error
-	if errors.As(err, &protoErr) {
-		return &stageError{stageStartTLS, replyError(protoErr)}
-	}
-	if err != nil {
-		return &stageError{stageStartTLS, err}
-	}
-	if br.Buffered() > 0 {
+	switch {
+	case br.Buffered() > 0:
+		// Whatever the reply, the old Client cannot read what came
+		// after it.
 		return &stageError{stageTLS, errors.New("data after the STARTTLS reply")}
+	case errors.As(err, &protoErr):
+		return &stageError{stageStartTLS, replyError(protoErr)}
+	case err != nil:
+		return &stageError{stageStartTLS, err}
 	}
 	cfg := t.relayTLS
 	if !s.host.relay {
