@@ -1,10 +1,9 @@
 // Package dkim holds a domain's DKIM signing key and signs outbound messages
 // with it (RFC 6376, RSA per RFC 8301, Ed25519 per RFC 8463).
 //
-// It is the only importer of github.com/emersion/go-msgauth/dkim in the
-// backend: signing itself is go-msgauth's; this package owns key handling
-// (generation, PEM, the DNS record to publish) and the choice of header
-// fields to sign.
+// Signing itself is github.com/emersion/go-msgauth/dkim's; this package owns
+// key handling (generation, PEM, the DNS record to publish) and the choice
+// of header fields to sign.
 package dkim
 
 import (
@@ -46,7 +45,8 @@ var ErrInvalidName = errors.New("dkim: invalid name")
 
 // Key is one domain's signing key.
 //
-// A Key is immutable after Generate or Parse and safe for concurrent use.
+// Keys come from Generate or Parse (a Key literal has no private key and
+// cannot be used); they are immutable and safe for concurrent use.
 type Key struct {
 	// Domain is the signing domain (d=), lower case, without a trailing
 	// dot, in A-label (ASCII) form.

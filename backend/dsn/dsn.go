@@ -297,14 +297,14 @@ func checkHostname(s string) error {
 }
 
 // validStatus checks RFC 3463 §2: class "." subject "." detail, class one
-// of 2, 4, 5, subject and detail 1 to 3 digits without leading zeros.
+// of 2, 4, 5, subject and detail 1 to 3 digits.
 func validStatus(s string) bool {
 	parts := strings.Split(s, ".")
 	if len(parts) != 3 || len(parts[0]) != 1 || !strings.ContainsAny(parts[0], "245") {
 		return false
 	}
 	for _, p := range parts[1:] {
-		if p == "" || len(p) > 3 || len(p) > 1 && p[0] == '0' {
+		if p == "" || len(p) > 3 {
 			return false
 		}
 		for i := 0; i < len(p); i++ {

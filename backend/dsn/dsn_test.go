@@ -630,7 +630,8 @@ func TestBuildErrors(t *testing.T) {
 		"empty status":         func(r *Report) { r.Recipients[0].Status = "" },
 		"bad status":           func(r *Report) { r.Recipients[0].Status = "5.1" },
 		"status injection":     func(r *Report) { r.Recipients[0].Status = "5.1.1\r\nX: y" },
-		"status leading zero":  func(r *Report) { r.Recipients[0].Status = "5.01.1" },
+		"status too long":      func(r *Report) { r.Recipients[0].Status = "5.1000.1" },
+		"status not digits":    func(r *Report) { r.Recipients[0].Status = "5.a.1" },
 		"success status":       func(r *Report) { r.Recipients[0].Status = "2.0.0" },
 		"delayed permanent":    func(r *Report) { r.Recipients[0].Action = ActionDelayed },
 		"empty address":        func(r *Report) { r.Recipients[1].Address = " \r\n" },
@@ -651,11 +652,14 @@ func TestBuildErrors(t *testing.T) {
 	if _, err := Build(testReport(), failingReader{}, 0); err == nil {
 		t.Error("a failing original reader: Build succeeded")
 	}
-	// Failed with a 4.x.x code is fine (a temporary error that expired).
-	r = testReport()
-	r.Recipients[0].Status = "4.4.7"
-	if _, err := Build(r, nil, 0); err != nil {
-		t.Errorf("failed with 4.4.7: %v", err)
+	// Failed with a 4.x.x code is fine (a temporary error that expired);
+	// the RFC 3463 ABNF allows leading zeros.
+	for _, st := range []string{"4.4.7", "5.01.001", "5.7.26"} {
+		r = testReport()
+		r.Recipients[0].Status = st
+		if _, err := Build(r, nil, 0); err != nil {
+			t.Errorf("failed with %s: %v", st, err)
+		}
 	}
 }
 
