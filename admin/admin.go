@@ -1,7 +1,8 @@
 // Package admin implements `mailcluster admin`: managing accounts, aliases
-// and distribution lists in the LDAP directory, and explaining what the
-// cluster does with an address. It speaks LDAP only, through package
-// directory (Manager).
+// and distribution lists in the LDAP directory (through package directory's
+// Manager), explaining what the cluster does with an address, and managing
+// the outbound queue and DKIM keys in the backends' PostgreSQL database
+// (through package store).
 //
 // Output is human-readable by default and JSON with --json. Every failure
 // is reported on stderr (and as {"error": …} on stdout with --json) with a
@@ -20,6 +21,7 @@ import (
 	"sort"
 	"strings"
 
+	"mailcluster/backend/store"
 	"mailcluster/directory"
 	"mailcluster/internal/config"
 )
@@ -59,13 +61,23 @@ var commands = map[string]command{
 	"list show":          {"LIST", "show a list, its members and what it expands to", listShow},
 	"list delete":        {"LIST", "delete a list (not its members)", listDelete},
 	"explain":            {"ADDRESS", "what the cluster does with mail to, or a login as, ADDRESS", explain},
+	"queue list":         {"[--limit N]", "list outbound mail waiting for delivery, oldest first", queueList},
+	"queue show":         {"ID", "show a queued message: each waiting recipient, its last error and next attempt", queueShow},
+	"queue retry":        {"ID|all", "attempt delivery of a queued message (or of all) now", queueRetry},
+	"queue delete":       {"ID", "remove a queued message without delivering or bouncing it", queueDelete},
+	"dkim generate":      {"DOMAIN [--selector S] [--algorithm rsa|ed25519]", "create a DKIM signing key for DOMAIN and print the DNS record to publish", dkimGenerate},
+	"dkim list":          {"", "list DKIM keys (the newest of each domain signs)", dkimList},
+	"dkim delete":        {"DOMAIN SELECTOR", "delete a DKIM key", dkimDelete},
 }
 
 // globals are the settings every subcommand takes.
 type globals struct {
 	directory.ManagerConfig
-	JSON  bool `name:"json" help:"print JSON instead of text"`
-	Debug bool `name:"debug" help:"log LDAP failover and retries to stderr"`
+	// PostgresDSN is for the queue and dkim commands, which work on the
+	// backends' database (the same setting as the backend's).
+	PostgresDSN string `name:"postgres-dsn" help:"PostgreSQL connection string of the backends (queue and dkim commands)"`
+	JSON        bool   `name:"json" help:"print JSON instead of text"`
+	Debug       bool   `name:"debug" help:"log LDAP failover and retries to stderr"`
 }
 
 // env is what a subcommand runs with.
@@ -73,6 +85,7 @@ type env struct {
 	ctx    context.Context
 	g      *globals
 	m      *directory.Manager
+	st     *store.Store // queue and dkim commands
 	stdout io.Writer
 	stderr io.Writer
 }
@@ -129,6 +142,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if e.m != nil {
 		e.m.Close()
 	}
+	if e.st != nil {
+		e.st.Close()
+	}
 	var ue usageError
 	switch {
 	case err == nil:
@@ -182,6 +198,15 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 // variables) and the global settings, anywhere among the positional
 // arguments, whose number it checks (maxArgs < 0: no maximum).
 func (e *env) subFlags(opts any, args []string, minArgs, maxArgs int) ([]string, error) {
+	pos, err := e.parseFlags(opts, args, minArgs, maxArgs)
+	if err != nil {
+		return nil, err
+	}
+	return pos, e.start()
+}
+
+// parseFlags is subFlags without connecting to LDAP.
+func (e *env) parseFlags(opts any, args []string, minArgs, maxArgs int) ([]string, error) {
 	fs := flag.NewFlagSet("", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	noenv := func(string) string { return "" }
@@ -200,7 +225,7 @@ func (e *env) subFlags(opts any, args []string, minArgs, maxArgs int) ([]string,
 	if len(pos) < minArgs || (maxArgs >= 0 && len(pos) > maxArgs) {
 		return nil, usagef("wrong number of arguments")
 	}
-	return pos, e.start()
+	return pos, nil
 }
 
 // json prints v as indented JSON.

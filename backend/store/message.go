@@ -92,13 +92,27 @@ type DeliveryResult struct {
 // the mailbox get their own status and do not stop the others. An error
 // means nothing was stored for anyone.
 func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) ([]DeliveryResult, error) {
+	res, _, err := s.DeliverAndQueue(ctx, msg, rcpts, nil)
+	return res, err
+}
+
+// DeliverAndQueue is Deliver that also queues the message for q's remote
+// recipients (when q is not nil), in the same transaction: either the local
+// copies and the queue entry are all committed, or nothing is. It returns
+// the queue id (0 without q).
+func (s *Store) DeliverAndQueue(ctx context.Context, msg *NewMessage, rcpts []Delivery, q *QueueEntry) ([]DeliveryResult, int64, error) {
+	if q != nil {
+		if err := q.validate(); err != nil {
+			return nil, 0, err
+		}
+	}
 	env, err := proto.Marshal(msg.Envelope)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	st, err := proto.Marshal(msg.Structure)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	type prepared struct {
 		i        int
@@ -128,7 +142,7 @@ func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) 
 				results[i] = DeliveryResult{Status: mailboxv1.DeliveryStatus_DELIVERY_STATUS_REJECTED, Detail: err.Error()}
 				continue
 			}
-			return nil, err
+			return nil, 0, err
 		}
 		todo = append(todo, prepared{i: i, mailbox: name, flags: fl, keywords: kw})
 	}
@@ -152,13 +166,13 @@ func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) 
 		seen[k] = len(unique)
 		dupOf[p.i] = len(unique)
 		unique = append(unique, p)
-		q := rcpts[p.i].Quota
+		quota := rcpts[p.i].Quota
 		accounts, boxes = append(accounts, k[0]), append(boxes, k[1])
 		kws, flagBits = append(kws, strings.Join(p.keywords, " ")), append(flagBits, int32(p.flags))
-		quotaBytes, quotaCount = append(quotaBytes, q.GetStorageBytes()), append(quotaCount, q.GetMessages())
+		quotaBytes, quotaCount = append(quotaBytes, quota.GetStorageBytes()), append(quotaCount, quota.GetMessages())
 	}
-	if len(unique) == 0 {
-		return results, nil
+	if len(unique) == 0 && q == nil {
+		return results, 0, nil
 	}
 	var sentDate any
 	if !msg.SentDate.IsZero() {
@@ -173,33 +187,54 @@ func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) 
 	if header == nil {
 		header = []byte{}
 	}
-	// mc_deliver is one statement and so one transaction by itself: no
-	// BEGIN and COMMIT round trips.
+	// Without a queue entry, mc_deliver is one statement and so one
+	// transaction by itself: no BEGIN and COMMIT round trips.
 	out := make([]DeliveryResult, 0, len(unique))
 	var changes []Change
-	start := time.Now()
-	for attempt := 0; ; attempt++ {
+	var queueID int64
+	deliver := func(db interface {
+		Query(context.Context, string, ...any) (pgx.Rows, error)
+	}) error {
 		out, changes = out[:0], changes[:0]
-		var rows pgx.Rows
-		rows, err = s.pool.Query(ctx, `SELECT r_status, r_mailbox_id, r_uid_validity, r_uid, r_modseq FROM mc_deliver($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		if len(unique) == 0 {
+			return nil
+		}
+		rows, err := db.Query(ctx, `SELECT r_status, r_mailbox_id, r_uid_validity, r_uid, r_modseq FROM mc_deliver($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			msg.BlobKey, msg.Size, internal, sentDate, header, env, st, msg.SearchHeader, msg.SearchBody,
 			accounts, boxes, flagBits, kws, quotaBytes, quotaCount)
-		if err == nil {
-			var status int32
-			var mb, uv, uid, ms int64
-			_, err = pgx.ForEachRow(rows, []any{&status, &mb, &uv, &uid, &ms}, func() error {
-				r := DeliveryResult{MailboxID: mb, UIDValidity: uint32(uv), UID: uint32(uid)}
-				switch status {
-				case 0:
-					r.Status = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK
-					changes = append(changes, Change{Account: accounts[len(out)], Modseq: uint64(ms), MailboxID: mb})
-				case 1:
-					r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA, "over quota"
-				default:
-					r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX, "no such mailbox"
+		if err != nil {
+			return err
+		}
+		var status int32
+		var mb, uv, uid, ms int64
+		_, err = pgx.ForEachRow(rows, []any{&status, &mb, &uv, &uid, &ms}, func() error {
+			r := DeliveryResult{MailboxID: mb, UIDValidity: uint32(uv), UID: uint32(uid)}
+			switch status {
+			case 0:
+				r.Status = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK
+				changes = append(changes, Change{Account: accounts[len(out)], Modseq: uint64(ms), MailboxID: mb})
+			case 1:
+				r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA, "over quota"
+			default:
+				r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX, "no such mailbox"
+			}
+			out = append(out, r)
+			return nil
+		})
+		return err
+	}
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		if q == nil {
+			err = deliver(s.pool)
+		} else {
+			err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				if err := deliver(tx); err != nil {
+					return err
 				}
-				out = append(out, r)
-				return nil
+				var err error
+				queueID, err = insertQueued(ctx, tx, msg, q, len(changes) == 0)
+				return err
 			})
 		}
 		var pe *pgconn.PgError
@@ -217,15 +252,15 @@ func (s *Store) Deliver(ctx context.Context, msg *NewMessage, rcpts []Delivery) 
 		s.published(ctx, changes)
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(out) != len(unique) {
-		return nil, fmt.Errorf("%w: mc_deliver returned %d results for %d recipients", ErrUnavailable, len(out), len(unique))
+		return nil, 0, fmt.Errorf("%w: mc_deliver returned %d results for %d recipients", ErrUnavailable, len(out), len(unique))
 	}
 	for _, p := range todo {
 		results[p.i] = out[dupOf[p.i]]
 	}
-	return results, nil
+	return results, queueID, nil
 }
 
 // StartUpload records that a body is about to be written under key. The

@@ -298,7 +298,8 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, ErrNotFound), errors.Is(err, ErrNoMessage), errors.Is(err, ErrExists),
 		errors.Is(err, ErrForbidden), errors.Is(err, ErrOverQuota), errors.Is(err, errInvalidInput),
-		errors.Is(err, ErrUploadLost), errors.Is(err, errNoChange), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		errors.Is(err, ErrUploadLost), errors.Is(err, errNoChange), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, ErrNoQueueEntry), errors.Is(err, ErrKeyExists), errors.Is(err, ErrNoKey):
 		return err
 	}
 	var pe *pgconn.PgError

@@ -44,13 +44,14 @@ func (s *Store) SweepUploads(ctx context.Context, grace time.Duration, limit int
 
 // SweepOrphans deletes bodies that lost their last reference. For each
 // candidate it checks, with the candidate row locked, that no message refers
-// to the body before calling del. It handles at most limit candidates and
+// to the body (no message and no queue entry) before calling del. It handles at most limit candidates and
 // returns how many bodies it deleted.
 func (s *Store) SweepOrphans(ctx context.Context, limit int, del func(ctx context.Context, key string) error) (int, error) {
 	n := 0
 	err := s.tx(ctx, func(tx pgx.Tx) error {
 		n = 0
 		rows, err := tx.Query(ctx, `SELECT o.blob_key, EXISTS (SELECT 1 FROM messages m WHERE m.blob_key = o.blob_key)
+				OR EXISTS (SELECT 1 FROM queue_messages q WHERE q.blob_key = o.blob_key)
 			FROM blob_orphans o ORDER BY o.created_at LIMIT $1 FOR UPDATE OF o SKIP LOCKED`, limit)
 		if err != nil {
 			return err

@@ -3495,11 +3495,24 @@ type DeliverHeader struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Recipients []*Recipient           `protobuf:"bytes,1,rep,name=recipients,proto3" json:"recipients,omitempty"`
 	// A trace id that follows the message through the logs.
-	TraceId       string `protobuf:"bytes,2,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
-	MailFrom      string `protobuf:"bytes,3,opt,name=mail_from,json=mailFrom,proto3" json:"mail_from,omitempty"`
-	Size          int64  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"` // expected size if known; 0 when unknown
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TraceId string `protobuf:"bytes,2,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// The envelope sender; empty is the null sender (RFC 5321 4.5.5), which
+	// never receives a bounce.
+	MailFrom string `protobuf:"bytes,3,opt,name=mail_from,json=mailFrom,proto3" json:"mail_from,omitempty"`
+	Size     int64  `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"` // expected size if known; 0 when unknown
+	// Addresses outside the cluster (user@domain): the message is queued for
+	// them. Deliver answers only when the queue entry is durable; it fails as
+	// a whole (nothing stored, nothing queued) if the queue entry cannot be
+	// made. Recipients may then be empty.
+	RemoteRecipients []string `protobuf:"bytes,5,rep,name=remote_recipients,json=remoteRecipients,proto3" json:"remote_recipients,omitempty"`
+	// The local account that receives bounces (DSNs) for the remote
+	// recipients; empty: bounces are mailed to mail_from.
+	BounceAccountId string `protobuf:"bytes,6,opt,name=bounce_account_id,json=bounceAccountId,proto3" json:"bounce_account_id,omitempty"`
+	// The authenticated account that submitted the message, for the queue's
+	// administration and logs; empty for mail that arrived from outside.
+	SubmitterAccountId string `protobuf:"bytes,7,opt,name=submitter_account_id,json=submitterAccountId,proto3" json:"submitter_account_id,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *DeliverHeader) Reset() {
@@ -3558,6 +3571,27 @@ func (x *DeliverHeader) GetSize() int64 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *DeliverHeader) GetRemoteRecipients() []string {
+	if x != nil {
+		return x.RemoteRecipients
+	}
+	return nil
+}
+
+func (x *DeliverHeader) GetBounceAccountId() string {
+	if x != nil {
+		return x.BounceAccountId
+	}
+	return ""
+}
+
+func (x *DeliverHeader) GetSubmitterAccountId() string {
+	if x != nil {
+		return x.SubmitterAccountId
+	}
+	return ""
 }
 
 type DeliverRequest struct {
@@ -3711,9 +3745,11 @@ func (x *RecipientResult) GetDetail() string {
 }
 
 type DeliverResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*RecipientResult     `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"` // in the order of the recipients
-	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Results []*RecipientResult     `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"` // in the order of the recipients
+	Size    int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	// The queue entry made for the remote recipients; 0 when there were none.
+	QueueId       int64 `protobuf:"varint,3,opt,name=queue_id,json=queueId,proto3" json:"queue_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3758,6 +3794,13 @@ func (x *DeliverResponse) GetResults() []*RecipientResult {
 func (x *DeliverResponse) GetSize() int64 {
 	if x != nil {
 		return x.Size
+	}
+	return 0
+}
+
+func (x *DeliverResponse) GetQueueId() int64 {
+	if x != nil {
+		return x.QueueId
 	}
 	return 0
 }
@@ -4329,14 +4372,17 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12!\n" +
 	"\fmailbox_name\x18\x02 \x01(\tR\vmailboxName\x123\n" +
 	"\x05quota\x18\x03 \x01(\v2\x1d.mailcluster.mailbox.v1.QuotaR\x05quota\x123\n" +
-	"\x05flags\x18\x04 \x01(\v2\x1d.mailcluster.mailbox.v1.FlagsR\x05flags\"\x9e\x01\n" +
+	"\x05flags\x18\x04 \x01(\v2\x1d.mailcluster.mailbox.v1.FlagsR\x05flags\"\xa9\x02\n" +
 	"\rDeliverHeader\x12A\n" +
 	"\n" +
 	"recipients\x18\x01 \x03(\v2!.mailcluster.mailbox.v1.RecipientR\n" +
 	"recipients\x12\x19\n" +
 	"\btrace_id\x18\x02 \x01(\tR\atraceId\x12\x1b\n" +
 	"\tmail_from\x18\x03 \x01(\tR\bmailFrom\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\x03R\x04size\"q\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12+\n" +
+	"\x11remote_recipients\x18\x05 \x03(\tR\x10remoteRecipients\x12*\n" +
+	"\x11bounce_account_id\x18\x06 \x01(\tR\x0fbounceAccountId\x120\n" +
+	"\x14submitter_account_id\x18\a \x01(\tR\x12submitterAccountId\"q\n" +
 	"\x0eDeliverRequest\x12?\n" +
 	"\x06header\x18\x01 \x01(\v2%.mailcluster.mailbox.v1.DeliverHeaderH\x00R\x06header\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
@@ -4345,10 +4391,11 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\x0e2&.mailcluster.mailbox.v1.DeliveryStatusR\x06status\x12!\n" +
 	"\fuid_validity\x18\x02 \x01(\rR\vuidValidity\x12\x10\n" +
 	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"h\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\x83\x01\n" +
 	"\x0fDeliverResponse\x12A\n" +
 	"\aresults\x18\x01 \x03(\v2'.mailcluster.mailbox.v1.RecipientResultR\aresults\x12\x12\n" +
-	"\x04size\x18\x02 \x01(\x03R\x04size\"^\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x19\n" +
+	"\bqueue_id\x18\x03 \x01(\x03R\aqueueId\"^\n" +
 	"\fWatchRequest\x126\n" +
 	"\x03add\x18\x01 \x03(\v2$.mailcluster.mailbox.v1.WatchAccountR\x03add\x12\x16\n" +
 	"\x06remove\x18\x02 \x03(\tR\x06remove\"P\n" +

@@ -94,7 +94,8 @@ type MailboxClient interface {
 	Append(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendRequest, AppendResponse], error)
 	// Deliver stores one message for many recipients: one body object, one
 	// transaction, a status per recipient. First request: DeliverHeader; then
-	// body chunks.
+	// body chunks. Remote recipients are queued for delivery by SMTP in the
+	// same transaction, sharing the body with the local copies.
 	Deliver(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[DeliverRequest, DeliverResponse], error)
 	// Watch multiplexes change notifications for many accounts over one
 	// stream. The client adds and removes accounts at any time; the server
@@ -369,7 +370,8 @@ type MailboxServer interface {
 	Append(grpc.ClientStreamingServer[AppendRequest, AppendResponse]) error
 	// Deliver stores one message for many recipients: one body object, one
 	// transaction, a status per recipient. First request: DeliverHeader; then
-	// body chunks.
+	// body chunks. Remote recipients are queued for delivery by SMTP in the
+	// same transaction, sharing the body with the local copies.
 	Deliver(grpc.ClientStreamingServer[DeliverRequest, DeliverResponse]) error
 	// Watch multiplexes change notifications for many accounts over one
 	// stream. The client adds and removes accounts at any time; the server
