@@ -57,6 +57,7 @@ func testConfig(e *env) Config {
 	cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Region = e.s3.AccessKey, e.s3.SecretKey, e.s3.Region
 	cfg.S3CreateBucket = true
 	cfg.SweepInterval = time.Hour // tests sweep explicitly
+	cfg.QueueWorkers = 0          // queue tests turn delivery on
 	if os.Getenv("MAILCLUSTER_TEST_BLOB") == "fs" {
 		// For comparing drivers in benchmarks.
 		cfg.BlobDriver, cfg.BlobFSRoot = "fs", e.t.TempDir()

@@ -56,6 +56,29 @@ type Config struct {
 	SweepInterval time.Duration `name:"sweep-interval" help:"how often unreferenced bodies are looked for and deleted"`
 	UploadGrace   time.Duration `name:"upload-grace" help:"age after which an upload that no message references is deleted; must exceed the longest deliver"`
 	ExpungeLog    time.Duration `name:"expunge-log-retention" help:"how long expunged UIDs are remembered for QRESYNC clients; older ones resynchronise fully"`
+
+	// The outbound queue: mail for remote recipients, delivered by every
+	// backend's workers (see README, "Outbound mail").
+	QueueWorkers      int           `name:"queue-workers" help:"concurrent outbound deliveries of this backend; 0: this backend queues mail but does not deliver it"`
+	QueuePoll         time.Duration `name:"queue-poll-interval" help:"how often an idle backend looks for queued mail that is due"`
+	QueueLease        time.Duration `name:"queue-lease" help:"how long a worker holds the recipients it is delivering; another backend retries them after it (a crashed worker's mail is sent again)"`
+	QueueRetryMin     time.Duration `name:"queue-retry-min" help:"delay before the first retry after a temporary failure; it doubles with each attempt"`
+	QueueRetryMax     time.Duration `name:"queue-retry-max" help:"longest delay between two attempts"`
+	QueueLifetime     time.Duration `name:"queue-lifetime" help:"how long undeliverable mail is retried before it is bounced to the sender"`
+	QueueDelayWarning time.Duration `name:"queue-delay-warning" help:"send the sender a delay warning once mail has waited this long; 0: never"`
+
+	OutboundHelo              string        `name:"outbound-helo" help:"host name this backend gives in EHLO and in bounces (default: the system's host name)"`
+	OutboundDNS               string        `name:"outbound-dns" help:"DNS server host:port for MX lookups (default: the system's resolv.conf)"`
+	OutboundPort              int           `name:"outbound-port" help:"SMTP port of remote mail servers"`
+	OutboundRelay             string        `name:"outbound-relay" help:"smarthost host:port that takes all outbound mail instead of the recipients' MX hosts"`
+	OutboundRelayUser         string        `name:"outbound-relay-username" help:"AUTH PLAIN user name for the smarthost"`
+	OutboundRelayPass         string        `name:"outbound-relay-password" help:"AUTH PLAIN password for the smarthost"`
+	OutboundRelayImplicitTLS  bool          `name:"outbound-relay-implicit-tls" help:"connect to the smarthost with TLS (port 465); otherwise STARTTLS is required"`
+	OutboundRelayCA           string        `name:"outbound-relay-ca" help:"CA file (PEM) that signs the smarthost's certificate (default: the system's roots)"`
+	OutboundDomainConcurrency int           `name:"outbound-domain-concurrency" help:"most simultaneous connections of this backend to one destination domain"`
+	OutboundConnectTimeout    time.Duration `name:"outbound-connect-timeout" help:"timeout for connecting to a remote mail server"`
+	OutboundCommandTimeout    time.Duration `name:"outbound-command-timeout" help:"timeout for each SMTP command's reply"`
+	OutboundDataTimeout       time.Duration `name:"outbound-data-timeout" help:"timeout for sending a message and its final reply"`
 }
 
 // DefaultConfig returns the defaults.
@@ -81,6 +104,19 @@ func DefaultConfig() Config {
 		SweepInterval:     time.Minute,
 		UploadGrace:       time.Hour,
 		ExpungeLog:        30 * 24 * time.Hour,
+
+		QueueWorkers:  16,
+		QueuePoll:     5 * time.Second,
+		QueueLease:    15 * time.Minute,
+		QueueRetryMin: 5 * time.Minute,
+		QueueRetryMax: time.Hour,
+		QueueLifetime: 5 * 24 * time.Hour,
+
+		OutboundPort:              25,
+		OutboundDomainConcurrency: 20,
+		OutboundConnectTimeout:    30 * time.Second,
+		OutboundCommandTimeout:    5 * time.Minute,
+		OutboundDataTimeout:       10 * time.Minute,
 	}
 }
 
@@ -140,6 +176,11 @@ func (c *Config) Validate() error {
 		"max-watch-accounts": int64(c.MaxWatchAccounts), "sweep-interval": int64(c.SweepInterval), "upload-grace": int64(c.UploadGrace),
 		"expunge-log-retention": int64(c.ExpungeLog),
 		"s3-timeout":            int64(c.S3Timeout),
+		"queue-poll-interval":   int64(c.QueuePoll), "queue-lease": int64(c.QueueLease),
+		"queue-retry-min": int64(c.QueueRetryMin), "queue-retry-max": int64(c.QueueRetryMax), "queue-lifetime": int64(c.QueueLifetime),
+		"outbound-port": int64(c.OutboundPort), "outbound-domain-concurrency": int64(c.OutboundDomainConcurrency),
+		"outbound-connect-timeout": int64(c.OutboundConnectTimeout), "outbound-command-timeout": int64(c.OutboundCommandTimeout),
+		"outbound-data-timeout": int64(c.OutboundDataTimeout),
 	}
 	for name, v := range positive {
 		if v <= 0 {
@@ -148,6 +189,29 @@ func (c *Config) Validate() error {
 	}
 	if c.MemorySpool < 0 {
 		bad("memory-spool", "must not be negative")
+	}
+	if c.QueueWorkers < 0 {
+		bad("queue-workers", "must not be negative")
+	}
+	if c.QueueDelayWarning < 0 {
+		bad("queue-delay-warning", "must not be negative")
+	}
+	if c.QueueRetryMax < c.QueueRetryMin {
+		bad("queue-retry-max", "must not be less than queue-retry-min")
+	}
+	if c.OutboundPort > 65535 {
+		bad("outbound-port", "must be a TCP port")
+	}
+	if (c.OutboundRelayUser == "") != (c.OutboundRelayPass == "") {
+		bad("outbound-relay-username", "outbound-relay-username and outbound-relay-password go together")
+	}
+	if c.OutboundRelayUser != "" && c.OutboundRelay == "" {
+		bad("outbound-relay-username", "needs outbound-relay")
+	}
+	if c.OutboundRelayCA != "" {
+		if _, err := os.Stat(c.OutboundRelayCA); err != nil {
+			bad("outbound-relay-ca", "cannot read %s", c.OutboundRelayCA)
+		}
 	}
 	return errors.Join(errs...)
 }

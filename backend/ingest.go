@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -166,6 +167,31 @@ func (s *service) discardLost(msg *store.NewMessage, err error) {
 	}
 }
 
+// sign returns the DKIM-Signature header field for the queued copy of a
+// message, signed with the key of its From domain (RFC 6376: the domain the
+// signature vouches for, which DMARC aligns with From), or nil when that
+// domain has no key. Signing problems are logged, never fatal: the message
+// goes out unsigned rather than not at all.
+func (s *service) sign(ctx context.Context, log *slog.Logger, msg *store.NewMessage, sp *spool) []byte {
+	if msg.Envelope == nil || len(msg.Envelope.From) == 0 {
+		return nil
+	}
+	domain := msg.Envelope.From[0].Host
+	if domain == "" {
+		return nil
+	}
+	key := s.dkim.forDomain(ctx, domain)
+	if key == nil {
+		return nil
+	}
+	h, err := key.Sign(io.NewSectionReader(sp.ReaderAt(), 0, sp.size))
+	if err != nil {
+		log.Warn("DKIM signing failed; sending unsigned", "domain", domain, "err", err)
+		return nil
+	}
+	return []byte(h)
+}
+
 // receive reads the header and the body chunks of a streamed message into a
 // new spool.
 func receive[Req any](s *service, recv func() (*Req, error), header func(*Req) (bool, []byte), announced func() int64) (*spool, error) {
@@ -284,11 +310,16 @@ func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverReq
 	if h == nil {
 		return s.fail("Deliver", errNoHeader)
 	}
-	if len(h.Recipients) == 0 {
+	if len(h.Recipients) == 0 && len(h.RemoteRecipients) == 0 {
 		return s.fail("Deliver", errNoRecipients)
 	}
-	if len(h.Recipients) > s.cfg.MaxRecipients {
+	if len(h.Recipients)+len(h.RemoteRecipients) > s.cfg.MaxRecipients {
 		return s.fail("Deliver", errTooManyRcpt)
+	}
+	var queue *store.QueueEntry
+	if len(h.RemoteRecipients) > 0 {
+		queue = &store.QueueEntry{MailFrom: h.MailFrom, Recipients: h.RemoteRecipients, BounceAccount: h.BounceAccountId,
+			Submitter: h.SubmitterAccountId, TraceID: h.TraceId, Lifetime: s.cfg.QueueLifetime}
 	}
 	log := s.log.With("trace", h.TraceId)
 	sp, err := receive(s, stream.Recv, func(r *mailboxv1.DeliverRequest) (bool, []byte) {
@@ -304,16 +335,22 @@ func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverReq
 		return s.fail("Deliver", err)
 	}
 	t1 := time.Now()
+	if queue != nil {
+		queue.Prepend = s.sign(ctx, log, msg, sp)
+	}
 	rcpts := make([]store.Delivery, len(h.Recipients))
 	for i, r := range h.Recipients {
 		rcpts[i] = store.Delivery{Account: r.AccountId, Mailbox: r.MailboxName, Flags: r.Flags, Quota: r.Quota}
 	}
-	res, err := s.store.Deliver(ctx, msg, rcpts)
+	res, queueID, err := s.store.DeliverAndQueue(ctx, msg, rcpts, queue)
 	if err != nil {
 		s.discardLost(msg, err)
 		return s.fail("Deliver", err)
 	}
-	out := &mailboxv1.DeliverResponse{Size: sp.size, Results: make([]*mailboxv1.RecipientResult, len(res))}
+	if queueID != 0 && s.queue != nil {
+		s.queue.poke()
+	}
+	out := &mailboxv1.DeliverResponse{Size: sp.size, Results: make([]*mailboxv1.RecipientResult, len(res)), QueueId: queueID}
 	ok := 0
 	for i, r := range res {
 		out.Results[i] = &mailboxv1.RecipientResult{Status: r.Status, UidValidity: r.UIDValidity, Uid: r.UID, Detail: r.Detail}
@@ -321,13 +358,13 @@ func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverReq
 			ok++
 		}
 	}
-	if ok == 0 {
+	if ok == 0 && queueID == 0 {
 		s.discard(msg)
 	}
 	for _, r := range res {
 		s.metrics.deliveries.WithLabelValues(r.Status.String()).Inc()
 	}
 	log.Info("delivered", "key", msg.BlobKey, "size", sp.size, "recipients", len(res), "stored", ok,
-		"stage", t1.Sub(t0), "commit", time.Since(t1))
+		"queue_id", queueID, "remote", len(h.RemoteRecipients), "stage", t1.Sub(t0), "commit", time.Since(t1))
 	return stream.SendAndClose(out)
 }

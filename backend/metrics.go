@@ -26,6 +26,41 @@ type metrics struct {
 	bytesIn    prometheus.Counter
 	watchers   prometheus.Gauge
 	swept      prometheus.Counter
+
+	queueClaims  prometheus.Counter
+	queueResults *prometheus.CounterVec
+	queueAttempt prometheus.Histogram
+}
+
+// queueSize reports the outbound queue's length on each scrape (one
+// query, bounded by a timeout).
+type queueSize struct {
+	st interface {
+		QueueStats(context.Context) (int64, int64, error)
+	}
+	messages, recipients *prometheus.Desc
+}
+
+func newQueueSize(st interface {
+	QueueStats(context.Context) (int64, int64, error)
+}) *queueSize {
+	return &queueSize{st: st,
+		messages:   prometheus.NewDesc("mailcluster_queue_messages", "Messages in the outbound queue (the whole cluster's).", nil, nil),
+		recipients: prometheus.NewDesc("mailcluster_queue_waiting_recipients", "Recipients waiting in the outbound queue (the whole cluster's).", nil, nil)}
+}
+
+func (q *queueSize) Describe(ch chan<- *prometheus.Desc) { ch <- q.messages; ch <- q.recipients }
+
+func (q *queueSize) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	m, r, err := q.st.QueueStats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(q.messages, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(q.messages, prometheus.GaugeValue, float64(m))
+	ch <- prometheus.MustNewConstMetric(q.recipients, prometheus.GaugeValue, float64(r))
 }
 
 func newMetrics() *metrics {
@@ -46,8 +81,14 @@ func newMetrics() *metrics {
 			Help: "Open Watch streams."}),
 		swept: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailcluster_backend_swept_bodies_total",
 			Help: "Unreferenced bodies deleted by the sweeper."}),
+		queueClaims: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailcluster_queue_claims_total",
+			Help: "Groups of queued recipients (one message, one domain) this backend took for delivery."}),
+		queueResults: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailcluster_queue_recipients_total",
+			Help: "Outcomes of outbound delivery attempts per recipient: delivered, deferred or bounced."}, []string{"result"}),
+		queueAttempt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "mailcluster_queue_attempt_duration_seconds",
+			Help: "Duration of one outbound delivery attempt (DNS, connection and transaction).", Buckets: prometheus.ExponentialBuckets(0.005, 3, 10)}),
 	}
-	m.reg.MustRegister(m.rpc, m.postgres, m.blob, m.deliveries, m.bytesIn, m.watchers, m.swept,
+	m.reg.MustRegister(m.rpc, m.postgres, m.blob, m.deliveries, m.bytesIn, m.watchers, m.swept, m.queueClaims, m.queueResults, m.queueAttempt,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -74,7 +74,23 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	opts = append(opts, grpc.ChainUnaryInterceptor(m.unary()), grpc.ChainStreamInterceptor(m.stream()))
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Server{cfg: cfg, log: log, cancel: cancel, health: health.NewServer(), metrics: m}
-	s.svc = &service{cfg: cfg, log: log, store: st, blobs: blobs, hub: newHub(), metrics: m}
+	s.svc = &service{cfg: cfg, log: log, store: st, blobs: blobs, hub: newHub(), metrics: m,
+		dkim: &dkimKeys{st: st, log: log.With("part", "dkim")}}
+	m.reg.MustRegister(newQueueSize(st))
+	if cfg.QueueWorkers > 0 {
+		q, err := newQueueRunner(s.svc)
+		if err != nil {
+			cancel()
+			st.Close()
+			return nil, err
+		}
+		s.svc.queue = q
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			q.run(bg)
+		}()
+	}
 	s.grpc = grpc.NewServer(opts...)
 	mailboxv1.RegisterMailboxServer(s.grpc, s.svc)
 	healthpb.RegisterHealthServer(s.grpc, s.health)

@@ -27,6 +27,8 @@ type service struct {
 	blobs   blob.Store
 	hub     *hub
 	metrics *metrics
+	queue   *queueRunner // nil when this backend does not deliver outbound mail
+	dkim    *dkimKeys
 }
 
 var _ mailboxv1.MailboxServer = (*service)(nil)

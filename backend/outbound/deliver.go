@@ -241,9 +241,12 @@ func (d *delivery) failure(h host, addr string, err error) outcome {
 	var reply *smtp.SMTPError
 	if errors.As(err, &reply) {
 		o := replyOutcome(reply, h.name)
-		if stage == stageGreeting || stage == stageStartTLS {
+		if stage == stageGreeting || stage == stageStartTLS || stage == stageAuth {
 			// A host that will not talk to us now; another host, or
 			// a later attempt, may (Postfix's smtp_skip_5xx_greeting).
+			// A relay refusing our credentials is a configuration
+			// mistake to fix, not a reason to bounce every message
+			// (Postfix's smtp_sasl_auth_soft_bounce).
 			o.permanent = false
 			o.enhanced = "4" + o.enhanced[1:]
 		}

@@ -539,7 +539,7 @@ func TestRelay(t *testing.T) {
 		e, k, pool := setup(t, nil)
 		tr := relay(e, pool, func(c *outbound.Config) { c.RelayPassword = "wrong" })
 		checkResults(t, send(t, tr, rcpts...), rcpts,
-			want{Code: 535, Enhanced: "5.7.8", Message: "bad credentials", RemoteMTA: "127.0.0.2", Permanent: true})
+			want{Code: 535, Enhanced: "4.7.8", Message: "bad credentials", RemoteMTA: "127.0.0.2", Permanent: false})
 		if len(k.messages()) != 0 {
 			t.Error("relay accepted mail")
 		}

@@ -63,6 +63,7 @@ func newStack(t testing.TB, nBackends int) *stack {
 	st := &stack{t: t, log: testLog()}
 	for i := 0; i < nBackends; i++ {
 		cfg := backend.DefaultConfig()
+		cfg.QueueWorkers = 0 // no outbound delivery in these tests
 		cfg.Listen = "127.0.0.1:0"
 		cfg.Token = testToken
 		cfg.PostgresDSN, cfg.PostgresMaxConns = dsn, 8

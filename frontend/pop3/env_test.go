@@ -84,6 +84,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	for i := 1; i <= o.backends; i++ {
 		name := fmt.Sprintf("b%d", i)
 		cfg := backend.DefaultConfig()
+		cfg.QueueWorkers = 0 // no outbound delivery in these tests
 		cfg.Listen = "127.0.0.1:0"
 		cfg.Token = testToken
 		cfg.PostgresDSN = dsn

@@ -28,7 +28,6 @@ var (
 	errTooManyExpanded = reply(452, smtp.EnhancedCode{4, 5, 3}, "Too many recipients")
 	errDirectoryDown   = reply(451, smtp.EnhancedCode{4, 4, 3}, "Directory temporarily unavailable, try again later")
 	errBackendDownRcpt = reply(451, smtp.EnhancedCode{4, 4, 1}, "Mailbox server temporarily unavailable, try again later")
-	errNoQueue         = reply(451, smtp.EnhancedCode{4, 3, 0}, "Delivery to this address is not possible yet, try again later")
 	errTooManyBad      = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many invalid recipients, closing connection")
 
 	// MAIL and AUTH (RFC 4954 6, RFC 6409 6.1, RFC 5248).

@@ -100,6 +100,7 @@ func newCluster(t *testing.T, o options) *cluster {
 	for i := 1; i <= o.backends; i++ {
 		name := fmt.Sprintf("b%d", i)
 		cfg := backend.DefaultConfig()
+		cfg.QueueWorkers = 0 // no outbound delivery in these tests
 		cfg.Listen = "127.0.0.1:0"
 		cfg.Token = testToken
 		cfg.PostgresDSN = c.dsn
@@ -273,6 +274,32 @@ func (c *cluster) accountID(addr string) string {
 		c.t.Fatalf("resolve %s: %v %+v", addr, err, r)
 	}
 	return r.Account.ID
+}
+
+// queued returns the outbound queue's entries with their waiting
+// recipients, read from PostgreSQL directly.
+func (c *cluster) queued() []*store.QueueDetail {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Config{DSN: c.dsn, MaxConns: 2})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer st.Close()
+	list, err := st.QueueList(ctx, 1000)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out []*store.QueueDetail
+	for _, q := range list {
+		d, err := st.QueueShow(ctx, q.ID)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // client returns a backend client that bypasses the frontend.

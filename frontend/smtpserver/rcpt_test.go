@@ -29,7 +29,7 @@ func TestRcptChecks(t *testing.T) {
 	cn.cmd("RCPT TO:<dis@"+domain+">", "550 5.2.1 ")
 	cn.cmd("RCPT TO:<"+full+">", "452 4.2.2 ")
 	cn.cmd("RCPT TO:<someone@elsewhere.test>", "554 5.7.1 ")
-	cn.cmd("RCPT TO:<away@"+domain+">", "451 4.3.0 ")
+	cn.cmd("RCPT TO:<away@"+domain+">", "250 ") // a forward elsewhere: queued
 	cn.cmd("RCPT TO:<bad address>", "501 ")
 	cn.cmd("RCPT TO:<"+strings.Repeat("a", 300)+"@"+domain+">", "501 5.5.2 ")
 	cn.cmd("RCPT TO:<"+fwd+">", "250 ")
@@ -42,6 +42,12 @@ func TestRcptChecks(t *testing.T) {
 	}
 	if n := len(c.inbox(full)); n != 1 {
 		t.Fatalf("full has %d messages", n)
+	}
+	// The forward to a remote address went to the outbound queue, bounces
+	// to the original sender.
+	if q := c.queued(); len(q) != 1 || len(q[0].Waiting) != 1 || q[0].Waiting[0].Address != "someone@elsewhere.test" ||
+		q[0].MailFrom != "sender@remote.test" || q[0].Bounce != "" || q[0].Submitter != "" {
+		t.Fatalf("queue: %+v", q)
 	}
 	// No open relay, whatever the sender claims.
 	cn.cmd("MAIL FROM:<alice@"+domain+">", "250 ")

@@ -53,7 +53,8 @@ type transaction struct {
 	mailOpts smtp.MailOptions
 	rcpts    []*mailboxv1.Recipient // one per account, in RCPT order
 	routes   []string               // mailHost of each recipient
-	seen     map[string]bool        // account ids in rcpts
+	seen     map[string]bool        // account ids in rcpts, and remote addresses
+	remote   []string               // remote recipients, for the outbound queue
 	rcptAddr []string               // accepted RCPT addresses, for the Received header
 }
 
@@ -301,9 +302,19 @@ func printable(s string) bool {
 
 // --- RCPT ---
 
-// target is an account a recipient address leads to.
+// target is an account a recipient address leads to, or a remote address
+// (when remote is set) for the outbound queue.
 type target struct {
-	acc directory.AccountInfo
+	acc    directory.AccountInfo
+	remote string
+}
+
+// key identifies a target within one transaction.
+func (t target) key() string {
+	if t.remote != "" {
+		return "remote:" + t.remote
+	}
+	return t.acc.ID
 }
 
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
@@ -342,15 +353,15 @@ func (ss *session) rcpt(to string) error {
 	ss.mu.Unlock()
 	added := 0
 	for _, t := range targets {
-		if !tx.seen[t.acc.ID] {
+		if !tx.seen[t.key()] {
 			added++
 		}
 	}
-	if ss.s.cfg.MaxExpanded > 0 && len(tx.rcpts)+added > ss.s.cfg.MaxExpanded {
+	if ss.s.cfg.MaxExpanded > 0 && len(tx.rcpts)+len(tx.remote)+added > ss.s.cfg.MaxExpanded {
 		return errTooManyExpanded
 	}
 	for _, t := range targets {
-		if tx.seen[t.acc.ID] {
+		if tx.seen[t.key()] || t.remote != "" {
 			continue
 		}
 		if err := ss.checkQuota(ctx, t.acc, tx.mailOpts.Size); err != nil {
@@ -361,10 +372,14 @@ func (ss *session) rcpt(to string) error {
 		tx.seen = map[string]bool{}
 	}
 	for _, t := range targets {
-		if tx.seen[t.acc.ID] {
+		if tx.seen[t.key()] {
 			continue
 		}
-		tx.seen[t.acc.ID] = true
+		tx.seen[t.key()] = true
+		if t.remote != "" {
+			tx.remote = append(tx.remote, t.remote)
+			continue
+		}
 		tx.rcpts = append(tx.rcpts, &mailboxv1.Recipient{AccountId: t.acc.ID,
 			Quota: &mailboxv1.Quota{StorageBytes: t.acc.Quota.StorageBytes, Messages: t.acc.Quota.Messages}})
 		tx.routes = append(tx.routes, t.acc.Backend)
@@ -379,11 +394,12 @@ func (ss *session) rcpt(to string) error {
 // maxForwardDepth bounds how many forwards are followed from one address.
 const maxForwardDepth = 5
 
-// expand resolves an address to the local accounts that receive its mail:
-// an account, a list's members, or where a forward points. Addresses that
-// need delivery elsewhere are refused: on port 25 as relaying (554 5.7.1)
-// when the recipient itself is not local, otherwise with 451 4.3.0 until the
-// outbound queue exists.
+// expand resolves an address to the local accounts that receive its mail
+// (an account, a list's members, or where a forward points) and the remote
+// addresses it leads to, which go to the outbound queue. A remote recipient
+// given directly is accepted only from an authenticated client; on port 25
+// it is relaying (554 5.7.1). Forwards configured in the directory may
+// point anywhere.
 func (ss *session) expand(ctx context.Context, addr string, depth int, visited map[string]bool) ([]target, error) {
 	res, err := ss.s.dir.Resolve(ctx, addr)
 	switch {
@@ -406,7 +422,7 @@ func (ss *session) expand(ctx context.Context, addr string, depth int, visited m
 		if depth == 0 && ss.account == nil {
 			return nil, errRelayDenied
 		}
-		return nil, errNoQueue
+		return []target{{remote: remoteAddress(res.Address)}}, nil
 	case directory.Unknown:
 		if depth > 0 {
 			ss.log.Warn("forward to an unknown local address", "address", addr)
@@ -430,6 +446,16 @@ func (ss *session) expand(ctx context.Context, addr string, depth int, visited m
 		return ss.follow(ctx, nil, res.Forwards, depth, visited)
 	}
 	return nil, errNoSuchUser
+}
+
+// remoteAddress is addr with its domain in lower case (domains are
+// case-insensitive; the local part is the remote server's to interpret).
+func remoteAddress(addr string) string {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return addr
+	}
+	return addr[:at+1] + strings.ToLower(addr[at+1:])
 }
 
 // follow expands forwarding addresses and appends their targets to out.
@@ -532,12 +558,23 @@ func (ss *session) data(r io.Reader) error {
 	ss.mu.Lock()
 	tx := ss.tx
 	ss.mu.Unlock()
-	if len(tx.rcpts) == 0 { // go-smtp checks RCPT; this guards our own state
+	if len(tx.rcpts) == 0 && len(tx.remote) == 0 { // go-smtp checks RCPT; this guards our own state
 		return errTemporary
 	}
 	id := newID()
 	log := ss.log.With("msg", id)
-	b, err := ss.s.router.Route(tx.rcpts[0].AccountId, tx.routes[0])
+	// The first local recipient's backend; for remote recipients only, the
+	// sender's (any backend can queue: storage is shared).
+	var b *pool.Backend
+	var err error
+	switch {
+	case len(tx.rcpts) > 0:
+		b, err = ss.s.router.Route(tx.rcpts[0].AccountId, tx.routes[0])
+	case ss.account != nil:
+		b, err = ss.s.router.Route(ss.account.ID, ss.account.Backend)
+	default:
+		b, err = ss.s.router.Route(tx.remote[0], "")
+	}
 	if err != nil {
 		log.Warn("deliver: no backend", "err", err)
 		return errTemporary
@@ -552,8 +589,16 @@ func (ss *session) data(r io.Reader) error {
 	if err != nil {
 		return ss.deliverFailed(log, b, err)
 	}
-	if err := st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Header{Header: &mailboxv1.DeliverHeader{
-		Recipients: tx.rcpts, TraceId: id, MailFrom: tx.from}}}); err != nil {
+	hdr := &mailboxv1.DeliverHeader{Recipients: tx.rcpts, TraceId: id, MailFrom: tx.from, RemoteRecipients: tx.remote}
+	if ss.account != nil {
+		hdr.SubmitterAccountId = ss.account.ID
+		if ss.s.cfg.SenderCheck {
+			// MAIL FROM is the user's own address: bounces go to the
+			// user's INBOX without a round trip through the Internet.
+			hdr.BounceAccountId = ss.account.ID
+		}
+	}
+	if err := st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Header{Header: hdr}}); err != nil {
 		return ss.deliverFailed(log, b, recvErr(st, err))
 	}
 	sc := scanner{maxLine: ss.s.cfg.MaxLineLength, inHeader: true}
@@ -689,13 +734,19 @@ func (ss *session) results(log *slog.Logger, id string, tx *transaction, resp *m
 		}
 		log.Warn("recipient not delivered", "account", account, "status", r.Status.String(), "detail", r.Detail)
 	}
-	if ok == 0 {
+	if ok == 0 && resp.QueueId == 0 {
 		if worst == nil {
 			worst = errTemporary
 		}
 		return worst
 	}
-	log.Info("delivered", "size", resp.Size, "recipients", len(resp.Results), "stored", ok)
+	if len(tx.remote) > 0 && resp.QueueId == 0 {
+		// Cannot happen (the backend queues or fails the whole call);
+		// never acknowledge mail the queue does not have.
+		log.Error("backend stored the message but did not queue it for remote recipients")
+		return errTemporary
+	}
+	log.Info("delivered", "size", resp.Size, "recipients", len(resp.Results), "stored", ok, "queue_id", resp.QueueId, "remote", len(tx.remote))
 	ss.s.cfg.Metrics.bytes.WithLabelValues(ss.s.cfg.Mode.String()).Observe(float64(resp.Size))
 	// go-smtp writes the code and text of an *SMTPError as they are; a 250
 	// here is how the reply carries the message id.

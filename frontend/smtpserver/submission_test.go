@@ -16,7 +16,8 @@ func plain(login, password string) string {
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 // Submission on 587: AUTH only after STARTTLS, MAIL FROM only the user's
-// own addresses, local recipients delivered, remote ones 451 4.3.0.
+// own addresses, local recipients delivered, remote ones queued with the
+// same message (bounces to the user's INBOX).
 func TestSubmission(t *testing.T) {
 	c := newCluster(t, options{})
 	alice := c.user("alice", "b1", "mailLocalAddress: a.smith@"+domain)
@@ -42,7 +43,7 @@ func TestSubmission(t *testing.T) {
 	cn.cmd("MAIL FROM:<a.smith+lists@"+domain+">", "250 ")
 	cn.cmd("RSET", "250 ")
 	cn.cmd("MAIL FROM:<"+alice+">", "250 ")
-	cn.cmd("RCPT TO:<friend@elsewhere.test>", "451 4.3.0 ")
+	cn.cmd("RCPT TO:<friend@ElseWhere.TEST>", "250 ")
 	cn.cmd("RCPT TO:<"+bob+">", "250 ")
 	msg := message("submitted", "Hi Bob\r\n")
 	if r := cn.data(msg); !strings.HasPrefix(r, "250 ") {
@@ -53,8 +54,28 @@ func TestSubmission(t *testing.T) {
 		t.Fatalf("bob has %d messages", len(box))
 	}
 	rcv, rest := stripReceived(t, box[0])
-	if string(rest) != msg || !strings.Contains(rcv, "with ESMTPSA") || !strings.Contains(rcv, "for <"+bob+">") {
+	// Two recipients (one remote): no "for" clause, which names one only.
+	if string(rest) != msg || !strings.Contains(rcv, "with ESMTPSA") || strings.Contains(rcv, " for <") {
 		t.Fatalf("Received %q; rest %q", rcv, rest)
+	}
+	q := c.queued()
+	if len(q) != 1 || len(q[0].Waiting) != 1 || q[0].Waiting[0].Address != "friend@elsewhere.test" ||
+		q[0].MailFrom != alice || q[0].Bounce != c.accountID(alice) || q[0].Submitter != c.accountID(alice) {
+		t.Fatalf("queue: %+v", q)
+	}
+	// One body for the local copy and the queued one.
+	if q[0].Size != int64(len(box[0])) {
+		t.Fatalf("queued size %d, stored %d", q[0].Size, len(box[0]))
+	}
+	// Only remote recipients: queued, 250.
+	cn.cmd("MAIL FROM:<"+alice+">", "250 ")
+	cn.cmd("RCPT TO:<x@far.test>", "250 ")
+	cn.cmd("RCPT TO:<y@far.test>", "250 ")
+	if r := cn.data(message("remote only", "Hi\r\n")); !strings.HasPrefix(r, "250 ") {
+		t.Fatal(r)
+	}
+	if q := c.queued(); len(q) != 2 || len(q[1].Waiting) != 2 {
+		t.Fatalf("queue: %+v", q)
 	}
 	assertNoInternalText(t, c)
 }

@@ -375,6 +375,7 @@ func (c *Cluster) backend(ctx context.Context, i int) error {
 		"MAILCLUSTER_GRPC_TLS_KEY="+c.path("pki", name+".key"),
 		"MAILCLUSTER_GRPC_CLIENT_CA="+c.path("pki", "ca.crt"),
 		"MAILCLUSTER_POSTGRES_DSN="+c.dsn(),
+		"MAILCLUSTER_OUTBOUND_HELO=mail.example.test",
 	)
 	if c.cfg.BlobStore == "s3" {
 		// The S3 settings come from the environment, inherited.

@@ -1,0 +1,394 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"mailcluster/backend/dkim"
+	"mailcluster/backend/dsn"
+	"mailcluster/backend/outbound"
+	"mailcluster/backend/store"
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// The outbound queue's delivery side. Every backend with queue-workers > 0
+// runs one dispatcher: it claims due recipients from PostgreSQL (leased, so
+// that backends never send the same recipient at once and a dead backend's
+// claims return to the queue when the lease ends), hands each (message,
+// domain) group to a worker, and records the outcome.
+//
+// Delivery is at least once: a worker that dies (or stalls past its lease)
+// after the remote server accepted a message but before the outcome is
+// recorded leaves the recipients in the queue, and another worker sends
+// them again. That is the only way a recipient can receive a message twice;
+// at most once would lose mail instead.
+
+// maxOriginalHeader bounds the original header copied into a bounce.
+const maxOriginalHeader = 64 << 10
+
+// queueRunner delivers queued mail.
+type queueRunner struct {
+	svc       *service
+	log       *slog.Logger
+	transport *outbound.Transport
+	wake      chan struct{}
+	helo      string
+}
+
+func newQueueRunner(svc *service) (*queueRunner, error) {
+	cfg := svc.cfg
+	helo := cfg.OutboundHelo
+	if helo == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return nil, errors.New("outbound-helo: the system has no host name; set outbound-helo")
+		}
+		helo = h
+	}
+	var relayTLS *tls.Config
+	if cfg.OutboundRelayCA != "" {
+		pem, err := os.ReadFile(cfg.OutboundRelayCA)
+		if err != nil {
+			return nil, fmt.Errorf("outbound-relay-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("outbound-relay-ca: no certificates in file")
+		}
+		host, _, _ := net.SplitHostPort(cfg.OutboundRelay)
+		relayTLS = &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	t, err := outbound.New(outbound.Config{
+		HeloName: helo, Resolver: cfg.OutboundDNS, Port: cfg.OutboundPort,
+		ConnectTimeout: cfg.OutboundConnectTimeout, CommandTimeout: cfg.OutboundCommandTimeout, DataTimeout: cfg.OutboundDataTimeout,
+		DomainConcurrency: cfg.OutboundDomainConcurrency,
+		Relay:             cfg.OutboundRelay, RelayUsername: cfg.OutboundRelayUser, RelayPassword: cfg.OutboundRelayPass,
+		RelayImplicitTLS: cfg.OutboundRelayImplicitTLS, RelayTLS: relayTLS,
+		Log: svc.log.With("part", "outbound"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbound: %w", err)
+	}
+	return &queueRunner{svc: svc, log: svc.log.With("part", "queue"), transport: t, wake: make(chan struct{}, 1), helo: helo}, nil
+}
+
+// poke makes the dispatcher look for due mail now (after an enqueue).
+func (q *queueRunner) poke() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run dispatches until ctx ends, then waits for running deliveries.
+func (q *queueRunner) run(ctx context.Context) {
+	defer q.transport.Close()
+	workers := q.svc.cfg.QueueWorkers
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for ctx.Err() == nil {
+		// Wait for a free worker.
+		select {
+		case sem <- struct{}{}:
+			<-sem
+		case <-ctx.Done():
+			return
+		}
+		free := workers - len(sem)
+		claims, err := q.svc.store.ClaimDue(ctx, free*10, q.svc.cfg.QueueLease, newToken())
+		if err != nil && ctx.Err() == nil {
+			q.log.Warn("claiming queued mail", "err", err)
+		}
+		if len(claims) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-q.wake:
+			case <-time.After(q.svc.cfg.QueuePoll):
+			}
+			continue
+		}
+		q.svc.metrics.queueClaims.Add(float64(len(claims)))
+		for i := range claims {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return // the leases return the rest to the queue
+			}
+			wg.Add(1)
+			go func(c *store.Claim) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				q.attempt(ctx, c)
+			}(&claims[i])
+		}
+	}
+}
+
+func newToken() int64 {
+	var b [8]byte
+	rand.Read(b[:])
+	t := int64(binary.BigEndian.Uint64(b[:]) >> 1)
+	if t == 0 {
+		t = 1
+	}
+	return t
+}
+
+// backoff is the delay after the attempts-th failed attempt:
+// queue-retry-min doubling up to queue-retry-max.
+func (q *queueRunner) backoff(attempts int) time.Duration {
+	d := q.svc.cfg.QueueRetryMin
+	for i := 1; i < attempts && d < q.svc.cfg.QueueRetryMax; i++ {
+		d *= 2
+	}
+	return min(d, q.svc.cfg.QueueRetryMax)
+}
+
+// attempt delivers one claim and records the outcome.
+func (q *queueRunner) attempt(ctx context.Context, c *store.Claim) {
+	m := &c.Message
+	log := q.log.With("queue_id", m.ID, "trace", m.TraceID, "domain", c.Domain)
+	rcpts := make([]string, len(c.Recipients))
+	attempts := map[string]int{}
+	for i, r := range c.Recipients {
+		rcpts[i] = r.Address
+		attempts[r.Address] = r.Attempts
+	}
+	body := func() (io.ReadCloser, error) {
+		rc, err := q.svc.blobs.Get(ctx, m.BlobKey, 0, -1)
+		if err != nil {
+			return nil, err
+		}
+		if len(m.Prepend) == 0 {
+			return rc, nil
+		}
+		return readCloser{io.MultiReader(bytes.NewReader(m.Prepend), rc), rc}, nil
+	}
+	start := time.Now()
+	results := q.transport.Send(ctx, c.Domain, outbound.Envelope{From: m.MailFrom, Recipients: rcpts, Size: m.Size + int64(len(m.Prepend))}, body)
+	if ctx.Err() != nil {
+		return // shutting down: the lease returns the recipients to the queue
+	}
+	now := time.Now()
+	expired := !now.Before(m.ExpiresAt)
+	var outcomes []store.Outcome
+	var failed, delayed []dsn.Recipient
+	for _, r := range results {
+		desc := describe(r)
+		switch {
+		case r.Delivered:
+			outcomes = append(outcomes, store.Outcome{Recipient: r.Recipient, Done: true})
+			q.svc.metrics.queueResults.WithLabelValues("delivered").Inc()
+			log.Info("delivered", "to", r.Recipient, "remote", r.RemoteMTA, "reply", desc)
+		case r.Permanent || expired:
+			st := r.Enhanced
+			text := r.Message
+			if !r.Permanent {
+				st = "4.4.7"
+				text = "delivery time expired; last error: " + desc
+			}
+			if st == "" {
+				st = "5.0.0"
+			}
+			failed = append(failed, dsn.Recipient{Address: r.Recipient, Action: "failed", Status: st,
+				RemoteMTA: r.RemoteMTA, Diagnostic: diagnostic(r, text), LastAttempt: now})
+			outcomes = append(outcomes, store.Outcome{Recipient: r.Recipient, Done: true, Error: desc})
+			q.svc.metrics.queueResults.WithLabelValues("bounced").Inc()
+			log.Info("bounced", "to", r.Recipient, "remote", r.RemoteMTA, "reply", desc, "expired", expired && !r.Permanent)
+		default:
+			next := now.Add(q.backoff(attempts[r.Recipient]))
+			if next.After(m.ExpiresAt) {
+				next = m.ExpiresAt // a last attempt when the lifetime ends
+			}
+			outcomes = append(outcomes, store.Outcome{Recipient: r.Recipient, Next: next, Error: desc})
+			delayed = append(delayed, dsn.Recipient{Address: r.Recipient, Action: "delayed", Status: "4" + orDefault(r.Enhanced, "4.0.0")[1:],
+				RemoteMTA: r.RemoteMTA, Diagnostic: diagnostic(r, r.Message), LastAttempt: now, WillRetryUntil: m.ExpiresAt})
+			q.svc.metrics.queueResults.WithLabelValues("deferred").Inc()
+			log.Info("deferred", "to", r.Recipient, "remote", r.RemoteMTA, "reply", desc, "next", next)
+		}
+	}
+	q.svc.metrics.queueAttempt.Observe(time.Since(start).Seconds())
+	// Bounces are stored before the outcome is recorded: a crash between
+	// the two sends a bounce twice rather than never.
+	if len(failed) > 0 {
+		if err := q.bounce(ctx, m, failed); err != nil {
+			log.Warn("storing a bounce failed; the recipients stay queued", "err", err)
+			for i := range outcomes {
+				for _, f := range failed {
+					if outcomes[i].Recipient == f.Address {
+						outcomes[i] = store.Outcome{Recipient: f.Address, Next: now.Add(q.svc.cfg.QueueRetryMin), Error: "bounce not stored yet: " + outcomes[i].Error}
+					}
+				}
+			}
+		}
+	}
+	warned := false
+	if len(delayed) > 0 && q.svc.cfg.QueueDelayWarning > 0 && !m.Warned && now.Sub(m.CreatedAt) >= q.svc.cfg.QueueDelayWarning {
+		if err := q.bounce(ctx, m, delayed); err != nil {
+			log.Warn("storing a delay warning failed", "err", err)
+		} else {
+			warned = true
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	finished, err := q.svc.store.RecordAttempt(rctx, c, outcomes, warned)
+	switch {
+	case errors.Is(err, store.ErrNoQueueEntry):
+		log.Info("queue entry was deleted during delivery")
+	case err != nil:
+		log.Warn("recording delivery results failed; the lease returns them to the queue", "err", err)
+	case finished:
+		log.Debug("queue entry finished")
+	}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// describe is a result as one line for logs and `admin queue show`.
+func describe(r outbound.Result) string {
+	var b strings.Builder
+	if r.Code != 0 {
+		fmt.Fprintf(&b, "%d ", r.Code)
+	}
+	if r.Enhanced != "" {
+		b.WriteString(r.Enhanced + " ")
+	}
+	b.WriteString(r.Message)
+	if r.RemoteMTA != "" {
+		b.WriteString(" (from " + r.RemoteMTA + ")")
+	}
+	return b.String()
+}
+
+// diagnostic is the DSN's Diagnostic-Code text: the remote reply when there
+// was one, else our own description.
+func diagnostic(r outbound.Result, text string) string {
+	if r.Code != 0 {
+		return strings.TrimSpace(fmt.Sprintf("%d %s %s", r.Code, r.Enhanced, text))
+	}
+	return text
+}
+
+// bounce sends the sender of m a DSN for rcpts (failed or delayed): into
+// the bounce account's INBOX when the sender is local, else queued to the
+// sender's address with the null sender, which is never bounced. Mail from
+// the null sender gets no DSN.
+func (q *queueRunner) bounce(ctx context.Context, m *store.QueuedMessage, rcpts []dsn.Recipient) error {
+	if m.MailFrom == "" {
+		q.log.Info("no bounce for mail from the null sender", "queue_id", m.ID)
+		return nil
+	}
+	var orig io.Reader = strings.NewReader("")
+	if rc, err := q.svc.blobs.Get(ctx, m.BlobKey, 0, maxOriginalHeader); err == nil {
+		defer rc.Close()
+		orig = rc
+	} else {
+		q.log.Warn("reading the original for a bounce", "queue_id", m.ID, "err", err)
+	}
+	to := m.MailFrom
+	msg, err := dsn.Build(dsn.Report{
+		ReportingMTA: q.helo, From: "MAILER-DAEMON@" + q.helo, To: to,
+		QueueID: fmt.Sprint(m.ID), ArrivalDate: m.CreatedAt, Recipients: rcpts,
+	}, orig, maxOriginalHeader)
+	if err != nil {
+		return err
+	}
+	sp := &spool{max: int64(len(msg)) + 1, memLimit: int64(len(msg)) + 1}
+	defer sp.Close()
+	if _, err := sp.Write(msg); err != nil {
+		return err
+	}
+	staged, err := q.svc.stage(ctx, sp, time.Time{})
+	if err != nil {
+		return err
+	}
+	if m.BounceAccount != "" {
+		res, err := q.svc.store.Deliver(ctx, staged, []store.Delivery{{Account: m.BounceAccount}})
+		if err != nil {
+			q.svc.discardLost(staged, err)
+			return err
+		}
+		if res[0].Status == mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK {
+			q.svc.metrics.deliveries.WithLabelValues(res[0].Status.String()).Inc()
+			return nil
+		}
+		q.svc.discard(staged)
+		return fmt.Errorf("bounce not stored for account %s: %s", m.BounceAccount, res[0].Detail)
+	}
+	_, id, err := q.svc.store.DeliverAndQueue(ctx, staged, nil, &store.QueueEntry{
+		Recipients: []string{to}, Lifetime: q.svc.cfg.QueueLifetime, TraceID: m.TraceID,
+	})
+	if err != nil {
+		q.svc.discardLost(staged, err)
+		return err
+	}
+	q.log.Info("bounce queued", "queue_id", m.ID, "bounce_queue_id", id, "to", to)
+	q.poke()
+	return nil
+}
+
+// dkimKeys caches the signing keys from PostgreSQL, refreshed every minute,
+// so that signing costs no query per message.
+type dkimKeys struct {
+	st      *store.Store
+	log     *slog.Logger
+	mu      sync.Mutex
+	keys    map[string]*dkim.Key // by domain: the newest key
+	fetched time.Time
+}
+
+const dkimRefresh = time.Minute
+
+// forDomain returns the signing key of domain, or nil.
+func (d *dkimKeys) forDomain(ctx context.Context, domain string) *dkim.Key {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if time.Since(d.fetched) > dkimRefresh {
+		keys, err := d.st.DKIMKeys(ctx)
+		if err != nil {
+			d.log.Warn("loading DKIM keys; using the ones loaded before", "err", err)
+		} else {
+			m := map[string]*dkim.Key{}
+			for _, k := range keys {
+				if _, ok := m[k.Domain]; ok {
+					continue // older key of the same domain
+				}
+				key, err := dkim.Parse(k.Domain, k.Selector, k.PrivatePEM)
+				if err != nil {
+					d.log.Error("unusable DKIM key", "domain", k.Domain, "selector", k.Selector, "err", err)
+					continue
+				}
+				m[k.Domain] = key
+			}
+			d.keys = m
+		}
+		d.fetched = time.Now()
+	}
+	return d.keys[strings.ToLower(domain)]
+}
