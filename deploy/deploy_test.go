@@ -931,7 +931,7 @@ func TestDockerfile(t *testing.T) {
 	}
 	for _, l := range strings.Split(string(ign), "\n") {
 		l = strings.TrimSpace(l)
-		for _, need := range []string{"go.mod", "go.sum", "cmd", "backend", "frontend", "internal", "proto", "directory", "admin"} {
+		for _, need := range []string{"go.mod", "go.sum", "cmd", "backend", "frontend", "internal", "proto", "directory", "admin", "third_party"} {
 			if l == need || l == need+"/" || l == "*" {
 				t.Errorf(".dockerignore excludes %s, which the build needs", need)
 			}
