@@ -127,3 +127,46 @@ func BenchmarkFetchMetadata(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkQueueDelivery measures outbound delivery: b.N queued 4 KiB
+// messages (one recipient each, one destination domain) sent by one
+// backend's workers to an SMTP sink on loopback, through the real
+// PostgreSQL and S3. The queue is filled first by a backend that does not
+// deliver, so that only delivery is timed.
+func BenchmarkQueueDelivery(b *testing.B) {
+	for _, workers := range []int{16, 64} {
+		b.Run(fmt.Sprintf("size=4K/workers=%d", workers), func(b *testing.B) {
+			o := newOutEnv(b)
+			sink := o.sink("127.0.0.2")
+			o.dns.Add(b, "far.test. MX 10 mx.far.test.", "mx.far.test. A 127.0.0.2")
+			fill := o.config()
+			fill.QueueWorkers = 0
+			o.start(fill)
+			c := o.client(0)
+			msg := benchMessage(0, 4<<10)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for w := 0; w < 16; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+						submit(b, c, submission{from: "alice@example.test", remote: []string{fmt.Sprintf("u%d@far.test", i)}, msg: msg})
+					}
+				}()
+			}
+			wg.Wait()
+			cfg := o.config()
+			cfg.QueueWorkers = workers
+			cfg.OutboundDomainConcurrency = workers
+			cfg.PostgresMaxConns = 32
+			b.SetBytes(int64(len(msg)))
+			b.ResetTimer()
+			start := time.Now()
+			o.start(cfg)
+			sink.WaitMessages(b, b.N, 10*time.Minute)
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+			b.ReportMetric(float64(sink.Connections()), "connections")
+		})
+	}
+}

@@ -33,10 +33,12 @@ type outEnv struct {
 	sinks map[string]*testenv.Sink // by loopback IP
 }
 
-func newOutEnv(t *testing.T) *outEnv {
+func newOutEnv(t testing.TB) *outEnv {
 	t.Helper()
-	o := &outEnv{env: newEnv(t, 0, nil), dns: testenv.StartDNS(t), sinks: map[string]*testenv.Sink{}}
-	return o
+	e := &env{t: t, pg: testenv.StartPostgres(t), s3: testenv.StartS3(t)}
+	e.dsn = e.pg.CreateDatabase(t, migratedTemplate(t, e.pg))
+	e.bucket = e.s3.BucketName()
+	return &outEnv{env: e, dns: testenv.StartDNS(t), sinks: map[string]*testenv.Sink{}}
 }
 
 // sink starts an SMTP sink on ip (127.0.0.x) at the environment's port.
@@ -94,7 +96,7 @@ type submission struct {
 	msg          []byte
 }
 
-func submit(t *testing.T, c mailboxv1.MailboxClient, s submission) *mailboxv1.DeliverResponse {
+func submit(t testing.TB, c mailboxv1.MailboxClient, s submission) *mailboxv1.DeliverResponse {
 	t.Helper()
 	st, err := c.Deliver(ctxT(t))
 	if err != nil {

@@ -153,67 +153,50 @@ type ClaimedRecipient struct {
 // ClaimDue leases up to limit due recipients for lease (their next attempt
 // moves past it, so another worker takes them if this one dies) and returns
 // them grouped by message and domain, oldest due first. token identifies
-// this claim; RecordAttempt accepts results only with it.
+// this claim; RecordAttempt accepts results only with it. One statement,
+// committed without waiting for the WAL flush (see RecordAttempt).
 func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration, token int64) ([]Claim, error) {
-	var claims []Claim
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		claims = claims[:0]
-		rows, err := tx.Query(ctx, `WITH c AS (
-				SELECT queue_id, recipient FROM queue_recipients
-				WHERE next_attempt <= now() ORDER BY next_attempt LIMIT $1 FOR UPDATE SKIP LOCKED)
+	start := time.Now()
+	rows, err := s.async.Query(ctx, `WITH c AS (
+			SELECT queue_id, recipient FROM queue_recipients
+			WHERE next_attempt <= now() ORDER BY next_attempt LIMIT $1 FOR UPDATE SKIP LOCKED),
+		u AS (
 			UPDATE queue_recipients r SET next_attempt = now() + $2::interval, lease = $3,
 				attempts = r.attempts + 1, last_attempt = now()
 			FROM c WHERE r.queue_id = c.queue_id AND r.recipient = c.recipient
-			RETURNING r.queue_id, r.domain, r.recipient, r.attempts`, limit, lease.String(), token)
-		if err != nil {
-			return err
-		}
+			RETURNING r.queue_id, r.domain, r.recipient, r.attempts)
+		SELECT u.queue_id, u.domain, u.recipient, u.attempts, m.blob_key, m.size, m.mail_from, m.bounce_account,
+			m.prepend, m.trace_id, m.created_at, m.expires_at, m.warned
+		FROM u JOIN queue_messages m ON m.queue_id = u.queue_id
+		ORDER BY u.queue_id, u.domain, u.recipient`, limit, lease.String(), token)
+	var claims []Claim
+	if err == nil {
 		type key struct {
 			id     int64
 			domain string
 		}
 		index := map[key]int{}
-		var ids []int64
-		var id int64
+		var m QueuedMessage
 		var domain, rcpt string
 		var attempts int
-		if _, err := pgx.ForEachRow(rows, []any{&id, &domain, &rcpt, &attempts}, func() error {
-			k := key{id, domain}
+		_, err = pgx.ForEachRow(rows, []any{&m.ID, &domain, &rcpt, &attempts, &m.BlobKey, &m.Size, &m.MailFrom, &m.BounceAccount,
+			&m.Prepend, &m.TraceID, &m.CreatedAt, &m.ExpiresAt, &m.Warned}, func() error {
+			k := key{m.ID, domain}
 			i, ok := index[k]
 			if !ok {
 				i = len(claims)
 				index[k] = i
-				claims = append(claims, Claim{Message: QueuedMessage{ID: id}, Domain: domain, Lease: token})
-				ids = append(ids, id)
+				claims = append(claims, Claim{Message: m, Domain: domain, Lease: token})
 			}
 			claims[i].Recipients = append(claims[i].Recipients, ClaimedRecipient{Address: rcpt, Attempts: attempts})
 			return nil
-		}); err != nil {
-			return err
-		}
-		if len(claims) == 0 {
-			return nil
-		}
-		msgs := map[int64]QueuedMessage{}
-		rows, err = tx.Query(ctx, `SELECT queue_id, blob_key, size, mail_from, bounce_account, prepend, trace_id, created_at, expires_at, warned
-			FROM queue_messages WHERE queue_id = ANY($1)`, ids)
-		if err != nil {
-			return err
-		}
-		var m QueuedMessage
-		if _, err := pgx.ForEachRow(rows, []any{&m.ID, &m.BlobKey, &m.Size, &m.MailFrom, &m.BounceAccount, &m.Prepend,
-			&m.TraceID, &m.CreatedAt, &m.ExpiresAt, &m.Warned}, func() error {
-			msgs[m.ID] = m
-			return nil
-		}); err != nil {
-			return err
-		}
-		for i := range claims {
-			claims[i].Message = msgs[claims[i].Message.ID]
-		}
-		return nil
-	})
-	return claims, classify(err)
+		})
+	}
+	err = classify(err)
+	if s.cfg.Observe != nil {
+		s.cfg.Observe("ClaimDue", time.Since(start), err)
+	}
+	return claims, err
 }
 
 // Outcome is the result of one delivery attempt for one recipient.
@@ -227,15 +210,21 @@ type Outcome struct {
 	Error string // why it is not done yet (or why it bounced), for admins
 }
 
-// RecordAttempt records the outcomes of a claim. Outcomes for recipients
-// whose lease was taken over by another worker (this one was too slow) are
-// ignored. When the last recipient is gone the queue entry is deleted and
-// its body becomes an orphan for the sweeper. warned marks that a delay
-// warning was sent. It reports whether the queue entry is finished.
+// RecordAttempt records the outcomes of a claim (mc_queue_record, one
+// round trip). Outcomes for recipients whose lease was taken over by
+// another worker (this one was too slow) are ignored. When the last
+// recipient is gone the queue entry is deleted and its body becomes an
+// orphan for the sweeper. warned marks that a delay warning was sent. It
+// reports whether the queue entry is finished, and ErrNoQueueEntry if an
+// admin deleted it meanwhile.
+//
+// Like ClaimDue it commits without waiting for the WAL flush: a record lost
+// in a PostgreSQL crash makes its recipients due again when the lease ends,
+// which sends them twice, the case that at-least-once delivery already
+// allows for a worker that dies; it never loses one.
 func (s *Store) RecordAttempt(ctx context.Context, c *Claim, outcomes []Outcome, warned bool) (finished bool, err error) {
-	var done, retry []string
-	var next []time.Time
-	var errText []string
+	done, retry, errText := []string{}, []string{}, []string{}
+	next := []time.Time{}
 	for _, o := range outcomes {
 		if o.Done {
 			done = append(done, o.Recipient)
@@ -245,50 +234,21 @@ func (s *Store) RecordAttempt(ctx context.Context, c *Claim, outcomes []Outcome,
 		next = append(next, o.Next)
 		errText = append(errText, truncate(o.Error, 1000))
 	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		finished = false
-		// The message row lock orders concurrent workers finishing the
-		// same message (different domains), so the last one sees that no
-		// recipient is left.
-		var key string
-		if err := tx.QueryRow(ctx, "SELECT blob_key FROM queue_messages WHERE queue_id = $1 FOR UPDATE", c.Message.ID).Scan(&key); err != nil {
-			if errors.Is(err, pgx.ErrNoRows) {
-				return ErrNoQueueEntry // deleted by an admin meanwhile
-			}
-			return err
-		}
-		if len(done) > 0 {
-			if _, err := tx.Exec(ctx, `DELETE FROM queue_recipients WHERE queue_id = $1 AND lease = $2 AND recipient = ANY($3)`,
-				c.Message.ID, c.Lease, done); err != nil {
-				return err
-			}
-		}
-		if len(retry) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE queue_recipients r SET next_attempt = t.n, last_error = t.e, lease = 0
-				FROM unnest($3::text[], $4::timestamptz[], $5::text[]) AS t(r, n, e)
-				WHERE r.queue_id = $1 AND r.lease = $2 AND r.recipient = t.r`,
-				c.Message.ID, c.Lease, retry, next, errText); err != nil {
-				return err
-			}
-		}
-		if warned {
-			if _, err := tx.Exec(ctx, "UPDATE queue_messages SET warned = true WHERE queue_id = $1", c.Message.ID); err != nil {
-				return err
-			}
-		}
-		var left bool
-		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM queue_recipients WHERE queue_id = $1)", c.Message.ID).Scan(&left); err != nil {
-			return err
-		}
-		if !left {
-			if err := deleteQueued(ctx, tx, c.Message.ID, key); err != nil {
-				return err
-			}
-			finished = true
-		}
-		return nil
-	})
-	return finished, classify(err)
+	start := time.Now()
+	var r int
+	err = s.async.QueryRow(ctx, "SELECT mc_queue_record($1, $2, $3, $4, $5, $6, $7)",
+		c.Message.ID, c.Lease, done, retry, next, errText, warned).Scan(&r)
+	err = classify(err)
+	if s.cfg.Observe != nil {
+		s.cfg.Observe("RecordAttempt", time.Since(start), err)
+	}
+	switch {
+	case err != nil:
+		return false, err
+	case r < 0:
+		return false, ErrNoQueueEntry
+	}
+	return r == 1, nil
 }
 
 // deleteQueued removes a queue entry and makes its body an orphan candidate.

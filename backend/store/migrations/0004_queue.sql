@@ -44,3 +44,43 @@ CREATE TABLE dkim_keys (
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (domain, selector)
 );
+
+-- mc_queue_record records the outcome of one delivery attempt in one round
+-- trip (it runs once per delivered group, the queue's hot path): recipients
+-- done (delivered or bounced) leave the queue, the others wait until their
+-- next attempt, but only those still leased with p_lease (a worker that lost
+-- its lease to another changes nothing). The message row lock orders
+-- workers finishing the same message for different domains, so the last one
+-- sees that no recipient is left and deletes the entry, making its body an
+-- orphan for the sweeper. Returns -1 if the entry no longer exists, 1 if it
+-- is finished, else 0.
+CREATE FUNCTION mc_queue_record(p_queue_id bigint, p_lease bigint, p_done text[],
+    p_retry text[], p_next timestamptz[], p_errors text[], p_warned boolean)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    key text;
+BEGIN
+    SELECT blob_key INTO key FROM queue_messages WHERE queue_id = p_queue_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN -1;
+    END IF;
+    IF coalesce(array_length(p_done, 1), 0) > 0 THEN
+        DELETE FROM queue_recipients WHERE queue_id = p_queue_id AND lease = p_lease AND recipient = ANY (p_done);
+    END IF;
+    IF coalesce(array_length(p_retry, 1), 0) > 0 THEN
+        UPDATE queue_recipients q SET next_attempt = t.nxt, last_error = t.err, lease = 0
+            FROM unnest(p_retry, p_next, p_errors) AS t(rcpt, nxt, err)
+            WHERE q.queue_id = p_queue_id AND q.lease = p_lease AND q.recipient = t.rcpt;
+    END IF;
+    IF p_warned THEN
+        UPDATE queue_messages SET warned = true WHERE queue_id = p_queue_id;
+    END IF;
+    IF EXISTS (SELECT 1 FROM queue_recipients WHERE queue_id = p_queue_id) THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM queue_messages WHERE queue_id = p_queue_id;
+    INSERT INTO blob_orphans (blob_key) VALUES (key) ON CONFLICT DO NOTHING;
+    RETURN 1;
+END
+$$;
