@@ -8,6 +8,9 @@ import (
 	"io"
 	"mime"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -432,9 +435,9 @@ func TestQueueExpiry(t *testing.T) {
 	}
 }
 
-// A backend that dies during a delivery (here: mid-DATA) records nothing;
-// when its lease ends another backend delivers the message, once.
-func TestQueueWorkerDies(t *testing.T) {
+// A backend process killed (SIGKILL) in the middle of a delivery records
+// nothing; when its lease ends another backend delivers the message, once.
+func TestQueueWorkerKilled(t *testing.T) {
 	o := newOutEnv(t)
 	sink := o.sink("127.0.0.2")
 	entered := make(chan struct{})
@@ -446,24 +449,32 @@ func TestQueueWorkerDies(t *testing.T) {
 		if first {
 			close(entered)
 			<-release
-			return testenv.SMTPError(451, "4.3.0 connection lost") // the client is gone anyway
+			return testenv.SMTPError(451, "4.3.0 too late") // its client is dead
 		}
 		return nil
 	}
 	o.dns.Add(t, "far.test. MX 10 mx.far.test.", "mx.far.test. A 127.0.0.2")
 	st := o.store()
+	// Mail is taken by a backend that does not deliver ...
 	cfg := o.config()
-	cfg.QueueLease = 2 * time.Second
-	a := o.start(cfg)
+	cfg.QueueWorkers = 0
+	o.start(cfg)
 	submit(t, o.client(0), submission{from: "alice@example.test", bounce: "alice", remote: []string{"bob@far.test"},
 		msg: queueMessage("alice@example.test", "lease", "x\r\n")})
+	// ... and delivered by a backend process that is killed mid-DATA.
+	cfg = o.config()
+	cfg.QueueLease = 2 * time.Second
+	proc := startBackendProcess(t, cfg)
 	select {
 	case <-entered:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the first backend never sent the message")
+	case <-time.After(60 * time.Second):
+		t.Fatal("the backend process never sent the message")
 	}
-	go func() { time.Sleep(3 * time.Second); close(release) }()
-	a.Close(0) // the worker's attempt ends without a result
+	if err := proc.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	proc.Wait()
+	close(release)
 	o.start(cfg)
 	got := sink.WaitMessages(t, 1, 30*time.Second)
 	waitQueueEmpty(t, st, 10*time.Second)
@@ -471,6 +482,38 @@ func TestQueueWorkerDies(t *testing.T) {
 	if n := len(sink.Messages()); n != 1 || got[0].Recipients[0] != "bob@far.test" {
 		t.Fatalf("sink accepted %d messages: %+v", n, sink.Messages())
 	}
+}
+
+// startBackendProcess runs `mailcluster backend` with cfg's database, blob
+// store and queue settings as a separate process.
+func startBackendProcess(t *testing.T, cfg Config) *exec.Cmd {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "mailcluster")
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(testenv.RepoRoot(), "cmd", "mailcluster")).CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "backend")
+	cmd.Env = append(os.Environ(),
+		"MAILCLUSTER_GRPC_LISTEN=127.0.0.1:0", "MAILCLUSTER_HTTP_LISTEN=", "MAILCLUSTER_GRPC_TOKEN="+testToken,
+		"MAILCLUSTER_POSTGRES_DSN="+cfg.PostgresDSN, "MAILCLUSTER_BLOB_DRIVER="+cfg.BlobDriver, "MAILCLUSTER_BLOB_FS_ROOT="+cfg.BlobFSRoot,
+		"MAILCLUSTER_S3_ENDPOINT="+cfg.S3Endpoint, "MAILCLUSTER_S3_BUCKET="+cfg.S3Bucket, "MAILCLUSTER_S3_ACCESS_KEY="+cfg.S3AccessKey,
+		"MAILCLUSTER_S3_SECRET_KEY="+cfg.S3SecretKey, "MAILCLUSTER_S3_REGION="+cfg.S3Region,
+		fmt.Sprintf("MAILCLUSTER_QUEUE_WORKERS=%d", cfg.QueueWorkers), "MAILCLUSTER_QUEUE_POLL_INTERVAL="+cfg.QueuePoll.String(),
+		"MAILCLUSTER_QUEUE_LEASE="+cfg.QueueLease.String(), "MAILCLUSTER_OUTBOUND_HELO="+cfg.OutboundHelo,
+		"MAILCLUSTER_OUTBOUND_DNS="+cfg.OutboundDNS, fmt.Sprintf("MAILCLUSTER_OUTBOUND_PORT=%d", cfg.OutboundPort))
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("backend process log:\n%s", logs.String())
+		}
+	})
+	return cmd
 }
 
 // Two backends deliver one queue concurrently: every recipient gets every
