@@ -46,7 +46,14 @@ func TestLocalCluster(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	base := freePortBlock(t)
+	// The backends send outbound mail to an SMTP sink through a DNS server
+	// on loopback (the settings reach them through the environment).
+	dns := testenv.StartDNS(t)
+	sink := testenv.StartSink(t, "127.0.0.2:0")
+	dns.Add(t, "far.test. MX 10 mx.far.test.", "mx.far.test. A 127.0.0.2")
+	_, sinkPort, _ := net.SplitHostPort(sink.Addr)
 	cmd := exec.Command(bin, "dev", "-dir", dir, "-base-port", strconv.Itoa(base), "-repo", root)
+	cmd.Env = append(os.Environ(), "MAILCLUSTER_OUTBOUND_DNS="+dns.Addr, "MAILCLUSTER_OUTBOUND_PORT="+sinkPort)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, _ := cmd.StdoutPipe()
 	var stderr strings.Builder
@@ -220,6 +227,53 @@ func TestLocalCluster(t *testing.T) {
 	})
 	if n := pop3Count(); n < 2 {
 		t.Fatalf("POP3 after the backend died sees %d messages", n)
+	}
+
+	// Submission to a remote address: queued by the surviving backend and
+	// delivered to the remote domain's MX.
+	submit := func() error {
+		c, err := smtp.Dial(port(1, 87))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := c.StartTLS(tlsConf); err != nil {
+			return err
+		}
+		if err := c.Auth(smtp.PlainAuth("", "user1@example.test", "secret", "127.0.0.1")); err != nil {
+			return err
+		}
+		if err := c.Mail("user1@example.test"); err != nil {
+			return err
+		}
+		if err := c.Rcpt("friend@far.test"); err != nil {
+			return err
+		}
+		w, err := c.Data()
+		if err != nil {
+			return err
+		}
+		w.Write([]byte("From: user1@example.test\r\nTo: friend@far.test\r\nSubject: outbound\r\n\r\nHello, world.\r\n"))
+		if err := w.Close(); err != nil {
+			return err
+		}
+		return c.Quit()
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := submit()
+		if err == nil {
+			break
+		}
+		var te *textproto.Error
+		if !errors.As(err, &te) || te.Code/100 != 4 || time.Now().After(deadline) {
+			t.Fatalf("submission to frontend-1: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	got := sink.WaitMessages(t, 1, 60*time.Second)
+	if got[0].From != "user1@example.test" || got[0].Recipients[0] != "friend@far.test" || !strings.Contains(string(got[0].Data), "Subject: outbound") {
+		t.Fatalf("the remote MX got %+v", got[0])
 	}
 }
 
