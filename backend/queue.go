@@ -159,10 +159,22 @@ func (q *queueRunner) backoff(attempts int) time.Duration {
 	return min(d, q.svc.cfg.QueueRetryMax)
 }
 
-// attempt delivers one claim and records the outcome.
+// attempt delivers one claim and records the outcome. It works only while
+// the claim's lease lasts: a claim that waited for a worker past half its
+// lease is left for the next claimer, and the delivery is cut off shortly
+// before the lease ends, so that another backend never sends the same
+// recipients while this one still is.
 func (q *queueRunner) attempt(ctx context.Context, c *store.Claim) {
 	m := &c.Message
 	log := q.log.With("queue_id", m.ID, "trace", m.TraceID, "domain", c.Domain)
+	lease := q.svc.cfg.QueueLease
+	if time.Now().After(c.Until.Add(-lease / 2)) {
+		log.Warn("claim waited too long for a worker; leaving it to the next claim", "lease", lease)
+		return
+	}
+	parent := ctx
+	ctx, cancel := context.WithDeadline(ctx, c.Until.Add(-lease/10))
+	defer cancel()
 	rcpts := make([]string, len(c.Recipients))
 	attempts := map[string]int{}
 	for i, r := range c.Recipients {
@@ -181,9 +193,13 @@ func (q *queueRunner) attempt(ctx context.Context, c *store.Claim) {
 	}
 	start := time.Now()
 	results := q.transport.Send(ctx, c.Domain, outbound.Envelope{From: m.MailFrom, Recipients: rcpts, Size: m.Size + int64(len(m.Prepend))}, body)
-	if ctx.Err() != nil {
+	if parent.Err() != nil {
 		return // shutting down: the lease returns the recipients to the queue
 	}
+	// Past the delivery deadline the results are temporary failures and
+	// the lease still holds: they are recorded like any other.
+	ctx, cancelPost := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancelPost()
 	now := time.Now()
 	expired := !now.Before(m.ExpiresAt)
 	var outcomes []store.Outcome
@@ -338,8 +354,11 @@ func (q *queueRunner) bounce(ctx context.Context, m *store.QueuedMessage, rcpts 
 			q.svc.metrics.deliveries.WithLabelValues(res[0].Status.String()).Inc()
 			return nil
 		}
+		// The account is gone (or has no INBOX): nobody to tell.
 		q.svc.discard(staged)
-		return fmt.Errorf("bounce not stored for account %s: %s", m.BounceAccount, res[0].Detail)
+		q.log.Warn("bounce dropped: the sender's account cannot take it", "queue_id", m.ID, "account", m.BounceAccount,
+			"status", res[0].Status.String(), "detail", res[0].Detail)
+		return nil
 	}
 	_, id, err := q.svc.store.DeliverAndQueue(ctx, staged, nil, &store.QueueEntry{
 		Recipients: []string{to}, Lifetime: q.svc.cfg.QueueLifetime, TraceID: m.TraceID,

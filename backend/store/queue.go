@@ -141,7 +141,8 @@ type Claim struct {
 	Message    QueuedMessage
 	Domain     string
 	Recipients []ClaimedRecipient
-	Lease      int64 // the token that RecordAttempt must present
+	Lease      int64     // the token that RecordAttempt must present
+	Until      time.Time // when the lease ends (by this process's clock, conservatively)
 }
 
 // ClaimedRecipient is one leased recipient.
@@ -157,6 +158,7 @@ type ClaimedRecipient struct {
 // committed without waiting for the WAL flush (see RecordAttempt).
 func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration, token int64) ([]Claim, error) {
 	start := time.Now()
+	until := start.Add(lease)
 	rows, err := s.async.Query(ctx, `WITH c AS (
 			SELECT queue_id, recipient FROM queue_recipients
 			WHERE next_attempt <= now() ORDER BY next_attempt LIMIT $1 FOR UPDATE SKIP LOCKED),
@@ -186,7 +188,7 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration, to
 			if !ok {
 				i = len(claims)
 				index[k] = i
-				claims = append(claims, Claim{Message: m, Domain: domain, Lease: token})
+				claims = append(claims, Claim{Message: m, Domain: domain, Lease: token, Until: until})
 			}
 			claims[i].Recipients = append(claims[i].Recipients, ClaimedRecipient{Address: rcpt, Attempts: attempts})
 			return nil
