@@ -2,6 +2,8 @@ package imapserver
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
@@ -48,6 +50,8 @@ func (c *Conn) availableCaps() []imap.Cap {
 	if c.canStartTLS() {
 		caps = append(caps, imap.CapStartTLS)
 	}
+	// ID is allowed in every state (RFC 2971 section 3.1)
+	addAvailableCaps(&caps, available, []imap.Cap{imap.CapID})
 	if c.canAuth() {
 		mechs := []string{"PLAIN"}
 		if authSess, ok := c.session.(SessionSASL); ok {
@@ -94,6 +98,20 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
 		})
+
+		if available.Has(imap.CapQuota) {
+			caps = append(caps, imap.CapQuota)
+			var res []string
+			for c := range available {
+				if strings.HasPrefix(string(c), "QUOTA=RES-") {
+					res = append(res, string(c))
+				}
+			}
+			sort.Strings(res)
+			for _, c := range res {
+				caps = append(caps, imap.Cap(c))
+			}
+		}
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
 			limit := appendLimitSession.AppendLimit()

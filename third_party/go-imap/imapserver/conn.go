@@ -153,6 +153,12 @@ func (c *Conn) serve() {
 	if _, ok := c.session.(SessionUnauthenticate); !ok && caps.Has(imap.CapUnauthenticate) {
 		panic("imapserver: server advertises UNAUTHENTICATE but session doesn't support it")
 	}
+	if _, ok := c.session.(SessionID); !ok && caps.Has(imap.CapID) {
+		panic("imapserver: server advertises ID but session doesn't support it")
+	}
+	if _, ok := c.session.(SessionQuota); !ok && caps.Has(imap.CapQuota) {
+		panic("imapserver: server advertises QUOTA but session doesn't support it")
+	}
 
 	c.state = imap.ConnStateNotAuthenticated
 	statusType := imap.StatusResponseTypeOK
@@ -212,6 +218,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 
 	// TODO: handle multiple commands concurrently
 	sendOK := true
+	known := true
 	var err error
 	switch name {
 	case "NOOP", "CHECK":
@@ -276,7 +283,22 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleMove(dec, numKind)
 	case "SEARCH", "UID SEARCH":
 		err = c.handleSearch(tag, dec, numKind)
+	case "ID":
+		if known = c.server.options.caps().Has(imap.CapID); known {
+			err = c.handleID(dec)
+		}
+	case "GETQUOTA":
+		if known = c.server.options.caps().Has(imap.CapQuota); known {
+			err = c.handleGetQuota(dec)
+		}
+	case "GETQUOTAROOT":
+		if known = c.server.options.caps().Has(imap.CapQuota); known {
+			err = c.handleGetQuotaRoot(dec)
+		}
 	default:
+		known = false
+	}
+	if !known {
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
 			// mitigate cross-protocol attacks:

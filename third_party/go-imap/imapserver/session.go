@@ -124,3 +124,27 @@ type SessionAppendLimit interface {
 	// this server in an APPEND command.
 	AppendLimit() uint32
 }
+
+// SessionID is an IMAP session which supports ID (RFC 2971).
+type SessionID interface {
+	Session
+
+	// ID is called in any state with the client's identification (nil
+	// for NIL; fields other than those of imap.IDData are dropped, and
+	// the RFC 2971 limits are enforced before the call). It returns the
+	// server's identification, nil for NIL.
+	ID(client *imap.IDData) (*imap.IDData, error)
+}
+
+// SessionQuota is an IMAP session which supports QUOTA (RFC 9208):
+// GETQUOTA and GETQUOTAROOT. The server's Caps must include imap.CapQuota
+// and a "QUOTA=RES-<resource>" capability for each resource reported.
+type SessionQuota interface {
+	Session
+
+	// Authenticated state
+	GetQuota(root string) (*imap.QuotaData, error)
+	// GetQuotaRoot returns the quota roots of a mailbox (possibly none)
+	// with their usage and limits.
+	GetQuotaRoot(mailbox string) ([]imap.QuotaData, error)
+}

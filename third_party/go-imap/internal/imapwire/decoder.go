@@ -585,6 +585,9 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	_, err := io.Copy(&sb, lit)
 	if err == nil {
 		*ptr = sb.String()
+		// The CRLF read so far ended the literal's header, not the command:
+		// DiscardLine must still skip the rest of the line.
+		dec.crlf = false
 	}
 	return dec.returnErr(err)
 }
