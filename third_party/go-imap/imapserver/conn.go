@@ -275,7 +275,8 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	case "UID EXPUNGE":
 		err = c.handleUIDExpunge(dec)
 	case "STORE", "UID STORE":
-		err = c.handleStore(dec, numKind)
+		err = c.handleStore(tag, dec, numKind, name)
+		sendOK = false
 	case "COPY", "UID COPY":
 		err = c.handleCopy(tag, dec, numKind)
 		sendOK = false
@@ -636,5 +637,21 @@ func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []im
 		respWriter.WriteUID(uid)
 	}
 	respWriter.WriteFlags(flags)
+	return respWriter.Close()
+}
+
+// WriteMessageFlagsModSeq writes a FETCH response with FLAGS, and with
+// MODSEQ if modSeq is not zero and the client has enabled CONDSTORE.
+func (w *UpdateWriter) WriteMessageFlagsModSeq(seqNum uint32, uid imap.UID, flags []imap.Flag, modSeq uint64) error {
+	withModSeq := modSeq != 0 && w.conn.condStoreEnabled()
+	fetchWriter := &FetchWriter{conn: w.conn}
+	respWriter := fetchWriter.CreateMessage(seqNum)
+	if uid != 0 {
+		respWriter.WriteUID(uid)
+	}
+	respWriter.WriteFlags(flags)
+	if withModSeq {
+		respWriter.WriteModSeq(modSeq)
+	}
 	return respWriter.Close()
 }

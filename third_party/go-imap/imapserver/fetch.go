@@ -75,12 +75,32 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		}
 	}
 
+	if dec.SP() {
+		// RFC 7162 section 3.1.4.1
+		_, err := readModifiers(dec, func(name string) error {
+			if name == "CHANGEDSINCE" && c.condStoreAvailable() {
+				return readModSeqValue(dec, &options.ChangedSince)
+			}
+			return errUnknownModifier("FETCH")
+		})
+		if err != nil {
+			return err
+		}
+		// CHANGEDSINCE implies MODSEQ
+		options.ModSeq = true
+	}
 	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
 
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
 		return err
+	}
+	if options.ModSeq {
+		if !c.condStoreAvailable() {
+			return newClientBugError("Unknown FETCH data item")
+		}
+		c.enableCondStore()
 	}
 
 	if numKind == NumKindUID {
@@ -108,6 +128,8 @@ func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOp
 		options.RFC822Size = true
 	case "UID":
 		options.UID = true
+	case "MODSEQ": // requires CONDSTORE, checked by the caller
+		options.ModSeq = true
 	case "RFC822": // equivalent to BODY[]
 		bs := &imap.FetchItemBodySection{}
 		writerOptions.obsolete[bs] = attName
@@ -326,6 +348,24 @@ func maybeReadPartial(dec *imapwire.Decoder) (*imap.SectionPartial, error) {
 type FetchWriter struct {
 	conn    *Conn
 	options fetchWriterOptions
+
+	modified imap.NumSet // set by Session.Store with UNCHANGEDSINCE
+}
+
+// SetModified records, in Session.Store with StoreOptions.UnchangedSince,
+// the messages that were not stored because their mod-sequence was above
+// UnchangedSince: sequence numbers for STORE, UIDs for UID STORE. They
+// are reported in the MODIFIED response code of the tagged OK (RFC 7162
+// section 3.1.3).
+func (cmd *FetchWriter) SetModified(numSet imap.NumSet) {
+	cmd.modified = numSet
+}
+
+// CondStoreEnabled reports whether the client has enabled CONDSTORE in
+// this connection (RFC 7162 section 3.1), so that FETCH responses to
+// STORE carry MODSEQ.
+func (cmd *FetchWriter) CondStoreEnabled() bool {
+	return cmd.conn.condStoreEnabled()
 }
 
 // CreateMessage writes a FETCH response for a message.
@@ -364,6 +404,12 @@ func (w *FetchResponseWriter) WriteFlags(flags []imap.Flag) {
 	w.enc.Atom("FLAGS").SP().List(len(flags), func(i int) {
 		w.enc.Flag(flags[i])
 	})
+}
+
+// WriteModSeq writes the message's mod-sequence (RFC 7162 section 3.1.4.1).
+func (w *FetchResponseWriter) WriteModSeq(modSeq uint64) {
+	w.writeItemSep()
+	w.enc.Atom("MODSEQ").SP().Special('(').ModSeq(modSeq).Special(')')
 }
 
 // WriteRFC822Size writes the message's full size.

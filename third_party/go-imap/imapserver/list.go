@@ -18,6 +18,11 @@ func (c *Conn) handleList(dec *imapwire.Decoder) error {
 	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
 		return err
 	}
+	if options.ReturnStatus != nil {
+		if err := c.checkStatusHighestModSeq(options.ReturnStatus); err != nil {
+			return err
+		}
+	}
 
 	w := &ListWriter{
 		conn:    c,

@@ -74,6 +74,12 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
 		return err
 	}
+	if hasModSeqKey(&criteria) {
+		if !c.condStoreAvailable() {
+			return newClientBugError("Unknown search key MODSEQ")
+		}
+		c.enableCondStore()
+	}
 
 	// If no return option is specified, ALL is assumed
 	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount {
@@ -88,7 +94,7 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	if c.enabled.Has(imap.CapIMAP4rev2) || extended {
 		return c.writeESearch(tag, data, &options, numKind)
 	} else {
-		return c.writeSearch(data.All)
+		return c.writeSearch(data.All, data.ModSeq)
 	}
 }
 
@@ -117,6 +123,10 @@ func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.Sea
 	if options.ReturnCount {
 		enc.SP().Atom("COUNT").SP().Number(data.Count)
 	}
+	if data.ModSeq != 0 {
+		// RFC 7162 section 3.1.5
+		enc.SP().Atom("MODSEQ").SP().ModSeq(data.ModSeq)
+	}
 	return enc.CRLF()
 }
 
@@ -131,7 +141,9 @@ func isNumSetEmpty(numSet imap.NumSet) bool {
 	}
 }
 
-func (c *Conn) writeSearch(numSet imap.NumSet) error {
+// writeSearch writes a SEARCH response; a non-zero modSeq is the highest
+// mod-sequence of the messages found (RFC 7162 section 3.1.5).
+func (c *Conn) writeSearch(numSet imap.NumSet, modSeq uint64) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
@@ -153,6 +165,9 @@ func (c *Conn) writeSearch(numSet imap.NumSet) error {
 	}
 	if !ok {
 		return fmt.Errorf("imapserver: failed to enumerate message numbers in SEARCH response")
+	}
+	if modSeq != 0 && !isNumSetEmpty(numSet) {
+		enc.SP().Special('(').Atom("MODSEQ").SP().ModSeq(modSeq).Special(')')
 	}
 	return enc.CRLF()
 }
@@ -328,6 +343,13 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 		criteria.Or = append(criteria.Or, or)
 	case "$":
 		criteria.UID = append(criteria.UID, imap.SearchRes())
+	case "MODSEQ":
+		// RFC 7162 section 3.1.5; CONDSTORE is checked by the caller
+		modSeq, err := readSearchKeyModSeq(dec)
+		if err != nil {
+			return err
+		}
+		criteria.And(&imap.SearchCriteria{ModSeq: modSeq})
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {
@@ -340,4 +362,52 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 
 func searchKeyFlag(key string) imap.Flag {
 	return imap.Flag("\\" + strings.Title(strings.ToLower(key)))
+}
+
+// readSearchKeyModSeq reads the arguments of the MODSEQ search key:
+// [SP entry-name SP entry-type-req] SP mod-sequence-valzer.
+func readSearchKeyModSeq(dec *imapwire.Decoder) (*imap.SearchCriteriaModSeq, error) {
+	var modSeq imap.SearchCriteriaModSeq
+	if !dec.ExpectSP() {
+		return nil, dec.Err()
+	}
+	if dec.String(&modSeq.MetadataName) {
+		var typ string
+		if !dec.ExpectSP() || !dec.ExpectAtom(&typ) {
+			return nil, dec.Err()
+		}
+		switch t := imap.SearchCriteriaMetadataType(strings.ToLower(typ)); t {
+		case imap.SearchCriteriaMetadataAll, imap.SearchCriteriaMetadataPrivate, imap.SearchCriteriaMetadataShared:
+			modSeq.MetadataType = t
+		default:
+			return nil, newClientBugError("Unknown MODSEQ entry type")
+		}
+		if !dec.ExpectSP() {
+			return nil, dec.Err()
+		}
+	} else if err := dec.Err(); err != nil {
+		return nil, err
+	}
+	if !dec.ExpectModSeq(&modSeq.ModSeq) {
+		return nil, dec.Err()
+	}
+	return &modSeq, nil
+}
+
+// hasModSeqKey reports whether criteria use the MODSEQ search key.
+func hasModSeqKey(criteria *imap.SearchCriteria) bool {
+	if criteria.ModSeq != nil {
+		return true
+	}
+	for i := range criteria.Not {
+		if hasModSeqKey(&criteria.Not[i]) {
+			return true
+		}
+	}
+	for i := range criteria.Or {
+		if hasModSeqKey(&criteria.Or[i][0]) || hasModSeqKey(&criteria.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }

@@ -9,7 +9,23 @@ import (
 
 func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) error {
 	var mailbox string
-	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) || !dec.ExpectCRLF() {
+	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) {
+		return dec.Err()
+	}
+	options := imap.SelectOptions{ReadOnly: readOnly}
+	if dec.SP() {
+		_, err := readModifiers(dec, func(name string) error {
+			if name == "CONDSTORE" && c.condStoreAvailable() {
+				options.CondStore = true
+				return nil
+			}
+			return errUnknownModifier("SELECT")
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
 
@@ -32,7 +48,9 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 		}
 	}
 
-	options := imap.SelectOptions{ReadOnly: readOnly}
+	if options.CondStore {
+		c.enableCondStore()
+	}
 	data, err := c.session.Select(mailbox, &options)
 	if err != nil {
 		return err
@@ -65,6 +83,12 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 	}
 	if data.List != nil {
 		if err := c.writeList(data.List); err != nil {
+			return err
+		}
+	}
+	if c.condStoreAvailable() {
+		// RFC 7162 section 3.1.2.1: on every SELECT and EXAMINE
+		if err := c.writeHighestModSeq(data.HighestModSeq); err != nil {
 			return err
 		}
 	}
@@ -159,6 +183,22 @@ func (c *Conn) writeFlags(flags []imap.Flag) error {
 	enc.Atom("*").SP().Atom("FLAGS").SP().List(len(flags), func(i int) {
 		enc.Flag(flags[i])
 	})
+	return enc.CRLF()
+}
+
+// writeHighestModSeq writes the HIGHESTMODSEQ response code, or NOMODSEQ
+// for zero (a mailbox without persistent mod-sequences).
+func (c *Conn) writeHighestModSeq(modSeq uint64) error {
+	enc := newResponseEncoder(c)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("OK").SP()
+	if modSeq == 0 {
+		enc.Special('[').Atom("NOMODSEQ").Special(']')
+		enc.SP().Text("No permanent mod-sequences")
+	} else {
+		enc.Special('[').Atom("HIGHESTMODSEQ").SP().ModSeq(modSeq).Special(']')
+		enc.SP().Text("Highest")
+	}
 	return enc.CRLF()
 }
 

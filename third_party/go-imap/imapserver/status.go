@@ -39,6 +39,9 @@ func (c *Conn) handleStatus(dec *imapwire.Decoder) error {
 	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
 		return err
 	}
+	if err := c.checkStatusHighestModSeq(&options); err != nil {
+		return err
+	}
 
 	data, err := c.session.Status(mailbox, &options)
 	if err != nil {
@@ -86,9 +89,29 @@ func (c *Conn) writeStatus(data *imap.StatusData, options *imap.StatusOptions) e
 	if options.NumRecent {
 		listEnc.Item().Atom("RECENT").SP().Number(*data.NumRecent)
 	}
+	if options.HighestModSeq {
+		listEnc.Item().Atom("HIGHESTMODSEQ").SP().ModSeq(data.HighestModSeq)
+	}
 	listEnc.End()
 
 	return enc.CRLF()
+}
+
+// checkStatusHighestModSeq refuses STATUS HIGHESTMODSEQ unless CONDSTORE
+// is advertised; otherwise the item enables CONDSTORE (RFC 7162 section
+// 3.1).
+func (c *Conn) checkStatusHighestModSeq(options *imap.StatusOptions) error {
+	if !options.HighestModSeq {
+		return nil
+	}
+	if !c.condStoreAvailable() {
+		return &imap.Error{
+			Type: imap.StatusResponseTypeBad,
+			Text: "Unknown STATUS data item",
+		}
+	}
+	c.enableCondStore()
+	return nil
 }
 
 func readStatusItem(dec *imapwire.Decoder, options *imap.StatusOptions) error {
@@ -115,6 +138,8 @@ func readStatusItem(dec *imapwire.Decoder, options *imap.StatusOptions) error {
 		options.DeletedStorage = true
 	case "RECENT":
 		options.NumRecent = true
+	case "HIGHESTMODSEQ":
+		options.HighestModSeq = true
 	default:
 		return &imap.Error{
 			Type: imap.StatusResponseTypeBad,

@@ -1,6 +1,7 @@
 package imapserver
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -8,16 +9,33 @@ import (
 	"github.com/emersion/go-imap/v2/internal/imapwire"
 )
 
-func (c *Conn) handleStore(dec *imapwire.Decoder, numKind NumKind) error {
+func (c *Conn) handleStore(tag string, dec *imapwire.Decoder, numKind NumKind, name string) error {
 	var (
-		numSet imap.NumSet
-		item   string
+		numSet  imap.NumSet
+		item    string
+		options imap.StoreOptions
 	)
-	if !dec.ExpectSP() || !dec.ExpectNumSet(numKind.wire(), &numSet) || !dec.ExpectSP() || !dec.ExpectAtom(&item) || !dec.ExpectSP() {
+	if !dec.ExpectSP() || !dec.ExpectNumSet(numKind.wire(), &numSet) || !dec.ExpectSP() {
+		return dec.Err()
+	}
+	// RFC 7162 section 3.1.3
+	isList, err := readModifiers(dec, func(name string) error {
+		if name == "UNCHANGEDSINCE" && c.condStoreAvailable() {
+			return readModSeqValzer(dec, &options.UnchangedSince)
+		}
+		return errUnknownModifier("STORE")
+	})
+	if err != nil {
+		return err
+	}
+	if isList && !dec.ExpectSP() {
+		return dec.Err()
+	}
+	if !dec.ExpectAtom(&item) || !dec.ExpectSP() {
 		return dec.Err()
 	}
 	var flags []imap.Flag
-	isList, err := dec.List(func() error {
+	isList, err = dec.List(func() error {
 		flag, err := internal.ExpectFlag(dec)
 		if err != nil {
 			return err
@@ -67,12 +85,30 @@ func (c *Conn) handleStore(dec *imapwire.Decoder, numKind NumKind) error {
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
 		return err
 	}
+	if isList {
+		c.enableCondStore()
+	}
 
 	w := &FetchWriter{conn: c}
-	options := imap.StoreOptions{}
-	return c.session.Store(w, numSet, &imap.StoreFlags{
+	err = c.session.Store(w, numSet, &imap.StoreFlags{
 		Op:     op,
 		Silent: silent,
 		Flags:  flags,
 	}, &options)
+	if err != nil {
+		return err
+	}
+
+	if err := c.poll(name); err != nil {
+		return err
+	}
+	resp := &imap.StatusResponse{
+		Type: imap.StatusResponseTypeOK,
+		Text: fmt.Sprintf("%v completed", name),
+	}
+	if w.modified != nil && !isNumSetEmpty(w.modified) {
+		resp.Code = imap.ResponseCode("MODIFIED " + w.modified.String())
+		resp.Text = "Conditional STORE failed"
+	}
+	return c.writeStatusResp(tag, resp)
 }

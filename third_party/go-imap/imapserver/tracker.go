@@ -104,10 +104,23 @@ type trackerUpdate struct {
 	fetch        *trackerUpdateFetch
 }
 
+// QueueMessageFlagsModSeq is QueueMessageFlags with the message's new
+// mod-sequence, written as MODSEQ to sessions that enabled CONDSTORE
+// (RFC 7162 section 3.1).
+func (t *MailboxTracker) QueueMessageFlagsModSeq(seqNum uint32, uid imap.UID, flags []imap.Flag, modSeq uint64, source *SessionTracker) {
+	t.queueUpdate(&trackerUpdate{fetch: &trackerUpdateFetch{
+		seqNum: seqNum,
+		uid:    uid,
+		flags:  flags,
+		modSeq: modSeq,
+	}}, source)
+}
+
 type trackerUpdateFetch struct {
 	seqNum uint32
 	uid    imap.UID
 	flags  []imap.Flag
+	modSeq uint64
 }
 
 // SessionTracker tracks the state of a mailbox for an IMAP client.
@@ -178,7 +191,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 		case update.mailboxFlags != nil:
 			err = w.WriteMailboxFlags(update.mailboxFlags)
 		case update.fetch != nil:
-			err = w.WriteMessageFlags(update.fetch.seqNum, update.fetch.uid, update.fetch.flags)
+			err = w.WriteMessageFlagsModSeq(update.fetch.seqNum, update.fetch.uid, update.fetch.flags, update.fetch.modSeq)
 		default:
 			panic(fmt.Errorf("imapserver: unknown tracker update %#v", update))
 		}
