@@ -326,6 +326,20 @@ func (ss *session) searchKey(c *imap.SearchCriteria) *mailboxv1.SearchKey {
 	return and(keys...)
 }
 
+// hasModSeq reports whether a criteria tree uses MODSEQ (RFC 7162 section
+// 3.1.5: the result then carries the highest MODSEQ found).
+func hasModSeq(k *mailboxv1.SearchKey) bool {
+	if k.Op == mailboxv1.SearchKey_OP_MODSEQ {
+		return true
+	}
+	for _, c := range k.Children {
+		if hasModSeq(c) {
+			return true
+		}
+	}
+	return false
+}
+
 // depthOf is the nesting depth of a criteria tree (a leaf is 1).
 func depthOf(k *mailboxv1.SearchKey) int {
 	d := 0

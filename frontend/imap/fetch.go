@@ -143,6 +143,9 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 	if options.Flags && !setSeen {
 		rw.WriteFlags(flagsFromProto(m.Flags))
 	}
+	if options.ModSeq {
+		rw.WriteModSeq(m.Modseq)
+	}
 	if options.InternalDate {
 		rw.WriteInternalDate(time.Unix(m.InternalDate, 0))
 	}

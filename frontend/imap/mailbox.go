@@ -344,7 +344,7 @@ func (mb *mailboxState) apply(vanished *mailboxv1.UIDSet, changed []*mailboxv1.M
 			if _, ok := slices.BinarySearch(quiet, m.Uid); ok {
 				src = source
 			}
-			mb.tracker.QueueMessageFlags(seq, imap.UID(m.Uid), flagsFromProto(m.Flags), src)
+			mb.tracker.QueueMessageFlagsModSeq(seq, imap.UID(m.Uid), flagsFromProto(m.Flags), m.Modseq, src)
 		}
 	}
 	mb.modseq = max(mb.modseq, modseq)

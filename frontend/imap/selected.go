@@ -138,6 +138,9 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 	if options != nil {
 		req.UnchangedSince = options.UnchangedSince
 	}
+	sel.mb.mu.Lock()
+	before := sel.mb.modseq
+	sel.mb.mu.Unlock()
 	resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.StoreFlagsResponse, error) {
 		return c.StoreFlags(ctx, req)
 	})
@@ -145,6 +148,10 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 		return ss.fail("store", err, nil)
 	}
 	_, isUID := numSet.(imap.UIDSet)
+	// With CONDSTORE enabled every FETCH carries MODSEQ, and a message the
+	// STORE changed is reported even with .SILENT (RFC 7162 section
+	// 3.1.3), without its flags.
+	condStore := w.CondStoreEnabled()
 	var quiet []uint32
 	j := 0
 	for _, m := range resp.Messages {
@@ -155,16 +162,38 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 			continue
 		}
 		quiet = append(quiet, m.Uid)
-		if flags.Silent {
+		if flags.Silent && !(condStore && m.Modseq > before) {
 			continue
 		}
 		rw := w.CreateMessage(targets[j].seq)
 		if isUID {
 			rw.WriteUID(imap.UID(m.Uid))
 		}
-		rw.WriteFlags(flagsFromProto(m.Flags))
+		if !flags.Silent {
+			rw.WriteFlags(flagsFromProto(m.Flags))
+		}
+		if condStore {
+			rw.WriteModSeq(m.Modseq)
+		}
 		if err := rw.Close(); err != nil {
 			return err
+		}
+	}
+	if len(resp.Modified.GetRanges()) > 0 {
+		// UNCHANGEDSINCE refused these: [MODIFIED] in the tagged OK, by
+		// UID or by the client's sequence numbers.
+		var uids imap.UIDSet
+		var seqs imap.SeqSet
+		for _, t := range targets {
+			if inSet(resp.Modified, t.uid) {
+				uids.AddNum(imap.UID(t.uid))
+				seqs.AddNum(t.seq)
+			}
+		}
+		if isUID {
+			w.SetModified(uids)
+		} else {
+			w.SetModified(seqs)
 		}
 	}
 	slices.Sort(quiet)
@@ -324,7 +353,7 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	} else {
 		data.All = seqs
 	}
-	if criteria.ModSeq != nil {
+	if data.Count > 0 && hasModSeq(key) {
 		data.ModSeq = resp.HighestModseq
 	}
 	if options != nil && options.ReturnSave {

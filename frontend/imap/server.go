@@ -104,7 +104,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		imap.CapIMAP4rev1, imap.CapIMAP4rev2, imap.CapNamespace, imap.CapUIDPlus,
 		imap.CapESearch, imap.CapListExtended, imap.CapListStatus, imap.CapMove,
 		imap.CapStatusSize, imap.CapChildren, imap.CapSpecialUse, imap.CapCreateSpecialUse,
-		imap.CapID, imap.CapQuota, "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE",
+		imap.CapID, imap.CapQuota, "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", imap.CapCondStore,
 	} {
 		s.caps[c] = struct{}{}
 	}
