@@ -98,6 +98,7 @@ func idCalls(ctx context.Context, c mailboxv1.MailboxClient, account string, id 
 	out["Changes"] = drain(c.Changes(ctx, &mailboxv1.ChangesRequest{AccountId: account, MailboxId: id}))
 	out["Fetch"] = drain(c.Fetch(ctx, &mailboxv1.FetchRequest{AccountId: account, MailboxId: id, Envelope: true}))
 	out["GetBody"] = drain(c.GetBody(ctx, &mailboxv1.GetBodyRequest{AccountId: account, MailboxId: id, Uid: 1, SetSeen: true}))
+	out["GetBodies"] = drain(c.GetBodies(ctx, &mailboxv1.GetBodiesRequest{AccountId: account, MailboxId: id, Uids: []uint32{1}}))
 	_, out["StoreFlags"] = c.StoreFlags(ctx, &mailboxv1.StoreFlagsRequest{AccountId: account, MailboxId: id, Uids: one,
 		Mode: mailboxv1.StoreMode_STORE_MODE_ADD, Flags: &mailboxv1.Flags{System: fDeleted}})
 	_, out["Copy"] = c.Copy(ctx, &mailboxv1.CopyRequest{AccountId: account, MailboxId: id, Uids: one, DestName: "Archive"})
@@ -137,7 +138,7 @@ func TestWrongAndEmptyAccount(t *testing.T) {
 	// The caller is authenticated as someone else.
 	ctx := metadata.AppendToOutgoingContext(ctxT(t), AccountHeader, "attacker")
 	res := everyCall(ctx, c, victim, id)
-	if len(res) != 17 {
+	if len(res) != 18 {
 		t.Fatalf("%d calls", len(res))
 	}
 	for name, err := range res {

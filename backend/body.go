@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"errors"
 	"io"
 
@@ -144,6 +145,74 @@ func (s *service) GetBody(r *mailboxv1.GetBodyRequest, stream grpc.ServerStreami
 				return s.fail("GetBody", errors.New("short body"))
 			}
 			return s.fail("GetBody", err)
+		}
+	}
+	return nil
+}
+
+// maxBodiesPerCall bounds the UIDs of one GetBodies call.
+const maxBodiesPerCall = 1000
+
+// GetBodies streams whole messages one after the other: one metadata query
+// for all of them instead of one per GetBody, and one stream. Flow control
+// keeps at most a window of data ahead of a client that reads slowly.
+func (s *service) GetBodies(r *mailboxv1.GetBodiesRequest, stream grpc.ServerStreamingServer[mailboxv1.BodyChunk]) error {
+	ctx := stream.Context()
+	if err := account(ctx, r.AccountId); err != nil {
+		return s.fail("GetBodies", err)
+	}
+	if len(r.Uids) > maxBodiesPerCall {
+		return s.fail("GetBodies", &store.InvalidError{Msg: "too many UIDs"})
+	}
+	refs, err := s.store.Bodies(ctx, r.AccountId, r.MailboxId, r.Uids)
+	if err != nil {
+		return s.fail("GetBodies", err)
+	}
+	buf := make([]byte, bodyChunk)
+	for _, uid := range r.Uids {
+		ref, ok := refs[uid]
+		if !ok {
+			if err := stream.Send(&mailboxv1.BodyChunk{Uid: uid, Gone: true}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := s.sendBlob(ctx, stream, &mailboxv1.BodyChunk{Uid: uid, TotalSize: ref.Size}, ref.BlobKey, ref.Size, buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendBlob streams size bytes of a stored body from its start, the first
+// piece in first.
+func (s *service) sendBlob(ctx context.Context, stream grpc.ServerStreamingServer[mailboxv1.BodyChunk], first *mailboxv1.BodyChunk, key string, size int64, buf []byte) error {
+	if size == 0 {
+		return stream.Send(first)
+	}
+	rc, err := s.blobs.Get(ctx, key, 0, size)
+	if err != nil {
+		return s.fail("GetBodies", err)
+	}
+	defer rc.Close()
+	sent := int64(0)
+	msg := first
+	for sent < size {
+		n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), size-sent)])
+		if n > 0 {
+			msg.Data = buf[:n]
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+			msg = &mailboxv1.BodyChunk{}
+			sent += int64(n)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				s.log.Error("stored body is shorter than recorded", "key", key, "want", size, "got", sent)
+				return s.fail("GetBodies", errors.New("short body"))
+			}
+			return s.fail("GetBodies", err)
 		}
 	}
 	return nil

@@ -487,6 +487,51 @@ func (s *Store) Body(ctx context.Context, account string, mailboxID int64, uid u
 	return &ref, nil
 }
 
+// BlobRef locates a whole stored message.
+type BlobRef struct {
+	BlobKey string
+	Size    int64
+}
+
+// Bodies returns where the bodies of the given messages are stored, by
+// UID, in one query; UIDs that are not in the mailbox are absent.
+// ErrNotFound: the account has no such mailbox.
+func (s *Store) Bodies(ctx context.Context, account string, mailboxID int64, uids []uint32) (map[uint32]BlobRef, error) {
+	ids := make([]int64, len(uids))
+	for i, u := range uids {
+		ids[i] = int64(u)
+	}
+	// One row with NULLs when the mailbox exists but has none of the UIDs;
+	// no row when it does not exist.
+	rows, err := s.pool.Query(ctx, `SELECT m.uid, m.blob_key, m.size FROM mailboxes b
+		LEFT JOIN messages m ON m.account_id = b.account_id AND m.mailbox_id = b.mailbox_id AND m.uid = ANY($3::bigint[])
+		WHERE b.account_id=$1 AND b.mailbox_id=$2`, account, mailboxID, ids)
+	if err != nil {
+		return nil, classify(err)
+	}
+	out := make(map[uint32]BlobRef, len(uids))
+	var (
+		uid  *int64
+		key  *string
+		size *int64
+		box  bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&uid, &key, &size}, func() error {
+		box = true
+		if uid != nil {
+			out[uint32(*uid)] = BlobRef{BlobKey: *key, Size: *size}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, classify(err)
+	}
+	if !box {
+		return nil, ErrNotFound
+	}
+	return out, nil
+}
+
 var errNoChange = errors.New("no change")
 
 // StoreFlags changes flags of the messages in set (RFC 3501 STORE, RFC 7162

@@ -414,7 +414,7 @@ func (x SearchKey_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SearchKey_Op.Descriptor instead.
 func (SearchKey_Op) EnumDescriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{37, 0}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{38, 0}
 }
 
 type UIDRange struct {
@@ -2396,21 +2396,85 @@ func (x *GetBodyRequest) GetSetSeen() bool {
 	return false
 }
 
+type GetBodiesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	MailboxId     int64                  `protobuf:"varint,2,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	Uids          []uint32               `protobuf:"varint,3,rep,packed,name=uids,proto3" json:"uids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBodiesRequest) Reset() {
+	*x = GetBodiesRequest{}
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBodiesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBodiesRequest) ProtoMessage() {}
+
+func (x *GetBodiesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBodiesRequest.ProtoReflect.Descriptor instead.
+func (*GetBodiesRequest) Descriptor() ([]byte, []int) {
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetBodiesRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *GetBodiesRequest) GetMailboxId() int64 {
+	if x != nil {
+		return x.MailboxId
+	}
+	return 0
+}
+
+func (x *GetBodiesRequest) GetUids() []uint32 {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
 type BodyChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The first chunk carries the total length of the section after the range
 	// is applied, and flags/modseq if set_seen changed them.
-	TotalSize     int64  `protobuf:"varint,1,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
-	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
-	Flags         *Flags `protobuf:"bytes,3,opt,name=flags,proto3" json:"flags,omitempty"`
-	Modseq        uint64 `protobuf:"varint,4,opt,name=modseq,proto3" json:"modseq,omitempty"`
+	TotalSize int64  `protobuf:"varint,1,opt,name=total_size,json=totalSize,proto3" json:"total_size,omitempty"`
+	Data      []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Flags     *Flags `protobuf:"bytes,3,opt,name=flags,proto3" json:"flags,omitempty"`
+	Modseq    uint64 `protobuf:"varint,4,opt,name=modseq,proto3" json:"modseq,omitempty"`
+	// GetBodies: the first chunk of each message names it; gone says that
+	// the UID is not (or no longer) in the mailbox.
+	Uid           uint32 `protobuf:"varint,5,opt,name=uid,proto3" json:"uid,omitempty"`
+	Gone          bool   `protobuf:"varint,6,opt,name=gone,proto3" json:"gone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BodyChunk) Reset() {
 	*x = BodyChunk{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[28]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2422,7 +2486,7 @@ func (x *BodyChunk) String() string {
 func (*BodyChunk) ProtoMessage() {}
 
 func (x *BodyChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[28]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2435,7 +2499,7 @@ func (x *BodyChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BodyChunk.ProtoReflect.Descriptor instead.
 func (*BodyChunk) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{28}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BodyChunk) GetTotalSize() int64 {
@@ -2466,6 +2530,20 @@ func (x *BodyChunk) GetModseq() uint64 {
 	return 0
 }
 
+func (x *BodyChunk) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *BodyChunk) GetGone() bool {
+	if x != nil {
+		return x.Gone
+	}
+	return false
+}
+
 type StoreFlagsRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -2481,7 +2559,7 @@ type StoreFlagsRequest struct {
 
 func (x *StoreFlagsRequest) Reset() {
 	*x = StoreFlagsRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[29]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2493,7 +2571,7 @@ func (x *StoreFlagsRequest) String() string {
 func (*StoreFlagsRequest) ProtoMessage() {}
 
 func (x *StoreFlagsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[29]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2506,7 +2584,7 @@ func (x *StoreFlagsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlagsRequest.ProtoReflect.Descriptor instead.
 func (*StoreFlagsRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{29}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StoreFlagsRequest) GetAccountId() string {
@@ -2565,7 +2643,7 @@ type StoreFlagsResponse struct {
 
 func (x *StoreFlagsResponse) Reset() {
 	*x = StoreFlagsResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[30]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2655,7 @@ func (x *StoreFlagsResponse) String() string {
 func (*StoreFlagsResponse) ProtoMessage() {}
 
 func (x *StoreFlagsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[30]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2668,7 @@ func (x *StoreFlagsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlagsResponse.ProtoReflect.Descriptor instead.
 func (*StoreFlagsResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{30}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StoreFlagsResponse) GetMessages() []*MessageMeta {
@@ -2620,7 +2698,7 @@ type CopyRequest struct {
 
 func (x *CopyRequest) Reset() {
 	*x = CopyRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[31]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2632,7 +2710,7 @@ func (x *CopyRequest) String() string {
 func (*CopyRequest) ProtoMessage() {}
 
 func (x *CopyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[31]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2645,7 +2723,7 @@ func (x *CopyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyRequest.ProtoReflect.Descriptor instead.
 func (*CopyRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{31}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CopyRequest) GetAccountId() string {
@@ -2694,7 +2772,7 @@ type CopyResponse struct {
 
 func (x *CopyResponse) Reset() {
 	*x = CopyResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[32]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2706,7 +2784,7 @@ func (x *CopyResponse) String() string {
 func (*CopyResponse) ProtoMessage() {}
 
 func (x *CopyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[32]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2719,7 +2797,7 @@ func (x *CopyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyResponse.ProtoReflect.Descriptor instead.
 func (*CopyResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{32}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CopyResponse) GetDestUidValidity() uint32 {
@@ -2755,7 +2833,7 @@ type MoveRequest struct {
 
 func (x *MoveRequest) Reset() {
 	*x = MoveRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[33]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2767,7 +2845,7 @@ func (x *MoveRequest) String() string {
 func (*MoveRequest) ProtoMessage() {}
 
 func (x *MoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[33]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2780,7 +2858,7 @@ func (x *MoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
 func (*MoveRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{33}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *MoveRequest) GetAccountId() string {
@@ -2823,7 +2901,7 @@ type MoveResponse struct {
 
 func (x *MoveResponse) Reset() {
 	*x = MoveResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[34]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2835,7 +2913,7 @@ func (x *MoveResponse) String() string {
 func (*MoveResponse) ProtoMessage() {}
 
 func (x *MoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[34]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2848,7 +2926,7 @@ func (x *MoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
 func (*MoveResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{34}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *MoveResponse) GetDestUidValidity() uint32 {
@@ -2892,7 +2970,7 @@ type ExpungeRequest struct {
 
 func (x *ExpungeRequest) Reset() {
 	*x = ExpungeRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[35]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2904,7 +2982,7 @@ func (x *ExpungeRequest) String() string {
 func (*ExpungeRequest) ProtoMessage() {}
 
 func (x *ExpungeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[35]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2917,7 +2995,7 @@ func (x *ExpungeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpungeRequest.ProtoReflect.Descriptor instead.
 func (*ExpungeRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{35}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ExpungeRequest) GetAccountId() string {
@@ -2951,7 +3029,7 @@ type ExpungeResponse struct {
 
 func (x *ExpungeResponse) Reset() {
 	*x = ExpungeResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[36]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2963,7 +3041,7 @@ func (x *ExpungeResponse) String() string {
 func (*ExpungeResponse) ProtoMessage() {}
 
 func (x *ExpungeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[36]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2976,7 +3054,7 @@ func (x *ExpungeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpungeResponse.ProtoReflect.Descriptor instead.
 func (*ExpungeResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{36}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ExpungeResponse) GetExpunged() []uint32 {
@@ -3008,7 +3086,7 @@ type SearchKey struct {
 
 func (x *SearchKey) Reset() {
 	*x = SearchKey{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[37]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3020,7 +3098,7 @@ func (x *SearchKey) String() string {
 func (*SearchKey) ProtoMessage() {}
 
 func (x *SearchKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[37]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3033,7 +3111,7 @@ func (x *SearchKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchKey.ProtoReflect.Descriptor instead.
 func (*SearchKey) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{37}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SearchKey) GetOp() SearchKey_Op {
@@ -3096,7 +3174,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[38]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3108,7 +3186,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[38]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3121,7 +3199,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{38}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SearchRequest) GetAccountId() string {
@@ -3155,7 +3233,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[39]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3167,7 +3245,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[39]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3180,7 +3258,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{39}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SearchResponse) GetUids() []uint32 {
@@ -3211,7 +3289,7 @@ type AppendHeader struct {
 
 func (x *AppendHeader) Reset() {
 	*x = AppendHeader{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[40]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3223,7 +3301,7 @@ func (x *AppendHeader) String() string {
 func (*AppendHeader) ProtoMessage() {}
 
 func (x *AppendHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[40]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3236,7 +3314,7 @@ func (x *AppendHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendHeader.ProtoReflect.Descriptor instead.
 func (*AppendHeader) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{40}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *AppendHeader) GetAccountId() string {
@@ -3294,7 +3372,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[41]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3306,7 +3384,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[41]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3319,7 +3397,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{41}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AppendRequest) GetPart() isAppendRequest_Part {
@@ -3374,7 +3452,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[42]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3386,7 +3464,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[42]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3399,7 +3477,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{42}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AppendResponse) GetUidValidity() uint32 {
@@ -3435,7 +3513,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[43]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3447,7 +3525,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[43]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3460,7 +3538,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{43}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Recipient) GetAccountId() string {
@@ -3517,7 +3595,7 @@ type DeliverHeader struct {
 
 func (x *DeliverHeader) Reset() {
 	*x = DeliverHeader{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[44]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3529,7 +3607,7 @@ func (x *DeliverHeader) String() string {
 func (*DeliverHeader) ProtoMessage() {}
 
 func (x *DeliverHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[44]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3542,7 +3620,7 @@ func (x *DeliverHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverHeader.ProtoReflect.Descriptor instead.
 func (*DeliverHeader) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{44}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *DeliverHeader) GetRecipients() []*Recipient {
@@ -3607,7 +3685,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[45]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3619,7 +3697,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[45]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3632,7 +3710,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{45}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeliverRequest) GetPart() isDeliverRequest_Part {
@@ -3688,7 +3766,7 @@ type RecipientResult struct {
 
 func (x *RecipientResult) Reset() {
 	*x = RecipientResult{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[46]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3700,7 +3778,7 @@ func (x *RecipientResult) String() string {
 func (*RecipientResult) ProtoMessage() {}
 
 func (x *RecipientResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[46]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3713,7 +3791,7 @@ func (x *RecipientResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecipientResult.ProtoReflect.Descriptor instead.
 func (*RecipientResult) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{46}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RecipientResult) GetStatus() DeliveryStatus {
@@ -3756,7 +3834,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[47]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3768,7 +3846,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[47]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3781,7 +3859,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{47}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeliverResponse) GetResults() []*RecipientResult {
@@ -3817,7 +3895,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[48]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3829,7 +3907,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[48]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3842,7 +3920,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{48}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *WatchRequest) GetAdd() []*WatchAccount {
@@ -3869,7 +3947,7 @@ type WatchAccount struct {
 
 func (x *WatchAccount) Reset() {
 	*x = WatchAccount{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[49]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3881,7 +3959,7 @@ func (x *WatchAccount) String() string {
 func (*WatchAccount) ProtoMessage() {}
 
 func (x *WatchAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[49]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3894,7 +3972,7 @@ func (x *WatchAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAccount.ProtoReflect.Descriptor instead.
 func (*WatchAccount) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{49}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WatchAccount) GetAccountId() string {
@@ -3923,7 +4001,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[50]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3935,7 +4013,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[50]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3948,7 +4026,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{50}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WatchEvent) GetAccountId() string {
@@ -3981,7 +4059,7 @@ type GetQuotaRequest struct {
 
 func (x *GetQuotaRequest) Reset() {
 	*x = GetQuotaRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[51]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3993,7 +4071,7 @@ func (x *GetQuotaRequest) String() string {
 func (*GetQuotaRequest) ProtoMessage() {}
 
 func (x *GetQuotaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[51]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4006,7 +4084,7 @@ func (x *GetQuotaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotaRequest.ProtoReflect.Descriptor instead.
 func (*GetQuotaRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{51}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetQuotaRequest) GetAccountId() string {
@@ -4026,7 +4104,7 @@ type GetQuotaResponse struct {
 
 func (x *GetQuotaResponse) Reset() {
 	*x = GetQuotaResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[52]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4116,7 @@ func (x *GetQuotaResponse) String() string {
 func (*GetQuotaResponse) ProtoMessage() {}
 
 func (x *GetQuotaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[52]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4129,7 @@ func (x *GetQuotaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotaResponse.ProtoReflect.Descriptor instead.
 func (*GetQuotaResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{52}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetQuotaResponse) GetStorageBytes() int64 {
@@ -4254,13 +4332,21 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\asection\x18\x05 \x01(\x0e2#.mailcluster.mailbox.v1.BodySectionR\asection\x12\x16\n" +
 	"\x06offset\x18\x06 \x01(\x03R\x06offset\x12\x16\n" +
 	"\x06length\x18\a \x01(\x03R\x06length\x12\x19\n" +
-	"\bset_seen\x18\b \x01(\bR\asetSeen\"\x8b\x01\n" +
+	"\bset_seen\x18\b \x01(\bR\asetSeen\"d\n" +
+	"\x10GetBodiesRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x02 \x01(\x03R\tmailboxId\x12\x12\n" +
+	"\x04uids\x18\x03 \x03(\rR\x04uids\"\xb1\x01\n" +
 	"\tBodyChunk\x12\x1d\n" +
 	"\n" +
 	"total_size\x18\x01 \x01(\x03R\ttotalSize\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x123\n" +
 	"\x05flags\x18\x03 \x01(\v2\x1d.mailcluster.mailbox.v1.FlagsR\x05flags\x12\x16\n" +
-	"\x06modseq\x18\x04 \x01(\x04R\x06modseq\"\x9a\x02\n" +
+	"\x06modseq\x18\x04 \x01(\x04R\x06modseq\x12\x10\n" +
+	"\x03uid\x18\x05 \x01(\rR\x03uid\x12\x12\n" +
+	"\x04gone\x18\x06 \x01(\bR\x04gone\"\x9a\x02\n" +
 	"\x11StoreFlagsRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
@@ -4449,7 +4535,7 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\x1aDELIVERY_STATUS_OVER_QUOTA\x10\x01\x12\x1e\n" +
 	"\x1aDELIVERY_STATUS_NO_MAILBOX\x10\x02\x12%\n" +
 	"!DELIVERY_STATUS_TEMPORARY_FAILURE\x10\x03\x12\x1c\n" +
-	"\x18DELIVERY_STATUS_REJECTED\x10\x042\xa3\x0e\n" +
+	"\x18DELIVERY_STATUS_REJECTED\x10\x042\xff\x0e\n" +
 	"\aMailbox\x12l\n" +
 	"\rListMailboxes\x12,.mailcluster.mailbox.v1.ListMailboxesRequest\x1a-.mailcluster.mailbox.v1.ListMailboxesResponse\x12l\n" +
 	"\rCreateMailbox\x12,.mailcluster.mailbox.v1.CreateMailboxRequest\x1a-.mailcluster.mailbox.v1.CreateMailboxResponse\x12l\n" +
@@ -4460,7 +4546,8 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\x06Select\x12%.mailcluster.mailbox.v1.SelectRequest\x1a&.mailcluster.mailbox.v1.SelectResponse\x12\\\n" +
 	"\aChanges\x12&.mailcluster.mailbox.v1.ChangesRequest\x1a'.mailcluster.mailbox.v1.ChangesResponse0\x01\x12V\n" +
 	"\x05Fetch\x12$.mailcluster.mailbox.v1.FetchRequest\x1a%.mailcluster.mailbox.v1.FetchResponse0\x01\x12V\n" +
-	"\aGetBody\x12&.mailcluster.mailbox.v1.GetBodyRequest\x1a!.mailcluster.mailbox.v1.BodyChunk0\x01\x12c\n" +
+	"\aGetBody\x12&.mailcluster.mailbox.v1.GetBodyRequest\x1a!.mailcluster.mailbox.v1.BodyChunk0\x01\x12Z\n" +
+	"\tGetBodies\x12(.mailcluster.mailbox.v1.GetBodiesRequest\x1a!.mailcluster.mailbox.v1.BodyChunk0\x01\x12c\n" +
 	"\n" +
 	"StoreFlags\x12).mailcluster.mailbox.v1.StoreFlagsRequest\x1a*.mailcluster.mailbox.v1.StoreFlagsResponse\x12Q\n" +
 	"\x04Copy\x12#.mailcluster.mailbox.v1.CopyRequest\x1a$.mailcluster.mailbox.v1.CopyResponse\x12Q\n" +
@@ -4485,7 +4572,7 @@ func file_mailbox_v1_mailbox_proto_rawDescGZIP() []byte {
 }
 
 var file_mailbox_v1_mailbox_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_mailbox_v1_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_mailbox_v1_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_mailbox_v1_mailbox_proto_goTypes = []any{
 	(Flag)(0),                     // 0: mailcluster.mailbox.v1.Flag
 	(SpecialUse)(0),               // 1: mailcluster.mailbox.v1.SpecialUse
@@ -4521,33 +4608,34 @@ var file_mailbox_v1_mailbox_proto_goTypes = []any{
 	(*Envelope)(nil),              // 31: mailcluster.mailbox.v1.Envelope
 	(*BodyStructure)(nil),         // 32: mailcluster.mailbox.v1.BodyStructure
 	(*GetBodyRequest)(nil),        // 33: mailcluster.mailbox.v1.GetBodyRequest
-	(*BodyChunk)(nil),             // 34: mailcluster.mailbox.v1.BodyChunk
-	(*StoreFlagsRequest)(nil),     // 35: mailcluster.mailbox.v1.StoreFlagsRequest
-	(*StoreFlagsResponse)(nil),    // 36: mailcluster.mailbox.v1.StoreFlagsResponse
-	(*CopyRequest)(nil),           // 37: mailcluster.mailbox.v1.CopyRequest
-	(*CopyResponse)(nil),          // 38: mailcluster.mailbox.v1.CopyResponse
-	(*MoveRequest)(nil),           // 39: mailcluster.mailbox.v1.MoveRequest
-	(*MoveResponse)(nil),          // 40: mailcluster.mailbox.v1.MoveResponse
-	(*ExpungeRequest)(nil),        // 41: mailcluster.mailbox.v1.ExpungeRequest
-	(*ExpungeResponse)(nil),       // 42: mailcluster.mailbox.v1.ExpungeResponse
-	(*SearchKey)(nil),             // 43: mailcluster.mailbox.v1.SearchKey
-	(*SearchRequest)(nil),         // 44: mailcluster.mailbox.v1.SearchRequest
-	(*SearchResponse)(nil),        // 45: mailcluster.mailbox.v1.SearchResponse
-	(*AppendHeader)(nil),          // 46: mailcluster.mailbox.v1.AppendHeader
-	(*AppendRequest)(nil),         // 47: mailcluster.mailbox.v1.AppendRequest
-	(*AppendResponse)(nil),        // 48: mailcluster.mailbox.v1.AppendResponse
-	(*Recipient)(nil),             // 49: mailcluster.mailbox.v1.Recipient
-	(*DeliverHeader)(nil),         // 50: mailcluster.mailbox.v1.DeliverHeader
-	(*DeliverRequest)(nil),        // 51: mailcluster.mailbox.v1.DeliverRequest
-	(*RecipientResult)(nil),       // 52: mailcluster.mailbox.v1.RecipientResult
-	(*DeliverResponse)(nil),       // 53: mailcluster.mailbox.v1.DeliverResponse
-	(*WatchRequest)(nil),          // 54: mailcluster.mailbox.v1.WatchRequest
-	(*WatchAccount)(nil),          // 55: mailcluster.mailbox.v1.WatchAccount
-	(*WatchEvent)(nil),            // 56: mailcluster.mailbox.v1.WatchEvent
-	(*GetQuotaRequest)(nil),       // 57: mailcluster.mailbox.v1.GetQuotaRequest
-	(*GetQuotaResponse)(nil),      // 58: mailcluster.mailbox.v1.GetQuotaResponse
-	nil,                           // 59: mailcluster.mailbox.v1.BodyStructure.ParamsEntry
-	nil,                           // 60: mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
+	(*GetBodiesRequest)(nil),      // 34: mailcluster.mailbox.v1.GetBodiesRequest
+	(*BodyChunk)(nil),             // 35: mailcluster.mailbox.v1.BodyChunk
+	(*StoreFlagsRequest)(nil),     // 36: mailcluster.mailbox.v1.StoreFlagsRequest
+	(*StoreFlagsResponse)(nil),    // 37: mailcluster.mailbox.v1.StoreFlagsResponse
+	(*CopyRequest)(nil),           // 38: mailcluster.mailbox.v1.CopyRequest
+	(*CopyResponse)(nil),          // 39: mailcluster.mailbox.v1.CopyResponse
+	(*MoveRequest)(nil),           // 40: mailcluster.mailbox.v1.MoveRequest
+	(*MoveResponse)(nil),          // 41: mailcluster.mailbox.v1.MoveResponse
+	(*ExpungeRequest)(nil),        // 42: mailcluster.mailbox.v1.ExpungeRequest
+	(*ExpungeResponse)(nil),       // 43: mailcluster.mailbox.v1.ExpungeResponse
+	(*SearchKey)(nil),             // 44: mailcluster.mailbox.v1.SearchKey
+	(*SearchRequest)(nil),         // 45: mailcluster.mailbox.v1.SearchRequest
+	(*SearchResponse)(nil),        // 46: mailcluster.mailbox.v1.SearchResponse
+	(*AppendHeader)(nil),          // 47: mailcluster.mailbox.v1.AppendHeader
+	(*AppendRequest)(nil),         // 48: mailcluster.mailbox.v1.AppendRequest
+	(*AppendResponse)(nil),        // 49: mailcluster.mailbox.v1.AppendResponse
+	(*Recipient)(nil),             // 50: mailcluster.mailbox.v1.Recipient
+	(*DeliverHeader)(nil),         // 51: mailcluster.mailbox.v1.DeliverHeader
+	(*DeliverRequest)(nil),        // 52: mailcluster.mailbox.v1.DeliverRequest
+	(*RecipientResult)(nil),       // 53: mailcluster.mailbox.v1.RecipientResult
+	(*DeliverResponse)(nil),       // 54: mailcluster.mailbox.v1.DeliverResponse
+	(*WatchRequest)(nil),          // 55: mailcluster.mailbox.v1.WatchRequest
+	(*WatchAccount)(nil),          // 56: mailcluster.mailbox.v1.WatchAccount
+	(*WatchEvent)(nil),            // 57: mailcluster.mailbox.v1.WatchEvent
+	(*GetQuotaRequest)(nil),       // 58: mailcluster.mailbox.v1.GetQuotaRequest
+	(*GetQuotaResponse)(nil),      // 59: mailcluster.mailbox.v1.GetQuotaResponse
+	nil,                           // 60: mailcluster.mailbox.v1.BodyStructure.ParamsEntry
+	nil,                           // 61: mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
 }
 var file_mailbox_v1_mailbox_proto_depIdxs = []int32{
 	6,  // 0: mailcluster.mailbox.v1.UIDSet.ranges:type_name -> mailcluster.mailbox.v1.UIDRange
@@ -4573,8 +4661,8 @@ var file_mailbox_v1_mailbox_proto_depIdxs = []int32{
 	30, // 20: mailcluster.mailbox.v1.Envelope.to:type_name -> mailcluster.mailbox.v1.Address
 	30, // 21: mailcluster.mailbox.v1.Envelope.cc:type_name -> mailcluster.mailbox.v1.Address
 	30, // 22: mailcluster.mailbox.v1.Envelope.bcc:type_name -> mailcluster.mailbox.v1.Address
-	59, // 23: mailcluster.mailbox.v1.BodyStructure.params:type_name -> mailcluster.mailbox.v1.BodyStructure.ParamsEntry
-	60, // 24: mailcluster.mailbox.v1.BodyStructure.disposition_params:type_name -> mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
+	60, // 23: mailcluster.mailbox.v1.BodyStructure.params:type_name -> mailcluster.mailbox.v1.BodyStructure.ParamsEntry
+	61, // 24: mailcluster.mailbox.v1.BodyStructure.disposition_params:type_name -> mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
 	32, // 25: mailcluster.mailbox.v1.BodyStructure.parts:type_name -> mailcluster.mailbox.v1.BodyStructure
 	31, // 26: mailcluster.mailbox.v1.BodyStructure.envelope:type_name -> mailcluster.mailbox.v1.Envelope
 	32, // 27: mailcluster.mailbox.v1.BodyStructure.message:type_name -> mailcluster.mailbox.v1.BodyStructure
@@ -4590,19 +4678,19 @@ var file_mailbox_v1_mailbox_proto_depIdxs = []int32{
 	7,  // 37: mailcluster.mailbox.v1.MoveRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
 	7,  // 38: mailcluster.mailbox.v1.ExpungeRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
 	5,  // 39: mailcluster.mailbox.v1.SearchKey.op:type_name -> mailcluster.mailbox.v1.SearchKey.Op
-	43, // 40: mailcluster.mailbox.v1.SearchKey.children:type_name -> mailcluster.mailbox.v1.SearchKey
+	44, // 40: mailcluster.mailbox.v1.SearchKey.children:type_name -> mailcluster.mailbox.v1.SearchKey
 	7,  // 41: mailcluster.mailbox.v1.SearchKey.uids:type_name -> mailcluster.mailbox.v1.UIDSet
-	43, // 42: mailcluster.mailbox.v1.SearchRequest.criteria:type_name -> mailcluster.mailbox.v1.SearchKey
+	44, // 42: mailcluster.mailbox.v1.SearchRequest.criteria:type_name -> mailcluster.mailbox.v1.SearchKey
 	9,  // 43: mailcluster.mailbox.v1.AppendHeader.flags:type_name -> mailcluster.mailbox.v1.Flags
 	8,  // 44: mailcluster.mailbox.v1.AppendHeader.quota:type_name -> mailcluster.mailbox.v1.Quota
-	46, // 45: mailcluster.mailbox.v1.AppendRequest.header:type_name -> mailcluster.mailbox.v1.AppendHeader
+	47, // 45: mailcluster.mailbox.v1.AppendRequest.header:type_name -> mailcluster.mailbox.v1.AppendHeader
 	8,  // 46: mailcluster.mailbox.v1.Recipient.quota:type_name -> mailcluster.mailbox.v1.Quota
 	9,  // 47: mailcluster.mailbox.v1.Recipient.flags:type_name -> mailcluster.mailbox.v1.Flags
-	49, // 48: mailcluster.mailbox.v1.DeliverHeader.recipients:type_name -> mailcluster.mailbox.v1.Recipient
-	50, // 49: mailcluster.mailbox.v1.DeliverRequest.header:type_name -> mailcluster.mailbox.v1.DeliverHeader
+	50, // 48: mailcluster.mailbox.v1.DeliverHeader.recipients:type_name -> mailcluster.mailbox.v1.Recipient
+	51, // 49: mailcluster.mailbox.v1.DeliverRequest.header:type_name -> mailcluster.mailbox.v1.DeliverHeader
 	4,  // 50: mailcluster.mailbox.v1.RecipientResult.status:type_name -> mailcluster.mailbox.v1.DeliveryStatus
-	52, // 51: mailcluster.mailbox.v1.DeliverResponse.results:type_name -> mailcluster.mailbox.v1.RecipientResult
-	55, // 52: mailcluster.mailbox.v1.WatchRequest.add:type_name -> mailcluster.mailbox.v1.WatchAccount
+	53, // 51: mailcluster.mailbox.v1.DeliverResponse.results:type_name -> mailcluster.mailbox.v1.RecipientResult
+	56, // 52: mailcluster.mailbox.v1.WatchRequest.add:type_name -> mailcluster.mailbox.v1.WatchAccount
 	12, // 53: mailcluster.mailbox.v1.Mailbox.ListMailboxes:input_type -> mailcluster.mailbox.v1.ListMailboxesRequest
 	14, // 54: mailcluster.mailbox.v1.Mailbox.CreateMailbox:input_type -> mailcluster.mailbox.v1.CreateMailboxRequest
 	16, // 55: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:input_type -> mailcluster.mailbox.v1.DeleteMailboxRequest
@@ -4613,36 +4701,38 @@ var file_mailbox_v1_mailbox_proto_depIdxs = []int32{
 	25, // 60: mailcluster.mailbox.v1.Mailbox.Changes:input_type -> mailcluster.mailbox.v1.ChangesRequest
 	27, // 61: mailcluster.mailbox.v1.Mailbox.Fetch:input_type -> mailcluster.mailbox.v1.FetchRequest
 	33, // 62: mailcluster.mailbox.v1.Mailbox.GetBody:input_type -> mailcluster.mailbox.v1.GetBodyRequest
-	35, // 63: mailcluster.mailbox.v1.Mailbox.StoreFlags:input_type -> mailcluster.mailbox.v1.StoreFlagsRequest
-	37, // 64: mailcluster.mailbox.v1.Mailbox.Copy:input_type -> mailcluster.mailbox.v1.CopyRequest
-	39, // 65: mailcluster.mailbox.v1.Mailbox.Move:input_type -> mailcluster.mailbox.v1.MoveRequest
-	41, // 66: mailcluster.mailbox.v1.Mailbox.Expunge:input_type -> mailcluster.mailbox.v1.ExpungeRequest
-	44, // 67: mailcluster.mailbox.v1.Mailbox.Search:input_type -> mailcluster.mailbox.v1.SearchRequest
-	47, // 68: mailcluster.mailbox.v1.Mailbox.Append:input_type -> mailcluster.mailbox.v1.AppendRequest
-	51, // 69: mailcluster.mailbox.v1.Mailbox.Deliver:input_type -> mailcluster.mailbox.v1.DeliverRequest
-	54, // 70: mailcluster.mailbox.v1.Mailbox.Watch:input_type -> mailcluster.mailbox.v1.WatchRequest
-	57, // 71: mailcluster.mailbox.v1.Mailbox.GetQuota:input_type -> mailcluster.mailbox.v1.GetQuotaRequest
-	13, // 72: mailcluster.mailbox.v1.Mailbox.ListMailboxes:output_type -> mailcluster.mailbox.v1.ListMailboxesResponse
-	15, // 73: mailcluster.mailbox.v1.Mailbox.CreateMailbox:output_type -> mailcluster.mailbox.v1.CreateMailboxResponse
-	17, // 74: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:output_type -> mailcluster.mailbox.v1.DeleteMailboxResponse
-	19, // 75: mailcluster.mailbox.v1.Mailbox.RenameMailbox:output_type -> mailcluster.mailbox.v1.RenameMailboxResponse
-	21, // 76: mailcluster.mailbox.v1.Mailbox.SetSubscribed:output_type -> mailcluster.mailbox.v1.SetSubscribedResponse
-	11, // 77: mailcluster.mailbox.v1.Mailbox.GetStatus:output_type -> mailcluster.mailbox.v1.MailboxStatus
-	24, // 78: mailcluster.mailbox.v1.Mailbox.Select:output_type -> mailcluster.mailbox.v1.SelectResponse
-	26, // 79: mailcluster.mailbox.v1.Mailbox.Changes:output_type -> mailcluster.mailbox.v1.ChangesResponse
-	28, // 80: mailcluster.mailbox.v1.Mailbox.Fetch:output_type -> mailcluster.mailbox.v1.FetchResponse
-	34, // 81: mailcluster.mailbox.v1.Mailbox.GetBody:output_type -> mailcluster.mailbox.v1.BodyChunk
-	36, // 82: mailcluster.mailbox.v1.Mailbox.StoreFlags:output_type -> mailcluster.mailbox.v1.StoreFlagsResponse
-	38, // 83: mailcluster.mailbox.v1.Mailbox.Copy:output_type -> mailcluster.mailbox.v1.CopyResponse
-	40, // 84: mailcluster.mailbox.v1.Mailbox.Move:output_type -> mailcluster.mailbox.v1.MoveResponse
-	42, // 85: mailcluster.mailbox.v1.Mailbox.Expunge:output_type -> mailcluster.mailbox.v1.ExpungeResponse
-	45, // 86: mailcluster.mailbox.v1.Mailbox.Search:output_type -> mailcluster.mailbox.v1.SearchResponse
-	48, // 87: mailcluster.mailbox.v1.Mailbox.Append:output_type -> mailcluster.mailbox.v1.AppendResponse
-	53, // 88: mailcluster.mailbox.v1.Mailbox.Deliver:output_type -> mailcluster.mailbox.v1.DeliverResponse
-	56, // 89: mailcluster.mailbox.v1.Mailbox.Watch:output_type -> mailcluster.mailbox.v1.WatchEvent
-	58, // 90: mailcluster.mailbox.v1.Mailbox.GetQuota:output_type -> mailcluster.mailbox.v1.GetQuotaResponse
-	72, // [72:91] is the sub-list for method output_type
-	53, // [53:72] is the sub-list for method input_type
+	34, // 63: mailcluster.mailbox.v1.Mailbox.GetBodies:input_type -> mailcluster.mailbox.v1.GetBodiesRequest
+	36, // 64: mailcluster.mailbox.v1.Mailbox.StoreFlags:input_type -> mailcluster.mailbox.v1.StoreFlagsRequest
+	38, // 65: mailcluster.mailbox.v1.Mailbox.Copy:input_type -> mailcluster.mailbox.v1.CopyRequest
+	40, // 66: mailcluster.mailbox.v1.Mailbox.Move:input_type -> mailcluster.mailbox.v1.MoveRequest
+	42, // 67: mailcluster.mailbox.v1.Mailbox.Expunge:input_type -> mailcluster.mailbox.v1.ExpungeRequest
+	45, // 68: mailcluster.mailbox.v1.Mailbox.Search:input_type -> mailcluster.mailbox.v1.SearchRequest
+	48, // 69: mailcluster.mailbox.v1.Mailbox.Append:input_type -> mailcluster.mailbox.v1.AppendRequest
+	52, // 70: mailcluster.mailbox.v1.Mailbox.Deliver:input_type -> mailcluster.mailbox.v1.DeliverRequest
+	55, // 71: mailcluster.mailbox.v1.Mailbox.Watch:input_type -> mailcluster.mailbox.v1.WatchRequest
+	58, // 72: mailcluster.mailbox.v1.Mailbox.GetQuota:input_type -> mailcluster.mailbox.v1.GetQuotaRequest
+	13, // 73: mailcluster.mailbox.v1.Mailbox.ListMailboxes:output_type -> mailcluster.mailbox.v1.ListMailboxesResponse
+	15, // 74: mailcluster.mailbox.v1.Mailbox.CreateMailbox:output_type -> mailcluster.mailbox.v1.CreateMailboxResponse
+	17, // 75: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:output_type -> mailcluster.mailbox.v1.DeleteMailboxResponse
+	19, // 76: mailcluster.mailbox.v1.Mailbox.RenameMailbox:output_type -> mailcluster.mailbox.v1.RenameMailboxResponse
+	21, // 77: mailcluster.mailbox.v1.Mailbox.SetSubscribed:output_type -> mailcluster.mailbox.v1.SetSubscribedResponse
+	11, // 78: mailcluster.mailbox.v1.Mailbox.GetStatus:output_type -> mailcluster.mailbox.v1.MailboxStatus
+	24, // 79: mailcluster.mailbox.v1.Mailbox.Select:output_type -> mailcluster.mailbox.v1.SelectResponse
+	26, // 80: mailcluster.mailbox.v1.Mailbox.Changes:output_type -> mailcluster.mailbox.v1.ChangesResponse
+	28, // 81: mailcluster.mailbox.v1.Mailbox.Fetch:output_type -> mailcluster.mailbox.v1.FetchResponse
+	35, // 82: mailcluster.mailbox.v1.Mailbox.GetBody:output_type -> mailcluster.mailbox.v1.BodyChunk
+	35, // 83: mailcluster.mailbox.v1.Mailbox.GetBodies:output_type -> mailcluster.mailbox.v1.BodyChunk
+	37, // 84: mailcluster.mailbox.v1.Mailbox.StoreFlags:output_type -> mailcluster.mailbox.v1.StoreFlagsResponse
+	39, // 85: mailcluster.mailbox.v1.Mailbox.Copy:output_type -> mailcluster.mailbox.v1.CopyResponse
+	41, // 86: mailcluster.mailbox.v1.Mailbox.Move:output_type -> mailcluster.mailbox.v1.MoveResponse
+	43, // 87: mailcluster.mailbox.v1.Mailbox.Expunge:output_type -> mailcluster.mailbox.v1.ExpungeResponse
+	46, // 88: mailcluster.mailbox.v1.Mailbox.Search:output_type -> mailcluster.mailbox.v1.SearchResponse
+	49, // 89: mailcluster.mailbox.v1.Mailbox.Append:output_type -> mailcluster.mailbox.v1.AppendResponse
+	54, // 90: mailcluster.mailbox.v1.Mailbox.Deliver:output_type -> mailcluster.mailbox.v1.DeliverResponse
+	57, // 91: mailcluster.mailbox.v1.Mailbox.Watch:output_type -> mailcluster.mailbox.v1.WatchEvent
+	59, // 92: mailcluster.mailbox.v1.Mailbox.GetQuota:output_type -> mailcluster.mailbox.v1.GetQuotaResponse
+	73, // [73:93] is the sub-list for method output_type
+	53, // [53:73] is the sub-list for method input_type
 	53, // [53:53] is the sub-list for extension type_name
 	53, // [53:53] is the sub-list for extension extendee
 	0,  // [0:53] is the sub-list for field type_name
@@ -4653,11 +4743,11 @@ func file_mailbox_v1_mailbox_proto_init() {
 	if File_mailbox_v1_mailbox_proto != nil {
 		return
 	}
-	file_mailbox_v1_mailbox_proto_msgTypes[41].OneofWrappers = []any{
+	file_mailbox_v1_mailbox_proto_msgTypes[42].OneofWrappers = []any{
 		(*AppendRequest_Header)(nil),
 		(*AppendRequest_Chunk)(nil),
 	}
-	file_mailbox_v1_mailbox_proto_msgTypes[45].OneofWrappers = []any{
+	file_mailbox_v1_mailbox_proto_msgTypes[46].OneofWrappers = []any{
 		(*DeliverRequest_Header)(nil),
 		(*DeliverRequest_Chunk)(nil),
 	}
@@ -4667,7 +4757,7 @@ func file_mailbox_v1_mailbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbox_v1_mailbox_proto_rawDesc), len(file_mailbox_v1_mailbox_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   55,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

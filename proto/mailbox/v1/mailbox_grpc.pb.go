@@ -52,6 +52,7 @@ const (
 	Mailbox_Changes_FullMethodName       = "/mailcluster.mailbox.v1.Mailbox/Changes"
 	Mailbox_Fetch_FullMethodName         = "/mailcluster.mailbox.v1.Mailbox/Fetch"
 	Mailbox_GetBody_FullMethodName       = "/mailcluster.mailbox.v1.Mailbox/GetBody"
+	Mailbox_GetBodies_FullMethodName     = "/mailcluster.mailbox.v1.Mailbox/GetBodies"
 	Mailbox_StoreFlags_FullMethodName    = "/mailcluster.mailbox.v1.Mailbox/StoreFlags"
 	Mailbox_Copy_FullMethodName          = "/mailcluster.mailbox.v1.Mailbox/Copy"
 	Mailbox_Move_FullMethodName          = "/mailcluster.mailbox.v1.Mailbox/Move"
@@ -84,6 +85,12 @@ type MailboxClient interface {
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error)
 	// GetBody streams a message body, a MIME part or a byte range of either.
 	GetBody(ctx context.Context, in *GetBodyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BodyChunk], error)
+	// GetBodies streams several whole messages in one call (a POP3 client
+	// downloading its maildrop): for each UID, in the order asked, a first
+	// chunk with uid and total_size, then its data chunks, exactly the bytes
+	// GetBody sends for the whole message. A UID that is not in the mailbox
+	// gets one chunk with uid and gone set, and no data. At most 1000 UIDs.
+	GetBodies(ctx context.Context, in *GetBodiesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BodyChunk], error)
 	StoreFlags(ctx context.Context, in *StoreFlagsRequest, opts ...grpc.CallOption) (*StoreFlagsResponse, error)
 	Copy(ctx context.Context, in *CopyRequest, opts ...grpc.CallOption) (*CopyResponse, error)
 	Move(ctx context.Context, in *MoveRequest, opts ...grpc.CallOption) (*MoveResponse, error)
@@ -240,6 +247,25 @@ func (c *mailboxClient) GetBody(ctx context.Context, in *GetBodyRequest, opts ..
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Mailbox_GetBodyClient = grpc.ServerStreamingClient[BodyChunk]
 
+func (c *mailboxClient) GetBodies(ctx context.Context, in *GetBodiesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BodyChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[3], Mailbox_GetBodies_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetBodiesRequest, BodyChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Mailbox_GetBodiesClient = grpc.ServerStreamingClient[BodyChunk]
+
 func (c *mailboxClient) StoreFlags(ctx context.Context, in *StoreFlagsRequest, opts ...grpc.CallOption) (*StoreFlagsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(StoreFlagsResponse)
@@ -292,7 +318,7 @@ func (c *mailboxClient) Search(ctx context.Context, in *SearchRequest, opts ...g
 
 func (c *mailboxClient) Append(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendRequest, AppendResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[3], Mailbox_Append_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[4], Mailbox_Append_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -305,7 +331,7 @@ type Mailbox_AppendClient = grpc.ClientStreamingClient[AppendRequest, AppendResp
 
 func (c *mailboxClient) Deliver(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[DeliverRequest, DeliverResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[4], Mailbox_Deliver_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[5], Mailbox_Deliver_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +344,7 @@ type Mailbox_DeliverClient = grpc.ClientStreamingClient[DeliverRequest, DeliverR
 
 func (c *mailboxClient) Watch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchRequest, WatchEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[5], Mailbox_Watch_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[6], Mailbox_Watch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -360,6 +386,12 @@ type MailboxServer interface {
 	Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error
 	// GetBody streams a message body, a MIME part or a byte range of either.
 	GetBody(*GetBodyRequest, grpc.ServerStreamingServer[BodyChunk]) error
+	// GetBodies streams several whole messages in one call (a POP3 client
+	// downloading its maildrop): for each UID, in the order asked, a first
+	// chunk with uid and total_size, then its data chunks, exactly the bytes
+	// GetBody sends for the whole message. A UID that is not in the mailbox
+	// gets one chunk with uid and gone set, and no data. At most 1000 UIDs.
+	GetBodies(*GetBodiesRequest, grpc.ServerStreamingServer[BodyChunk]) error
 	StoreFlags(context.Context, *StoreFlagsRequest) (*StoreFlagsResponse, error)
 	Copy(context.Context, *CopyRequest) (*CopyResponse, error)
 	Move(context.Context, *MoveRequest) (*MoveResponse, error)
@@ -418,6 +450,9 @@ func (UnimplementedMailboxServer) Fetch(*FetchRequest, grpc.ServerStreamingServe
 }
 func (UnimplementedMailboxServer) GetBody(*GetBodyRequest, grpc.ServerStreamingServer[BodyChunk]) error {
 	return status.Error(codes.Unimplemented, "method GetBody not implemented")
+}
+func (UnimplementedMailboxServer) GetBodies(*GetBodiesRequest, grpc.ServerStreamingServer[BodyChunk]) error {
+	return status.Error(codes.Unimplemented, "method GetBodies not implemented")
 }
 func (UnimplementedMailboxServer) StoreFlags(context.Context, *StoreFlagsRequest) (*StoreFlagsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method StoreFlags not implemented")
@@ -626,6 +661,17 @@ func _Mailbox_GetBody_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Mailbox_GetBodyServer = grpc.ServerStreamingServer[BodyChunk]
 
+func _Mailbox_GetBodies_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetBodiesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MailboxServer).GetBodies(m, &grpc.GenericServerStream[GetBodiesRequest, BodyChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Mailbox_GetBodiesServer = grpc.ServerStreamingServer[BodyChunk]
+
 func _Mailbox_StoreFlags_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(StoreFlagsRequest)
 	if err := dec(in); err != nil {
@@ -829,6 +875,11 @@ var Mailbox_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "GetBody",
 			Handler:       _Mailbox_GetBody_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "GetBodies",
+			Handler:       _Mailbox_GetBodies_Handler,
 			ServerStreams: true,
 		},
 		{
