@@ -107,6 +107,27 @@ func (f *fakeMailbox) GetBody(ctx context.Context, r *mailboxv1.GetBodyRequest, 
 	return st, nil
 }
 
+func (f *fakeMailbox) GetBodies(ctx context.Context, r *mailboxv1.GetBodiesRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[mailboxv1.BodyChunk], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := &fakeStream[mailboxv1.BodyChunk]{}
+	for _, uid := range r.Uids {
+		b, ok := f.bodies[uid]
+		if !ok {
+			st.items = append(st.items, &mailboxv1.BodyChunk{Uid: uid, Gone: true})
+			continue
+		}
+		first := &mailboxv1.BodyChunk{Uid: uid, TotalSize: int64(len(b))}
+		st.items = append(st.items, first)
+		for len(b) > 0 {
+			n := min(len(b), 7)
+			st.items = append(st.items, &mailboxv1.BodyChunk{Data: b[:n]})
+			b = b[n:]
+		}
+	}
+	return st, nil
+}
+
 func (f *fakeMailbox) StoreFlags(ctx context.Context, r *mailboxv1.StoreFlagsRequest, _ ...grpc.CallOption) (*mailboxv1.StoreFlagsResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

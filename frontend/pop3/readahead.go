@@ -2,6 +2,7 @@ package pop3
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"google.golang.org/grpc/codes"
@@ -12,19 +13,32 @@ import (
 
 // Read-ahead: clients download new mail with RETR 1, RETR 2, … one at a
 // time, each waiting for the last. When a client sends RETR n, the session
-// also asks the backend for the next Config.ReadAhead messages, in
-// parallel, and keeps their bodies in memory until the client asks for them
-// or the session ends. The bodies are the backend's bytes, so what RETR
-// sends does not change; a read-ahead that failed is simply done again by
-// the RETR itself, which answers its errors as usual. Only messages up to
-// maxAheadSize are read ahead, and all sessions of a server together hold
-// at most Config.ReadAheadMemory bytes: memory bounded per session and per
-// node, no mail on disk (DESIGN.md rule 7).
+// also asks the backend for the messages after n, up to Config.ReadAhead of
+// them, in one GetBodies call (one stream and one metadata query on the
+// backend for the whole batch, where a GetBody per message costs a call and
+// a query each), and keeps their bodies in memory until the client asks
+// for them or the session ends. The next batch starts once no more than
+// half of the next ReadAhead messages are on their way, so that batches
+// hold at least half the window and the RETRs that follow do not wait for
+// the backend. The bodies are the backend's bytes, so what RETR sends does
+// not change; a read-ahead that failed, or a message gone since login, is
+// simply done again by the RETR itself, which answers its errors as usual.
+// Only messages up to maxAheadSize are read ahead, and all sessions of a
+// server together hold at most Config.ReadAheadMemory bytes: memory bounded
+// per message, session and node, no mail on disk (DESIGN.md rule 7).
 
 const maxAheadSize = 1 << 20
 
+var (
+	// errGone: the backend says the message is no longer in the mailbox.
+	errGone = errors.New("pop3: message gone")
+	// errBadStream: a GetBodies stream out of order or cut short.
+	errBadStream = errors.New("pop3: GetBodies stream does not match the request")
+)
+
 // ahead is one body being read ahead.
 type ahead struct {
+	uid  uint32
 	size int64 // reserved from the server's budget
 	done chan struct{}
 	data []byte
@@ -42,47 +56,81 @@ func (s *Server) reserve(n int64) bool {
 
 func (s *Server) release(n int64) { s.aheadUsed.Add(-n) }
 
-// readAhead starts reading the messages after index i.
+// readAhead starts reading the messages after index i, when no more than
+// half of the next ReadAhead are already on their way.
 func (s *session) readAhead(i int) {
-	if s.srv.cfg.ReadAhead <= 0 {
+	window := s.srv.cfg.ReadAhead
+	if window <= 0 {
 		return
 	}
 	if s.ahead == nil {
 		s.ahead = map[int]*ahead{}
 	}
-	n := 0
-	for j := i + 1; j < len(s.msgs) && n < s.srv.cfg.ReadAhead; j++ {
+	var want []int
+	n, have := 0, 0
+	for j := i + 1; j < len(s.msgs) && n < window; j++ {
 		m := &s.msgs[j]
 		if m.deleted || m.retrieved {
 			continue
 		}
 		n++
-		if s.ahead[j] != nil || m.size > maxAheadSize || !s.srv.reserve(m.size) {
+		switch {
+		case s.ahead[j] != nil:
+			have++
+		case m.size <= maxAheadSize:
+			want = append(want, j)
+		}
+	}
+	if len(want) == 0 || have > window/2 {
+		return
+	}
+	batch := make([]*ahead, 0, len(want))
+	for _, j := range want {
+		m := &s.msgs[j]
+		if !s.srv.reserve(m.size) {
 			continue
 		}
-		a := &ahead{size: m.size, done: make(chan struct{})}
+		a := &ahead{uid: m.uid, size: m.size, done: make(chan struct{})}
 		s.ahead[j] = a
-		go s.fetchAhead(a, m.uid)
+		batch = append(batch, a)
+	}
+	if len(batch) > 0 {
+		go s.fetchAhead(batch)
 	}
 }
 
-// fetchAhead runs on its own goroutine: it may use only what does not
-// change after login.
-func (s *session) fetchAhead(a *ahead, uid uint32) {
-	defer close(a.done)
+// fetchAhead reads a batch with one GetBodies call. It runs on its own
+// goroutine: it may use only what does not change after login. Each entry's
+// done is closed once, when its body or its error is set.
+func (s *session) fetchAhead(batch []*ahead) {
+	next := 0 // the first entry not done
+	fail := func(err error) {
+		for ; next < len(batch); next++ {
+			batch[next].err = err
+			close(batch[next].done)
+		}
+	}
 	b, err := s.srv.router.Route(s.account.ID, s.account.Backend)
 	if err != nil {
-		a.err = err
+		fail(err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(withAccountCtx(s.ctx, s.account.ID), s.srv.cfg.BackendTimeout)
 	defer cancel()
-	st, err := b.Client.GetBody(ctx, &mailboxv1.GetBodyRequest{AccountId: s.account.ID, MailboxId: s.mailboxID, Uid: uid})
+	uids := make([]uint32, len(batch))
+	for k, a := range batch {
+		uids[k] = a.uid
+	}
+	st, err := b.Client.GetBodies(ctx, &mailboxv1.GetBodiesRequest{AccountId: s.account.ID, MailboxId: s.mailboxID, Uids: uids})
 	if err != nil {
-		a.err = err
+		fail(err)
 		return
 	}
-	buf := make([]byte, 0, a.size)
+	var (
+		cur   *ahead // receiving, batch[next]
+		buf   []byte
+		total int64
+	)
 	for {
 		c, err := st.Recv()
 		if err == io.EOF {
@@ -92,16 +140,40 @@ func (s *session) fetchAhead(a *ahead, uid uint32) {
 			if status.Code(err) == codes.Unavailable {
 				s.srv.router.MarkDown(b)
 			}
-			a.err = err
+			fail(err)
 			return
 		}
-		if int64(len(buf)+len(c.Data)) > a.size {
-			a.err = errSizeChanged
+		if c.Uid != 0 { // the first chunk of the next message
+			if cur != nil || next == len(batch) || c.Uid != batch[next].uid {
+				fail(errBadStream)
+				return
+			}
+			if c.Gone {
+				batch[next].err = errGone
+				close(batch[next].done)
+				next++
+				continue
+			}
+			if c.TotalSize > batch[next].size {
+				fail(errSizeChanged)
+				return
+			}
+			cur, total = batch[next], c.TotalSize
+			buf = make([]byte, 0, total)
+		}
+		if cur == nil || int64(len(buf)+len(c.Data)) > total {
+			fail(errBadStream)
 			return
 		}
 		buf = append(buf, c.Data...)
+		if int64(len(buf)) == total {
+			cur.data = buf
+			close(cur.done)
+			cur, buf = nil, nil
+			next++
+		}
 	}
-	a.data = buf
+	fail(errBadStream) // entries the stream left out, if any
 }
 
 // takeAhead returns the body of message index i if it was read ahead
