@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -604,6 +605,11 @@ func (ss *session) data(r io.Reader) error {
 	sc := scanner{maxLine: ss.s.cfg.MaxLineLength, inHeader: true}
 	buf := make([]byte, 0, 64<<10)
 	buf = append(buf, ss.received(id, &tx)...)
+	// Submitted mail gets the Date and Message-ID its client left out (RFC
+	// 6409 8.2, 8.3; large receivers refuse mail without Message-ID): the
+	// header is held back until it is complete, up to maxHeldHeader.
+	completeHeader := ss.account != nil
+	headerAt := len(buf)
 	var size int64
 	netConn := ss.conn.Conn()
 	for {
@@ -619,6 +625,20 @@ func (ss *session) data(r io.Reader) error {
 				return ss.refuse(log, e)
 			}
 			buf = buf[:len(buf)+n]
+		}
+		if completeHeader {
+			switch {
+			case !sc.inHeader || rerr != nil:
+				buf = addMissingFields(buf, headerAt, ss.s.cfg.Hostname, id, time.Now())
+				completeHeader = false
+			case len(buf) == cap(buf) && cap(buf) < maxHeldHeader:
+				nb := make([]byte, len(buf), 2*cap(buf))
+				copy(nb, buf)
+				buf = nb
+				continue
+			case len(buf) == cap(buf):
+				completeHeader = false // a header this large is sent as it is
+			}
 		}
 		if len(buf) == cap(buf) || (rerr != nil && len(buf) > 0) {
 			if err := st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Chunk{Chunk: buf}}); err != nil {
@@ -645,6 +665,51 @@ func (ss *session) data(r io.Reader) error {
 		return ss.deliverFailed(log, b, err)
 	}
 	return ss.results(log, id, &tx, resp)
+}
+
+// maxHeldHeader bounds the header section held back to complete it.
+const maxHeldHeader = 256 << 10
+
+// addMissingFields inserts a Date and a Message-ID field at offset at of
+// msg (the start of the client's header section) when the header section
+// has none.
+func addMissingFields(msg []byte, at int, hostname, id string, now time.Time) []byte {
+	hasDate, hasID := false, false
+	for rest := msg[at:]; len(rest) > 0; {
+		line := rest
+		if i := bytes.Index(rest, []byte("\r\n")); i >= 0 {
+			line, rest = rest[:i], rest[i+2:]
+		} else {
+			rest = nil
+		}
+		if len(line) == 0 {
+			break // end of the header section
+		}
+		name, _, ok := bytes.Cut(line, []byte(":"))
+		if !ok || line[0] == ' ' || line[0] == '\t' {
+			continue
+		}
+		switch strings.ToLower(string(bytes.TrimRight(name, " \t"))) {
+		case "date":
+			hasDate = true
+		case "message-id":
+			hasID = true
+		}
+	}
+	if hasDate && hasID {
+		return msg
+	}
+	var add []byte
+	if !hasDate {
+		add = append(add, "Date: "+now.Format(time.RFC1123Z)+"\r\n"...)
+	}
+	if !hasID {
+		add = append(add, "Message-ID: <"+strconv.FormatInt(now.UnixNano(), 36)+"."+id+"@"+hostname+">\r\n"...)
+	}
+	out := make([]byte, 0, len(msg)+len(add)+cap(msg)-len(msg))
+	out = append(out, msg[:at]...)
+	out = append(out, add...)
+	return append(out, msg[at:]...)
 }
 
 // recvErr returns the status that ended a stream whose Send failed.

@@ -164,3 +164,67 @@ func TestInsecureAuthForDevelopment(t *testing.T) {
 		t.Fatalf("port 25 EHLO:\n%s", ehlo)
 	}
 }
+
+// Submitted mail without Date or Message-ID gets them (RFC 6409 8.2, 8.3),
+// right after the Received field; what the client sent follows unchanged.
+// Mail arriving on port 25 is never changed.
+func TestSubmissionAddsMissingFields(t *testing.T) {
+	c := newCluster(t, options{backends: 1})
+	alice := c.user("alice", "b1")
+	cn := c.dial(frontend.ListenerSubmissions)
+	cn.cmd("EHLO laptop", "250-")
+	cn.cmd("AUTH PLAIN "+plain("alice", "secret"), "235 ")
+	bare := "From: <" + alice + ">\r\nSubject: no id\r\n\r\nbody\r\n"
+	withDate := "From: <" + alice + ">\r\ndate: Wed, 25 Nov 2026 16:00:00 +0000\r\nSubject: dated\r\n\r\nbody\r\n"
+	headerOnly := "From: <" + alice + ">\r\nMessage-Id: <x@y>\r\n"
+	// A 105 KB header, held back across several reads.
+	big := "From: <" + alice + ">\r\n" + strings.Repeat("X-Long: "+strings.Repeat("v", 690)+"\r\n", 150) + "\r\nbody\r\n"
+	for _, m := range []string{bare, withDate, headerOnly, big} {
+		cn.cmd("MAIL FROM:<"+alice+">", "250 ")
+		cn.cmd("RCPT TO:<"+alice+">", "250 ")
+		if r := cn.data(m); !strings.HasPrefix(r, "250 ") {
+			t.Fatal(r)
+		}
+	}
+	box := c.inbox(alice)
+	if len(box) != 4 {
+		t.Fatalf("%d messages", len(box))
+	}
+	check := func(i int, want []string, orig string) {
+		t.Helper()
+		_, rest := stripReceived(t, box[i])
+		s := string(rest)
+		if !strings.HasSuffix(s, orig) {
+			t.Fatalf("message %d does not end with what was sent:\n%q", i, s)
+		}
+		added := strings.TrimSuffix(s, orig)
+		for _, w := range want {
+			if !strings.Contains(added, w) {
+				t.Errorf("message %d: added %q, want %q", i, added, w)
+			}
+		}
+		if strings.Count(added, "\r\n") != len(want) {
+			t.Errorf("message %d: added %q", i, added)
+		}
+	}
+	check(0, []string{"Date: ", "Message-ID: <"}, bare)
+	check(1, []string{"Message-ID: <"}, withDate)
+	check(2, []string{"Date: "}, headerOnly)
+	check(3, []string{"Date: ", "Message-ID: <"}, big)
+	if !strings.Contains(string(box[0]), "@mx.example.test>\r\n") {
+		t.Errorf("Message-ID not in the host's domain:\n%s", box[0])
+	}
+
+	// Port 25: unchanged.
+	in := c.dial(frontend.ListenerSMTP)
+	in.cmd("EHLO client.remote.test", "250-")
+	in.cmd("MAIL FROM:<x@remote.test>", "250 ")
+	in.cmd("RCPT TO:<"+alice+">", "250 ")
+	if r := in.data(bare); !strings.HasPrefix(r, "250 ") {
+		t.Fatal(r)
+	}
+	box = c.inbox(alice)
+	if _, rest := stripReceived(t, box[4]); string(rest) != bare {
+		t.Fatalf("inbound message changed: %q", rest)
+	}
+}
