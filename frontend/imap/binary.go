@@ -95,9 +95,9 @@ func (b *base64Clean) Read(p []byte) (int, error) {
 
 // bodyStream reads a GetBody stream as an io.Reader.
 type bodyStream struct {
-	recv  func() (*mailboxv1.BodyChunk, error)
-	buf   []byte
-	flags *mailboxv1.Flags
+	recv func() (*mailboxv1.BodyChunk, error)
+	buf  []byte
+	seen *mailboxv1.BodyChunk // the chunk with the flags set_seen changed
 }
 
 func (b *bodyStream) Read(p []byte) (int, error) {
@@ -107,7 +107,7 @@ func (b *bodyStream) Read(p []byte) (int, error) {
 			return 0, err
 		}
 		if ch.Flags != nil {
-			b.flags = ch.Flags
+			b.seen = ch
 		}
 		b.buf = ch.Data
 	}
@@ -154,7 +154,7 @@ func (ss *session) openDecoded(m *mailboxv1.MessageMeta, part []int, setSeen boo
 
 // decodedSize counts the decoded octets of a part (BINARY.SIZE, and the
 // first pass of BINARY).
-func (ss *session) decodedSize(m *mailboxv1.MessageMeta, part []int, setSeen bool) (int64, *mailboxv1.Flags, error) {
+func (ss *session) decodedSize(m *mailboxv1.MessageMeta, part []int, setSeen bool) (int64, *mailboxv1.BodyChunk, error) {
 	r, src, done, err := ss.openDecoded(m, part, setSeen)
 	if err != nil {
 		return 0, nil, err
@@ -164,7 +164,7 @@ func (ss *session) decodedSize(m *mailboxv1.MessageMeta, part []int, setSeen boo
 	if err != nil {
 		return 0, nil, ss.binaryErr(err)
 	}
-	return n, src.flags, nil
+	return n, src.seen, nil
 }
 
 func (ss *session) binaryErr(err error) error {
@@ -176,9 +176,10 @@ func (ss *session) binaryErr(err error) error {
 }
 
 // writeBinary writes BINARY[part]<partial> (two passes over the part) and
-// BINARY.SIZE[part]. It returns the flags when \Seen was set.
-func (ss *session) writeBinary(rw *imapserver.FetchResponseWriter, m *mailboxv1.MessageMeta, options *imap.FetchOptions, setSeen bool) (*mailboxv1.Flags, error) {
-	var flags *mailboxv1.Flags
+// BINARY.SIZE[part]. It returns the chunk with the new flags and MODSEQ
+// when \Seen was set.
+func (ss *session) writeBinary(rw *imapserver.FetchResponseWriter, m *mailboxv1.MessageMeta, options *imap.FetchOptions, setSeen bool) (*mailboxv1.BodyChunk, error) {
+	var flags *mailboxv1.BodyChunk
 	var failed error
 	for _, s := range options.BinarySectionSize {
 		n, _, err := ss.decodedSize(m, s.Part, false)

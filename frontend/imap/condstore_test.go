@@ -227,6 +227,15 @@ func TestCondStore(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// A FETCH that sets \Seen reports the MODSEQ of that change.
+	r.send("o FETCH 5 (MODSEQ BODY[TEXT])\r\n")
+	out = r.until("o")
+	if m := regexp.MustCompile(`FLAGS \(\\Seen\) MODSEQ \((\d+)\)\)`).FindStringSubmatch(out); m == nil {
+		t.Errorf("FETCH (MODSEQ BODY[TEXT]):\n%s", out)
+	} else if n, _ := strconv.ParseUint(m[1], 10, 64); n <= m3 {
+		t.Errorf("FETCH (MODSEQ BODY[TEXT]): MODSEQ %d, not after %d:\n%s", n, m3, out)
+	}
+
 	// Malformed CONDSTORE arguments: BAD, the session goes on.
 	for i, cmd := range []string{
 		"FETCH 1 (FLAGS) (CHANGEDSINCE 0)",

@@ -143,7 +143,7 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 	if options.Flags && !setSeen {
 		rw.WriteFlags(flagsFromProto(m.Flags))
 	}
-	if options.ModSeq {
+	if options.ModSeq && !setSeen {
 		rw.WriteModSeq(m.Modseq)
 	}
 	if options.InternalDate {
@@ -159,9 +159,9 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 		rw.WriteBodyStructure(bodyStructureFromProto(m.BodyStructure))
 	}
 	var sectionErr error
-	flags := m.Flags
+	flags, modseq := m.Flags, m.Modseq
 	for _, s := range options.BodySection {
-		f, err := ss.writeSection(rw, m, s, setSeen && !s.Peek)
+		ch, err := ss.writeSection(rw, m, s, setSeen && !s.Peek)
 		if errors.Is(err, errBroken) {
 			return err
 		}
@@ -169,24 +169,27 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 			sectionErr = err
 			continue
 		}
-		if f != nil {
-			flags, setSeen = f, false
+		if ch != nil {
+			flags, modseq, setSeen = ch.Flags, max(modseq, ch.Modseq), false
 		}
 	}
 	if len(options.BinarySection)+len(options.BinarySectionSize) > 0 {
-		f, err := ss.writeBinary(rw, m, options, setSeen)
+		ch, err := ss.writeBinary(rw, m, options, setSeen)
 		if errors.Is(err, errBroken) {
 			return err
 		}
 		if err != nil {
 			sectionErr = err
 		}
-		if f != nil {
-			flags = f
+		if ch != nil {
+			flags, modseq = ch.Flags, max(modseq, ch.Modseq)
 		}
 	}
 	if (options.Flags && deferred) || flags != m.Flags {
 		rw.WriteFlags(flagsFromProto(flags))
+	}
+	if options.ModSeq && deferred {
+		rw.WriteModSeq(modseq)
 	}
 	if err := rw.Close(); err != nil {
 		return err
@@ -194,9 +197,9 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 	return sectionErr
 }
 
-// writeSection writes one BODY[...] item. It returns the message's flags
-// when reading it set \Seen.
-func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1.MessageMeta, s *imap.FetchItemBodySection, setSeen bool) (*mailboxv1.Flags, error) {
+// writeSection writes one BODY[...] item. When reading it set \Seen, it
+// returns the chunk with the message's new flags and MODSEQ.
+func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1.MessageMeta, s *imap.FetchItemBodySection, setSeen bool) (*mailboxv1.BodyChunk, error) {
 	fields := len(s.HeaderFields) > 0 || len(s.HeaderFieldsNot) > 0
 	if s.Specifier == imap.PartSpecifierHeader && (len(s.Part) == 0 || fields) && !setSeen {
 		// Header sections come from the stored header block (top level)
@@ -303,20 +306,20 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 		return nil, err
 	}
 	if first.Flags != nil {
-		return first.Flags, nil
+		return first, nil
 	}
 	return nil, nil
 }
 
 // readSection reads a (small) header section whole, setting \Seen if
-// asked; it returns the new flags when that changed them.
-func (ss *session) readSection(uid uint32, part []int, setSeen bool) ([]byte, *mailboxv1.Flags, error) {
+// asked; it returns the chunk with the new flags when that changed them.
+func (ss *session) readSection(uid uint32, part []int, setSeen bool) ([]byte, *mailboxv1.BodyChunk, error) {
 	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.Load().mb.key.id, Uid: uid,
 		Section: mailboxv1.BodySection_BODY_SECTION_HEADER, SetSeen: setSeen}
 	for _, p := range part {
 		req.Part = append(req.Part, uint32(p))
 	}
-	var flags *mailboxv1.Flags
+	var flags *mailboxv1.BodyChunk
 	b, err := call(ss, !setSeen, func(ctx context.Context, c mailboxv1.MailboxClient) ([]byte, error) {
 		stream, err := c.GetBody(ctx, req)
 		if err != nil {
@@ -332,7 +335,7 @@ func (ss *session) readSection(uid uint32, part []int, setSeen bool) ([]byte, *m
 				return nil, err
 			}
 			if ch.Flags != nil {
-				flags = ch.Flags
+				flags = ch
 			}
 			if len(out)+len(ch.Data) > 1<<20 {
 				return nil, errLimit

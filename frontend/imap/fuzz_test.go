@@ -47,6 +47,11 @@ func FuzzSession(f *testing.F) {
 		"a CREATE a/b/c\r\nb RENAME a x/y\r\nc DELETE x/y/b/c\r\n",
 		"a UID STORE 1:* FLAGS ()\r\n",
 		"a SELECT {3}\r\n",
+		"a ID (\"name\" \"x\" \"version\" NIL)\r\nb ID NIL\r\n",
+		"a GETQUOTAROOT INBOX\r\nb GETQUOTA \"\"\r\n",
+		"a SELECT INBOX (CONDSTORE)\r\nb FETCH 1:* (FLAGS) (CHANGEDSINCE 1)\r\n",
+		"a STORE 1 (UNCHANGEDSINCE 1) +FLAGS.SILENT (\\Seen)\r\nb SEARCH MODSEQ \"/flags/\\\\seen\" all 1\r\n",
+		"a ENABLE CONDSTORE\r\nb STATUS INBOX (HIGHESTMODSEQ)\r\nc UID FETCH 1:* (MODSEQ)\r\n",
 	} {
 		f.Add(s)
 	}
