@@ -46,21 +46,58 @@
 // errors are mapped by one table (errors.go); no internal text reaches a
 // client.
 //
-// # Extensions and what go-imap v2.0.0-beta.8 leaves out
+// # Extensions
 //
 // Advertised: IMAP4rev1, IMAP4rev2, SASL-IR (AUTH=PLAIN), LITERAL-, IDLE,
 // UIDPLUS, MOVE, NAMESPACE, UNSELECT, ENABLE, ESEARCH and SEARCHRES,
 // LIST-EXTENDED (with RECURSIVEMATCH/CHILDINFO), LIST-STATUS, STATUS=SIZE,
 // SPECIAL-USE, CREATE-SPECIAL-USE, CHILDREN, APPENDLIMIT, UTF8=ACCEPT,
-// BINARY fetches (IMAP4rev2), STARTTLS. imapserver has no parser for ID,
-// QUOTA (GETQUOTA/GETQUOTAROOT), CONDSTORE and QRESYNC (MODSEQ fetch item,
-// CHANGEDSINCE, UNCHANGEDSINCE, SELECT parameters, VANISHED), so they are
-// not advertised, though the backend contract supports them; an unknown
-// command before authentication (such as ID from a client that sends it
-// unasked) is answered with BYE by imapserver. Malformed modified UTF-7 in
-// a mailbox name and SEARCH parentheses nested past imapserver's depth
-// limit are refused with NO [SERVERBUG] by imapserver itself (no detail
-// reaches the client).
+// BINARY fetches (IMAP4rev2), STARTTLS, ID, QUOTA with QUOTA=RES-STORAGE
+// and QUOTA=RES-MESSAGE, and CONDSTORE.
+//
+// go-imap v2.0.0-beta.8 (the newest release) has no server side for ID,
+// QUOTA and CONDSTORE; go.mod replaces it with a patched copy in
+// third_party/go-imap (its README says what changed and when to drop it).
+//
+// ID (RFC 2971, quota.go) is answered in every state, before LOGIN too,
+// with the name "mailcluster" and nothing else; the client's fields are
+// logged at debug. More than 30 pairs, fields over 30 octets, values over
+// 1024 octets and repeated fields get BAD (imapserver), and the session
+// goes on.
+//
+// QUOTA (RFC 9208, quota.go): one quota root, "", the account, holding
+// every mailbox. Its limits are the directory's (AccountInfo.Quota, read at
+// login), its usage the backend's GetQuota: STORAGE in units of 1024
+// octets (usage rounded up, limit down) and MESSAGE, each reported only
+// when the directory sets a limit for it. An account without limits has no
+// quota root: GETQUOTAROOT lists none and GETQUOTA "" is NO [NONEXISTENT].
+// GETQUOTAROOT of a mailbox that does not exist is NO [NONEXISTENT].
+// SETQUOTA is not offered (the directory owns limits).
+//
+// CONDSTORE (RFC 7162 section 3): MODSEQs are the backend's, per account
+// (so a mailbox's HIGHESTMODSEQ may jump by more than its own changes).
+// Every SELECT and EXAMINE reports HIGHESTMODSEQ, and STATUS (and LIST
+// RETURN (STATUS)) HIGHESTMODSEQ. FETCH CHANGEDSINCE is filtered by the
+// backend. A client enables CONDSTORE with ENABLE CONDSTORE, SELECT
+// (CONDSTORE), or any command using a CONDSTORE argument (the MODSEQ fetch
+// item, CHANGEDSINCE, UNCHANGEDSINCE, SEARCH MODSEQ, STATUS HIGHESTMODSEQ);
+// from then on its STORE responses and unsolicited FETCH responses for
+// flag changes made elsewhere carry MODSEQ, and STORE .SILENT still
+// reports the MODSEQ of each message it changed. STORE (UNCHANGEDSINCE n)
+// stores only messages not changed after n, in one backend transaction, and
+// names the others in OK [MODIFIED set] (sequence numbers, or UIDs for UID
+// STORE). SEARCH with a MODSEQ key appends the highest MODSEQ of the
+// messages found (SEARCH and ESEARCH). A FETCH that sets \Seen reports
+// the MODSEQ of that change. Known gap: UNCHANGEDSINCE 0 acts as no
+// modifier (go-imap's StoreOptions cannot tell them apart).
+//
+// Not offered: QRESYNC (the backend's Changes has what it needs: VANISHED
+// ranges and known UIDs).
+//
+// An unknown command before authentication is answered with BYE by
+// imapserver. Malformed modified UTF-7 in a mailbox name and SEARCH
+// parentheses nested past imapserver's depth limit are refused with
+// NO [SERVERBUG] by imapserver itself (no detail reaches the client).
 //
 // # Wiring (frontend role)
 //
