@@ -491,7 +491,8 @@ func (s *Store) MailboxID(ctx context.Context, account, name string) (int64, err
 }
 
 // Select returns what a session needs to open a mailbox: its status, every
-// UID present as ranges, the keywords in use and the first unseen UID.
+// UID present as ranges, the keywords in use and the first unseen UID. It
+// is one statement (one snapshot, one round trip).
 func (s *Store) Select(ctx context.Context, account, name string) (*mailboxv1.SelectResponse, error) {
 	name, err := s.normalize(name)
 	if err != nil {
@@ -500,41 +501,44 @@ func (s *Store) Select(ctx context.Context, account, name string) (*mailboxv1.Se
 	if err := s.ensureAccount(ctx, account); err != nil {
 		return nil, err
 	}
-	var resp *mailboxv1.SelectResponse
-	err = s.readTx(ctx, func(tx pgx.Tx) error {
-		m, err := mailboxByName(ctx, tx, account, name, false)
-		if err != nil {
-			return err
-		}
-		st, err := status(ctx, tx, account, m)
-		if err != nil {
-			return err
-		}
-		resp = &mailboxv1.SelectResponse{Status: st, Keywords: m.Keywords, Uids: &mailboxv1.UIDSet{}}
-		rows, err := tx.Query(ctx, "SELECT uid FROM messages WHERE account_id=$1 AND mailbox_id=$2 ORDER BY uid", account, m.ID)
-		if err != nil {
-			return err
-		}
-		var b rangeBuilder
-		var uid int64
-		_, err = pgx.ForEachRow(rows, []any{&uid}, func() error {
-			b.add(uint32(uid))
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		resp.Uids.Ranges = b.ranges
-		var first *int64
-		if err := tx.QueryRow(ctx, "SELECT min(uid) FROM messages WHERE account_id=$1 AND mailbox_id=$2 AND flags & 1 = 0", account, m.ID).Scan(&first); err != nil {
-			return err
-		}
-		if first != nil {
-			resp.FirstUnseenUid = uint32(*first)
-		}
-		return nil
-	})
-	return resp, err
+	var (
+		m               Mailbox
+		uv, un, hm, mc  int64
+		unseen, deleted int64
+		first           *int64
+		uids            []int64
+	)
+	const in = "FROM messages m WHERE m.account_id = b.account_id AND m.mailbox_id = b.mailbox_id"
+	err = s.pool.QueryRow(ctx, `SELECT b.mailbox_id, b.name, b.special_use, b.uid_validity, b.uid_next, b.highest_modseq,
+			b.message_count, b.total_size, b.keywords,
+			(SELECT count(*) `+in+` AND m.flags & 1 = 0),
+			(SELECT count(*) `+in+` AND m.flags & 8 <> 0),
+			(SELECT min(m.uid) `+in+` AND m.flags & 1 = 0),
+			ARRAY(SELECT m.uid `+in+` ORDER BY m.uid)
+		FROM mailboxes b WHERE b.account_id=$1 AND b.name=$2`, account, name).Scan(
+		&m.ID, &m.Name, &m.SpecialUse, &uv, &un, &hm, &mc, &m.Size, &m.Keywords, &unseen, &deleted, &first, &uids)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	resp := &mailboxv1.SelectResponse{
+		Status: &mailboxv1.MailboxStatus{
+			MailboxId: m.ID, Name: m.Name, Messages: uint32(mc), UidNext: uint32(un), UidValidity: uint32(uv),
+			HighestModseq: uint64(hm), Size: m.Size, Unseen: uint32(unseen), Deleted: uint32(deleted),
+		},
+		Keywords: m.Keywords, Uids: &mailboxv1.UIDSet{},
+	}
+	var b rangeBuilder
+	for _, uid := range uids {
+		b.add(uint32(uid))
+	}
+	resp.Uids.Ranges = b.ranges
+	if first != nil {
+		resp.FirstUnseenUid = uint32(*first)
+	}
+	return resp, nil
 }
 
 // Quota returns the account's usage.

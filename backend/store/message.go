@@ -395,9 +395,35 @@ func (r *FetchRow) Meta(dates bool) (*mailboxv1.MessageMeta, error) {
 // Fetch streams metadata of the messages in set (empty: all), in UID order,
 // to emit in batches. It reads PostgreSQL only. The rows passed to emit are
 // valid only during the call.
+//
+// A set without "*" is one statement, so one snapshot, and costs one round
+// trip; only when it matches nothing is the mailbox looked up, to tell an
+// unknown mailbox (ErrNotFound) from an empty match (a mailbox with
+// messages exists: messages reference their mailbox). A set with "*" reads
+// the highest UID and the rows in one read-only transaction.
 func (s *Store) Fetch(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, o FetchOptions, emit func([]FetchRow) error) error {
 	if o.BatchSize <= 0 || o.BatchSize > 5000 {
 		o.BatchSize = 1000
+	}
+	star := false
+	for _, r := range set.GetRanges() {
+		star = star || (r != nil && r.End == 0)
+	}
+	if !star {
+		f, err := s.uidSet(ctx, nil, account, mailboxID, set, true)
+		if err != nil {
+			return err
+		}
+		n, err := fetchRows(ctx, s.pool, account, mailboxID, f, o, emit)
+		if err != nil || n > 0 {
+			return classify(err)
+		}
+		var one int
+		err = s.pool.QueryRow(ctx, "SELECT 1 FROM mailboxes WHERE account_id=$1 AND mailbox_id=$2", account, mailboxID).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		return classify(err)
 	}
 	return s.readTx(ctx, func(tx pgx.Tx) error {
 		if _, err := mailboxByID(ctx, tx, account, mailboxID, false); err != nil {
@@ -407,50 +433,63 @@ func (s *Store) Fetch(ctx context.Context, account string, mailboxID int64, set 
 		if err != nil {
 			return err
 		}
-		cols := "m.uid, m.flags, m.keywords, m.modseq, m.size, m.blob_key, m.internal_date"
-		for _, c := range []struct {
-			want bool
-			col  string
-		}{{o.Envelope, "m.envelope"}, {o.Structure, "m.structure"}, {o.Header, "m.header"}} {
-			if c.want {
-				cols += ", " + c.col
-			} else {
-				cols += ", NULL::bytea"
-			}
-		}
-		sql := "SELECT " + cols + " FROM messages m" + uidJoin + "WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid"
-		rows, err := tx.Query(ctx, sql, account, mailboxID, f.starts, f.ends, sqlInt(o.ChangedSince))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		batch := make([]FetchRow, 0, o.BatchSize)
-		var (
-			uid, modseq int64
-			flags       int32
-		)
-		for rows.Next() {
-			batch = append(batch, FetchRow{})
-			r := &batch[len(batch)-1]
-			if err := rows.Scan(&uid, &flags, &r.Keywords, &modseq, &r.Size, &r.BodyID, &r.InternalDate, &r.Envelope, &r.Structure, &r.Header); err != nil {
-				return err
-			}
-			r.UID, r.Flags, r.Modseq = uint32(uid), uint32(flags), uint64(modseq)
-			if len(batch) == o.BatchSize {
-				if err := emit(batch); err != nil {
-					return err
-				}
-				batch = batch[:0]
-			}
-		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if len(batch) > 0 {
-			return emit(batch)
-		}
-		return nil
+		_, err = fetchRows(ctx, tx, account, mailboxID, f, o, emit)
+		return err
 	})
+}
+
+// querier is a pgx.Tx or the pool.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// fetchRows runs Fetch's query and returns how many rows it emitted.
+func fetchRows(ctx context.Context, q querier, account string, mailboxID int64, f uidFilter, o FetchOptions, emit func([]FetchRow) error) (int, error) {
+	cols := "m.uid, m.flags, m.keywords, m.modseq, m.size, m.blob_key, m.internal_date"
+	for _, c := range []struct {
+		want bool
+		col  string
+	}{{o.Envelope, "m.envelope"}, {o.Structure, "m.structure"}, {o.Header, "m.header"}} {
+		if c.want {
+			cols += ", " + c.col
+		} else {
+			cols += ", NULL::bytea"
+		}
+	}
+	sql := "SELECT " + cols + " FROM messages m" + uidJoin + "WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid"
+	rows, err := q.Query(ctx, sql, account, mailboxID, f.starts, f.ends, sqlInt(o.ChangedSince))
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	batch := make([]FetchRow, 0, o.BatchSize)
+	var (
+		uid, modseq int64
+		flags       int32
+		n           int
+	)
+	for rows.Next() {
+		batch = append(batch, FetchRow{})
+		r := &batch[len(batch)-1]
+		if err := rows.Scan(&uid, &flags, &r.Keywords, &modseq, &r.Size, &r.BodyID, &r.InternalDate, &r.Envelope, &r.Structure, &r.Header); err != nil {
+			return n, err
+		}
+		r.UID, r.Flags, r.Modseq = uint32(uid), uint32(flags), uint64(modseq)
+		n++
+		if len(batch) == o.BatchSize {
+			if err := emit(batch); err != nil {
+				return n, err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return n, err
+	}
+	if len(batch) > 0 {
+		return n, emit(batch)
+	}
+	return n, nil
 }
 
 // BodyRef locates a stored body.
