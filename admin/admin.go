@@ -65,8 +65,9 @@ var commands = map[string]command{
 	"queue show":         {"ID", "show a queued message: each waiting recipient, its last error and next attempt", queueShow},
 	"queue retry":        {"ID|all", "attempt delivery of a queued message (or of all) now", queueRetry},
 	"queue delete":       {"ID", "remove a queued message without delivering or bouncing it", queueDelete},
-	"dkim generate":      {"DOMAIN [--selector S] [--algorithm rsa|ed25519]", "create a DKIM signing key for DOMAIN and print the DNS record to publish", dkimGenerate},
-	"dkim list":          {"", "list DKIM keys (the newest of each domain signs)", dkimList},
+	"dkim generate":      {"DOMAIN [--selector S] [--algorithm rsa|ed25519] [--activate]", "create a DKIM key for DOMAIN and print the DNS record to publish", dkimGenerate},
+	"dkim activate":      {"DOMAIN SELECTOR", "let a key sign, once its DNS record is published", dkimActivate},
+	"dkim list":          {"", "list DKIM keys (the newest active key of each domain signs)", dkimList},
 	"dkim delete":        {"DOMAIN SELECTOR", "delete a DKIM key", dkimDelete},
 }
 

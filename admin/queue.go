@@ -176,6 +176,7 @@ func dkimGenerate(e *env, args []string) error {
 	o := struct {
 		Selector  string `name:"selector" help:"DNS selector of the key (default: mc plus the year and month)"`
 		Algorithm string `name:"algorithm" help:"rsa (2048 bits, understood everywhere) or ed25519 (RFC 8463)"`
+		Activate  bool   `name:"activate" help:"sign with the key at once (only when its record is already published)"`
 	}{Algorithm: "rsa"}
 	pos, err := e.parseFlags(&o, args, 1, 1)
 	if err != nil {
@@ -196,16 +197,32 @@ func dkimGenerate(e *env, args []string) error {
 	if err := e.openStore(); err != nil {
 		return err
 	}
-	if err := e.st.AddDKIMKey(e.ctx, domain, key.Selector, pem); err != nil {
+	if err := e.st.AddDKIMKey(e.ctx, domain, key.Selector, pem, o.Activate); err != nil {
 		return err
 	}
 	name, value := key.TXTRecord()
-	e.print(map[string]string{"domain": domain, "selector": key.Selector, "algorithm": key.Algorithm,
+	e.print(map[string]any{"domain": domain, "selector": key.Selector, "algorithm": key.Algorithm, "active": o.Activate,
 		"record_name": name, "record_value": value, "zone_line": key.ZoneLine()}, func(w io.Writer) {
-		fmt.Fprintf(w, "Created a %s key for %s with selector %s.\n", key.Algorithm, domain, key.Selector)
-		fmt.Fprintf(w, "Backends sign %s's outbound mail with it within a minute: publish this DNS record now.\n\n", domain)
+		fmt.Fprintf(w, "Created a %s key for %s with selector %s. Publish this DNS record:\n\n", key.Algorithm, domain, key.Selector)
 		fmt.Fprintln(w, key.ZoneLine())
+		if o.Activate {
+			fmt.Fprintf(w, "\nThe key is active: backends sign %s's mail with it within a minute.\n", domain)
+		} else {
+			fmt.Fprintf(w, "\nOnce it resolves, let the key sign (backends pick it up within a minute):\n\n  mailcluster admin dkim activate %s %s\n", domain, key.Selector)
+		}
 	})
+	return nil
+}
+
+func dkimActivate(e *env, args []string) error {
+	pos, err := e.storeFlags(nil, args, 2, 2)
+	if err != nil {
+		return err
+	}
+	if err := e.st.ActivateDKIMKey(e.ctx, pos[0], pos[1]); err != nil {
+		return err
+	}
+	e.done("DKIM key %s of %s is active; backends sign with it within a minute", pos[1], pos[0])
 	return nil
 }
 
@@ -224,15 +241,18 @@ func dkimList(e *env, args []string) error {
 		Record    string `json:"record_name"`
 	}
 	rows := []row{}
-	seen := map[string]bool{}
+	signing := map[string]bool{}
 	for _, k := range keys {
-		r := row{DKIMKey: k, Signing: !seen[k.Domain]}
-		seen[k.Domain] = true
+		r := row{DKIMKey: k, Signing: k.Active && !signing[k.Domain]}
+		if k.Active {
+			signing[k.Domain] = true
+		}
 		if key, err := dkim.Parse(k.Domain, k.Selector, k.PrivatePEM); err == nil {
 			r.Algorithm = key.Algorithm
 			r.Record, _ = key.TXTRecord()
 		} else {
 			r.Algorithm = "unusable: " + err.Error()
+			r.Signing = false
 		}
 		rows = append(rows, r)
 	}
@@ -242,9 +262,9 @@ func dkimList(e *env, args []string) error {
 			return
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "DOMAIN\tSELECTOR\tALGORITHM\tCREATED\tSIGNS")
+		fmt.Fprintln(tw, "DOMAIN\tSELECTOR\tALGORITHM\tCREATED\tACTIVE\tSIGNS")
 		for _, r := range rows {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Domain, r.Selector, r.Algorithm, when(r.CreatedAt), yesNo(r.Signing))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Domain, r.Selector, r.Algorithm, when(r.CreatedAt), yesNo(r.Active), yesNo(r.Signing))
 		}
 		tw.Flush()
 	})

@@ -61,12 +61,13 @@ func (q *queueSite) fail(code int, want string, args ...string) {
 func TestAdminDKIM(t *testing.T) {
 	q := newQueueSite(t)
 	out := q.ok("dkim", "generate", "Example.TEST", "--selector", "s1", "--algorithm", "ed25519")
-	if !strings.Contains(out, `s1._domainkey.example.test. IN TXT`) || !strings.Contains(out, "k=ed25519") {
+	if !strings.Contains(out, `s1._domainkey.example.test. IN TXT`) || !strings.Contains(out, "k=ed25519") ||
+		!strings.Contains(out, "mailcluster admin dkim activate example.test s1") {
 		t.Fatalf("generate printed:\n%s", out)
 	}
 	out = q.ok("dkim", "generate", "example.test", "--selector", "s2", "--json")
-	var g map[string]string
-	if err := json.Unmarshal([]byte(out), &g); err != nil || g["algorithm"] != "rsa" || !strings.HasPrefix(g["record_value"], "v=DKIM1; k=rsa; p=") {
+	var g map[string]any
+	if err := json.Unmarshal([]byte(out), &g); err != nil || g["algorithm"] != "rsa" || !strings.HasPrefix(g["record_value"].(string), "v=DKIM1; k=rsa; p=") {
 		t.Fatalf("generate --json: %v\n%s", err, out)
 	}
 	q.fail(1, "already has a key with selector s1", "dkim", "generate", "example.test", "--selector", "s1")
@@ -77,8 +78,22 @@ func TestAdminDKIM(t *testing.T) {
 		t.Fatalf("keys %v %v", keys, err)
 	}
 	out = q.ok("dkim", "list")
-	if !strings.Contains(out, "example.test") || strings.Count(out, "yes") != 1 {
-		t.Fatalf("list:\n%s", out)
+	if !strings.Contains(out, "example.test") || strings.Count(out, "yes") != 0 {
+		t.Fatalf("list before activation (nothing signs):\n%s", out)
+	}
+	if out := q.ok("dkim", "activate", "example.test", "s1"); !strings.Contains(out, "is active") {
+		t.Fatalf("activate: %s", out)
+	}
+	q.fail(1, "no such DKIM key", "dkim", "activate", "example.test", "nope")
+	out = q.ok("dkim", "list", "--json")
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("list --json: %v\n%s", err, out)
+	}
+	for _, r := range rows {
+		if want := r["selector"] == "s1"; r["signing"] != want || r["active"] != want {
+			t.Errorf("key %v: signing %v active %v", r["selector"], r["signing"], r["active"])
+		}
 	}
 	q.ok("dkim", "delete", "example.test", "s1")
 	q.fail(1, "no such DKIM key", "dkim", "delete", "example.test", "s1")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -168,16 +169,20 @@ func (s *service) discardLost(msg *store.NewMessage, err error) {
 }
 
 // sign returns the DKIM-Signature header field for the queued copy of a
-// message, signed with the key of its From domain (RFC 6376: the domain the
-// signature vouches for, which DMARC aligns with From), or nil when that
-// domain has no key. Signing problems are logged, never fatal: the message
-// goes out unsigned rather than not at all.
-func (s *service) sign(ctx context.Context, log *slog.Logger, msg *store.NewMessage, sp *spool) []byte {
-	if msg.Envelope == nil || len(msg.Envelope.From) == 0 {
+// submitted message, signed with the key of its From domain (RFC 6376: the
+// domain the signature vouches for, which DMARC aligns with From), or nil
+// when that domain has no key. Only mail whose From domain is the envelope
+// sender's is signed: the frontend has checked that the envelope sender
+// belongs to the authenticated user, so a user cannot get another domain's
+// signature on a forged From (and mail relayed from outside, such as
+// forwards, is never signed). Signing problems are logged, never fatal: the
+// message goes out unsigned rather than not at all.
+func (s *service) sign(ctx context.Context, log *slog.Logger, msg *store.NewMessage, sp *spool, mailFrom string) []byte {
+	if msg.Envelope == nil || len(msg.Envelope.From) != 1 || mailFrom == "" {
 		return nil
 	}
-	domain := msg.Envelope.From[0].Host
-	if domain == "" {
+	domain := strings.ToLower(msg.Envelope.From[0].Host)
+	if domain == "" || domain != store.Domain(mailFrom) {
 		return nil
 	}
 	key := s.dkim.forDomain(ctx, domain)
@@ -335,8 +340,10 @@ func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverReq
 		return s.fail("Deliver", err)
 	}
 	t1 := time.Now()
-	if queue != nil {
-		queue.Prepend = s.sign(ctx, log, msg, sp)
+	// The frontend names a bounce account only when the envelope sender is
+	// the submitter's own address (its sender check passed).
+	if queue != nil && h.SubmitterAccountId != "" && h.BounceAccountId == h.SubmitterAccountId {
+		queue.Prepend = s.sign(ctx, log, msg, sp, h.MailFrom)
 	}
 	rcpts := make([]store.Delivery, len(h.Recipients))
 	for i, r := range h.Recipients {

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"mailcluster/backend/blob"
 	"mailcluster/backend/dkim"
 	"mailcluster/backend/dsn"
 	"mailcluster/backend/outbound"
@@ -82,6 +83,11 @@ func newQueueRunner(svc *service) (*queueRunner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)
 	}
+	// Bounces name this host: check now that a DSN can be written with it.
+	if _, err := dsn.Build(dsn.Report{ReportingMTA: helo, From: "MAILER-DAEMON@" + helo, To: "postmaster@example.com",
+		Recipients: []dsn.Recipient{{Address: "x@example.com", Action: dsn.ActionFailed, Status: "5.0.0"}}}, nil, 0); err != nil {
+		return nil, fmt.Errorf("outbound-helo: %q cannot name this host in bounces: %w", helo, err)
+	}
 	return &queueRunner{svc: svc, log: svc.log.With("part", "queue"), transport: t, wake: make(chan struct{}, 1), helo: helo}, nil
 }
 
@@ -93,7 +99,8 @@ func (q *queueRunner) poke() {
 	}
 }
 
-// run dispatches until ctx ends, then waits for running deliveries.
+// run dispatches until ctx ends, then waits for running deliveries. Claims
+// not yet handed to a worker when it stops are released at once.
 func (q *queueRunner) run(ctx context.Context) {
 	defer q.transport.Close()
 	workers := q.svc.cfg.QueueWorkers
@@ -127,7 +134,8 @@ func (q *queueRunner) run(ctx context.Context) {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				return // the leases return the rest to the queue
+				q.release(claims[i:])
+				return
 			}
 			wg.Add(1)
 			go func(c *store.Claim) {
@@ -135,6 +143,17 @@ func (q *queueRunner) run(ctx context.Context) {
 				defer func() { <-sem }()
 				q.attempt(ctx, c)
 			}(&claims[i])
+		}
+	}
+}
+
+// release hands claims back to the queue (due now) without an attempt.
+func (q *queueRunner) release(claims []store.Claim) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range claims {
+		if err := q.svc.store.ReleaseClaim(ctx, &claims[i]); err != nil {
+			q.log.Warn("releasing a claim; its lease will end", "queue_id", claims[i].Message.ID, "err", err)
 		}
 	}
 }
@@ -161,19 +180,22 @@ func (q *queueRunner) backoff(attempts int) time.Duration {
 
 // attempt delivers one claim and records the outcome. It works only while
 // the claim's lease lasts: a claim that waited for a worker past half its
-// lease is left for the next claimer, and the delivery is cut off shortly
-// before the lease ends, so that another backend never sends the same
-// recipients while this one still is.
-func (q *queueRunner) attempt(ctx context.Context, c *store.Claim) {
+// lease goes back to the queue untried, the delivery is cut off at
+// three-quarters of the lease, and the outcome must be recorded before the
+// lease ends, so that another backend never sends the same recipients while
+// this one still may. Times are compared on the database's clock (the one
+// leases and expiry are kept in), advanced by this process's monotonic
+// clock.
+func (q *queueRunner) attempt(parent context.Context, c *store.Claim) {
 	m := &c.Message
 	log := q.log.With("queue_id", m.ID, "trace", m.TraceID, "domain", c.Domain)
 	lease := q.svc.cfg.QueueLease
 	if time.Now().After(c.Until.Add(-lease / 2)) {
-		log.Warn("claim waited too long for a worker; leaving it to the next claim", "lease", lease)
+		log.Warn("claim waited too long for a worker; returning it to the queue", "lease", lease)
+		q.release([]store.Claim{*c})
 		return
 	}
-	parent := ctx
-	ctx, cancel := context.WithDeadline(ctx, c.Until.Add(-lease/10))
+	ctx, cancel := context.WithDeadline(parent, c.Until.Add(-lease/4))
 	defer cancel()
 	rcpts := make([]string, len(c.Recipients))
 	attempts := map[string]int{}
@@ -193,15 +215,15 @@ func (q *queueRunner) attempt(ctx context.Context, c *store.Claim) {
 	}
 	start := time.Now()
 	results := q.transport.Send(ctx, c.Domain, outbound.Envelope{From: m.MailFrom, Recipients: rcpts, Size: m.Size + int64(len(m.Prepend))}, body)
-	if parent.Err() != nil {
-		return // shutting down: the lease returns the recipients to the queue
-	}
-	// Past the delivery deadline the results are temporary failures and
-	// the lease still holds: they are recorded like any other.
-	ctx, cancelPost := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	q.svc.metrics.queueAttempt.Observe(time.Since(start).Seconds())
+	// Whatever happened, the results are recorded while the lease holds,
+	// also when shutting down: a recipient the remote server accepted must
+	// not be sent again after a restart.
+	post, cancelPost := context.WithDeadline(context.WithoutCancel(ctx), c.Until)
 	defer cancelPost()
-	now := time.Now()
-	expired := !now.Before(m.ExpiresAt)
+	stopping := parent.Err() != nil
+	now := c.DBNow.Add(time.Since(c.Claimed)) // the database's clock
+	expired := !now.Before(m.ExpiresAt) && !stopping
 	var outcomes []store.Outcome
 	var failed, delayed []dsn.Recipient
 	for _, r := range results {
@@ -222,10 +244,14 @@ func (q *queueRunner) attempt(ctx context.Context, c *store.Claim) {
 				st = "5.0.0"
 			}
 			failed = append(failed, dsn.Recipient{Address: r.Recipient, Action: "failed", Status: st,
-				RemoteMTA: r.RemoteMTA, Diagnostic: diagnostic(r, text), LastAttempt: now})
+				RemoteMTA: r.RemoteMTA, Diagnostic: diagnostic(r, text), LastAttempt: time.Now()})
 			outcomes = append(outcomes, store.Outcome{Recipient: r.Recipient, Done: true, Error: desc})
 			q.svc.metrics.queueResults.WithLabelValues("bounced").Inc()
 			log.Info("bounced", "to", r.Recipient, "remote", r.RemoteMTA, "reply", desc, "expired", expired && !r.Permanent)
+		case stopping:
+			// Cut off by the shutdown, not by the remote side: due again
+			// at once, for another backend.
+			outcomes = append(outcomes, store.Outcome{Recipient: r.Recipient, Next: now, Error: desc})
 		default:
 			next := now.Add(q.backoff(attempts[r.Recipient]))
 			if next.After(m.ExpiresAt) {
@@ -233,16 +259,15 @@ func (q *queueRunner) attempt(ctx context.Context, c *store.Claim) {
 			}
 			outcomes = append(outcomes, store.Outcome{Recipient: r.Recipient, Next: next, Error: desc})
 			delayed = append(delayed, dsn.Recipient{Address: r.Recipient, Action: "delayed", Status: "4" + orDefault(r.Enhanced, "4.0.0")[1:],
-				RemoteMTA: r.RemoteMTA, Diagnostic: diagnostic(r, r.Message), LastAttempt: now, WillRetryUntil: m.ExpiresAt})
+				RemoteMTA: r.RemoteMTA, Diagnostic: diagnostic(r, r.Message), LastAttempt: time.Now(), WillRetryUntil: m.ExpiresAt})
 			q.svc.metrics.queueResults.WithLabelValues("deferred").Inc()
 			log.Info("deferred", "to", r.Recipient, "remote", r.RemoteMTA, "reply", desc, "next", next)
 		}
 	}
-	q.svc.metrics.queueAttempt.Observe(time.Since(start).Seconds())
 	// Bounces are stored before the outcome is recorded: a crash between
 	// the two sends a bounce twice rather than never.
 	if len(failed) > 0 {
-		if err := q.bounce(ctx, m, failed); err != nil {
+		if err := q.bounce(post, m, failed); err != nil {
 			log.Warn("storing a bounce failed; the recipients stay queued", "err", err)
 			for i := range outcomes {
 				for _, f := range failed {
@@ -255,22 +280,32 @@ func (q *queueRunner) attempt(ctx context.Context, c *store.Claim) {
 	}
 	warned := false
 	if len(delayed) > 0 && q.svc.cfg.QueueDelayWarning > 0 && !m.Warned && now.Sub(m.CreatedAt) >= q.svc.cfg.QueueDelayWarning {
-		if err := q.bounce(ctx, m, delayed); err != nil {
+		if err := q.bounce(post, m, delayed); err != nil {
 			log.Warn("storing a delay warning failed", "err", err)
 		} else {
 			warned = true
 		}
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	finished, err := q.svc.store.RecordAttempt(rctx, c, outcomes, warned)
-	switch {
-	case errors.Is(err, store.ErrNoQueueEntry):
-		log.Info("queue entry was deleted during delivery")
-	case err != nil:
-		log.Warn("recording delivery results failed; the lease returns them to the queue", "err", err)
-	case finished:
-		log.Debug("queue entry finished")
+	// Recording is retried while the lease lasts: a lost record means the
+	// recipients are sent again.
+	for wait := 100 * time.Millisecond; ; wait *= 2 {
+		finished, err := q.svc.store.RecordAttempt(post, c, outcomes, warned)
+		switch {
+		case err == nil:
+			if finished {
+				log.Debug("queue entry finished")
+			}
+			return
+		case errors.Is(err, store.ErrNoQueueEntry):
+			log.Info("queue entry was deleted during delivery")
+			return
+		}
+		if time.Now().Add(wait).After(c.Until) {
+			log.Error("recording delivery results failed until the lease ended; the recipients will be attempted again", "err", err)
+			return
+		}
+		log.Warn("recording delivery results failed; retrying", "err", err)
+		time.Sleep(wait)
 	}
 }
 
@@ -320,20 +355,29 @@ func (q *queueRunner) bounce(ctx context.Context, m *store.QueuedMessage, rcpts 
 		q.log.Info("no bounce for mail from the null sender", "queue_id", m.ID)
 		return nil
 	}
-	var orig io.Reader = strings.NewReader("")
-	if rc, err := q.svc.blobs.Get(ctx, m.BlobKey, 0, maxOriginalHeader); err == nil {
-		defer rc.Close()
-		orig = rc
-	} else {
-		q.log.Warn("reading the original for a bounce", "queue_id", m.ID, "err", err)
+	// The original's header, read first so that Build fails only for what
+	// retrying cannot mend.
+	var orig []byte
+	rc, err := q.svc.blobs.Get(ctx, m.BlobKey, 0, maxOriginalHeader)
+	if err == nil {
+		orig, err = io.ReadAll(rc)
+		rc.Close()
+	}
+	if errors.Is(err, blob.ErrNotFound) {
+		q.log.Warn("the original of a bounce is gone; bouncing without its header", "queue_id", m.ID)
+	} else if err != nil {
+		return err
 	}
 	to := m.MailFrom
 	msg, err := dsn.Build(dsn.Report{
 		ReportingMTA: q.helo, From: "MAILER-DAEMON@" + q.helo, To: to,
 		QueueID: fmt.Sprint(m.ID), ArrivalDate: m.CreatedAt, Recipients: rcpts,
-	}, orig, maxOriginalHeader)
+	}, bytes.NewReader(orig), maxOriginalHeader)
 	if err != nil {
-		return err
+		// A sender address a DSN cannot be written to (or such a
+		// recipient): retrying cannot help, so the bounce is dropped.
+		q.log.Warn("bounce dropped: no DSN can be built", "queue_id", m.ID, "to", to, "err", err)
+		return nil
 	}
 	sp := &spool{max: int64(len(msg)) + 1, memLimit: int64(len(msg)) + 1}
 	defer sp.Close()
@@ -395,8 +439,8 @@ func (d *dkimKeys) forDomain(ctx context.Context, domain string) *dkim.Key {
 		} else {
 			m := map[string]*dkim.Key{}
 			for _, k := range keys {
-				if _, ok := m[k.Domain]; ok {
-					continue // older key of the same domain
+				if _, ok := m[k.Domain]; ok || !k.Active {
+					continue // inactive, or older than the domain's signing key
 				}
 				key, err := dkim.Parse(k.Domain, k.Selector, k.PrivatePEM)
 				if err != nil {

@@ -227,7 +227,7 @@ func TestQueueDeliversSigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	pem, _ := key.PrivatePEM()
-	if err := st.AddDKIMKey(ctxT(t), "example.test", "sel1", pem); err != nil {
+	if err := st.AddDKIMKey(ctxT(t), "example.test", "sel1", pem, true); err != nil {
 		t.Fatal(err)
 	}
 	srv := o.start(o.config())
@@ -278,6 +278,26 @@ func TestQueueDeliversSigned(t *testing.T) {
 	o.blobs().List(ctxT(t), "", func(k string, _ time.Time) error { after = append(after, k); return nil })
 	if len(keys) != 2 || len(after) != 1 {
 		t.Fatalf("bodies before sweep %v, after %v; want 2 then 1", keys, after)
+	}
+
+	// Not signed: a From domain that is not the envelope sender's, though
+	// it has a key; mail relayed for nobody's account (a forward).
+	key2, _ := dkim.Generate("other.test", "sel1", "ed25519")
+	pem2, _ := key2.PrivatePEM()
+	if err := st.AddDKIMKey(ctxT(t), "other.test", "sel1", pem2, true); err != nil {
+		t.Fatal(err)
+	}
+	srv.svc.dkim.mu.Lock()
+	srv.svc.dkim.fetched = time.Time{} // reload the keys now
+	srv.svc.dkim.mu.Unlock()
+	submit(t, c, submission{from: "alice@example.test", bounce: "alice", remote: []string{"f1@far.test"},
+		msg: queueMessage("boss@other.test", "forged", "x\r\n")})
+	submit(t, c, submission{from: "stranger@example.test", remote: []string{"f2@far.test"},
+		msg: queueMessage("stranger@example.test", "forwarded", "x\r\n")})
+	for _, m := range far.WaitMessages(t, 4, 20*time.Second)[2:] {
+		if bytes.Contains(m.Data, []byte("DKIM-Signature")) {
+			t.Errorf("signed: %q", m.Data)
+		}
 	}
 }
 

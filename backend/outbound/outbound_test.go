@@ -1,6 +1,7 @@
 package outbound_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -434,6 +435,41 @@ func TestSTARTTLS(t *testing.T) {
 			t.Errorf("%d connections, want 2", n)
 		}
 	})
+}
+
+// A host that refuses EHLO once inside TLS is given up like one that
+// refuses the greeting: the next MX host gets the mail, nobody is bounced.
+func TestEHLORefusedAfterSTARTTLS(t *testing.T) {
+	e := newEnv(t, "127.0.0.2", "127.0.0.3")
+	backup := e.sink("127.0.0.2", nil)
+	cfg, _ := serverTLS(t, "mx1.example.test")
+	refusing := e.raw("127.0.0.3", func(c net.Conn) {
+		r := bufio.NewReader(c)
+		io.WriteString(c, "220 mx1.example.test ESMTP\r\n")
+		r.ReadString('\n') // EHLO
+		io.WriteString(c, "250-mx1.example.test\r\n250 STARTTLS\r\n")
+		r.ReadString('\n') // STARTTLS
+		io.WriteString(c, "220 2.0.0 go ahead\r\n")
+		tc := tls.Server(c, cfg)
+		if tc.Handshake() != nil {
+			return
+		}
+		tr := bufio.NewReader(tc)
+		tr.ReadString('\n') // EHLO
+		io.WriteString(tc, "554 5.7.1 not you\r\n")
+		tr.ReadString('\n')
+	})
+	e.zone.add(t,
+		"example.test. MX 10 mx1.example.test.",
+		"example.test. MX 20 mx2.example.test.",
+		"mx1.example.test. A 127.0.0.3",
+		"mx2.example.test. A 127.0.0.2",
+	)
+	rcpts := []string{"b@example.test", "c@example.test"}
+	checkResults(t, send(t, e.transport(nil), rcpts...), rcpts, delivered("mx2.example.test"))
+	if refusing() != 1 || len(backup.messages()) != 1 {
+		t.Errorf("refusing MX got %d connections, backup %d messages", refusing(), len(backup.messages()))
+	}
 }
 
 func TestScriptedServers(t *testing.T) {

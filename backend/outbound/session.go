@@ -101,7 +101,11 @@ func (t *Transport) open(ctx context.Context, h host, addr string, plain bool) (
 		case offered:
 			err := t.startTLS(ctx, s)
 			var reply *smtp.SMTPError
-			if err != nil && (h.relay || !errors.As(err, &reply)) {
+			var se *stageError
+			// Only a refusal of STARTTLS itself continues in plaintext; a
+			// negative reply to the EHLO inside TLS ends this session (the
+			// caller tries the next host).
+			if err != nil && (h.relay || !errors.As(err, &reply) || !errors.As(err, &se) || se.stage != stageStartTLS) {
 				s.close()
 				return nil, err
 			}

@@ -143,6 +143,8 @@ type Claim struct {
 	Recipients []ClaimedRecipient
 	Lease      int64     // the token that RecordAttempt must present
 	Until      time.Time // when the lease ends (by this process's clock, conservatively)
+	DBNow      time.Time // the database's clock when the claim was made
+	Claimed    time.Time // this process's clock then (monotonic)
 }
 
 // ClaimedRecipient is one leased recipient.
@@ -168,7 +170,7 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration, to
 			FROM c WHERE r.queue_id = c.queue_id AND r.recipient = c.recipient
 			RETURNING r.queue_id, r.domain, r.recipient, r.attempts)
 		SELECT u.queue_id, u.domain, u.recipient, u.attempts, m.blob_key, m.size, m.mail_from, m.bounce_account,
-			m.prepend, m.trace_id, m.created_at, m.expires_at, m.warned
+			m.prepend, m.trace_id, m.created_at, m.expires_at, m.warned, now()
 		FROM u JOIN queue_messages m ON m.queue_id = u.queue_id
 		ORDER BY u.queue_id, u.domain, u.recipient`, limit, lease.String(), token)
 	var claims []Claim
@@ -181,14 +183,15 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration, to
 		var m QueuedMessage
 		var domain, rcpt string
 		var attempts int
+		var dbNow time.Time
 		_, err = pgx.ForEachRow(rows, []any{&m.ID, &domain, &rcpt, &attempts, &m.BlobKey, &m.Size, &m.MailFrom, &m.BounceAccount,
-			&m.Prepend, &m.TraceID, &m.CreatedAt, &m.ExpiresAt, &m.Warned}, func() error {
+			&m.Prepend, &m.TraceID, &m.CreatedAt, &m.ExpiresAt, &m.Warned, &dbNow}, func() error {
 			k := key{m.ID, domain}
 			i, ok := index[k]
 			if !ok {
 				i = len(claims)
 				index[k] = i
-				claims = append(claims, Claim{Message: m, Domain: domain, Lease: token, Until: until})
+				claims = append(claims, Claim{Message: m, Domain: domain, Lease: token, Until: until, DBNow: dbNow, Claimed: start})
 			}
 			claims[i].Recipients = append(claims[i].Recipients, ClaimedRecipient{Address: rcpt, Attempts: attempts})
 			return nil
@@ -199,6 +202,18 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration, to
 		s.cfg.Observe("ClaimDue", time.Since(start), err)
 	}
 	return claims, err
+}
+
+// ReleaseClaim hands a claim's recipients back to the queue, due now,
+// without counting an attempt.
+func (s *Store) ReleaseClaim(ctx context.Context, c *Claim) error {
+	rcpts := make([]string, len(c.Recipients))
+	for i, r := range c.Recipients {
+		rcpts[i] = r.Address
+	}
+	_, err := s.async.Exec(ctx, `UPDATE queue_recipients SET lease = 0, next_attempt = now(), attempts = greatest(attempts - 1, 0)
+		WHERE queue_id = $1 AND lease = $2 AND recipient = ANY($3)`, c.Message.ID, c.Lease, rcpts)
+	return classify(err)
 }
 
 // Outcome is the result of one delivery attempt for one recipient.
@@ -258,7 +273,8 @@ func deleteQueued(ctx context.Context, tx pgx.Tx, id int64, key string) error {
 	if _, err := tx.Exec(ctx, "DELETE FROM queue_messages WHERE queue_id = $1", id); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, "INSERT INTO blob_orphans (blob_key) VALUES ($1) ON CONFLICT DO NOTHING", key)
+	_, err := tx.Exec(ctx, `INSERT INTO blob_orphans (blob_key) VALUES ($1)
+		ON CONFLICT (blob_key) DO UPDATE SET created_at = excluded.created_at`, key)
 	return err
 }
 
@@ -411,14 +427,15 @@ type DKIMKey struct {
 	Domain     string    `json:"domain"`
 	Selector   string    `json:"selector"`
 	PrivatePEM []byte    `json:"-"`
+	Active     bool      `json:"active"`
 	CreatedAt  time.Time `json:"created_at"`
 }
 
-// AddDKIMKey stores a key; it becomes the domain's signing key (the newest
-// signs).
-func (s *Store) AddDKIMKey(ctx context.Context, domain, selector string, pem []byte) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO dkim_keys (domain, selector, private_key) VALUES ($1, $2, $3)`,
-		strings.ToLower(domain), strings.ToLower(selector), string(pem))
+// AddDKIMKey stores a key, inactive unless active is set: the newest active
+// key of a domain signs its mail.
+func (s *Store) AddDKIMKey(ctx context.Context, domain, selector string, pem []byte, active bool) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO dkim_keys (domain, selector, private_key, active) VALUES ($1, $2, $3, $4)`,
+		strings.ToLower(domain), strings.ToLower(selector), string(pem), active)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		return fmt.Errorf("%w: %s already has a key with selector %s", ErrKeyExists, domain, selector)
@@ -426,16 +443,29 @@ func (s *Store) AddDKIMKey(ctx context.Context, domain, selector string, pem []b
 	return classify(err)
 }
 
+// ActivateDKIMKey lets a key sign (once its DNS record is published).
+func (s *Store) ActivateDKIMKey(ctx context.Context, domain, selector string) error {
+	tag, err := s.pool.Exec(ctx, "UPDATE dkim_keys SET active = true WHERE domain = $1 AND selector = $2",
+		strings.ToLower(domain), strings.ToLower(selector))
+	if err != nil {
+		return classify(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %s for %s", ErrNoKey, selector, domain)
+	}
+	return nil
+}
+
 // DKIMKeys returns every stored key, newest first within each domain.
 func (s *Store) DKIMKeys(ctx context.Context) ([]DKIMKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT domain, selector, private_key, created_at FROM dkim_keys ORDER BY domain, created_at DESC, selector`)
+	rows, err := s.pool.Query(ctx, `SELECT domain, selector, private_key, active, created_at FROM dkim_keys ORDER BY domain, created_at DESC, selector`)
 	if err != nil {
 		return nil, classify(err)
 	}
 	var out []DKIMKey
 	var k DKIMKey
 	var pem string
-	_, err = pgx.ForEachRow(rows, []any{&k.Domain, &k.Selector, &pem, &k.CreatedAt}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&k.Domain, &k.Selector, &pem, &k.Active, &k.CreatedAt}, func() error {
 		k.PrivatePEM = []byte(pem)
 		out = append(out, k)
 		return nil

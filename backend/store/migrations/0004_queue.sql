@@ -36,11 +36,13 @@ CREATE TABLE queue_recipients (
 );
 CREATE INDEX queue_recipients_due ON queue_recipients (next_attempt);
 
--- DKIM signing keys (RFC 6376): the newest key of a domain signs.
+-- DKIM signing keys (RFC 6376): the newest active key of a domain signs. A
+-- key starts inactive, so that its DNS record can be published first.
 CREATE TABLE dkim_keys (
     domain      text NOT NULL,
     selector    text NOT NULL,
     private_key text NOT NULL,                 -- PKCS#8 PEM
+    active      boolean NOT NULL DEFAULT false,
     created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (domain, selector)
 );
@@ -80,7 +82,11 @@ BEGIN
         RETURN 0;
     END IF;
     DELETE FROM queue_messages WHERE queue_id = p_queue_id;
-    INSERT INTO blob_orphans (blob_key) VALUES (key) ON CONFLICT DO NOTHING;
+    -- DO UPDATE, not DO NOTHING: it waits for a sweeper holding the orphan
+    -- row (which may have judged the body still used) and inserts again
+    -- once that row is gone, so the body is never forgotten.
+    INSERT INTO blob_orphans (blob_key) VALUES (key)
+        ON CONFLICT (blob_key) DO UPDATE SET created_at = excluded.created_at;
     RETURN 1;
 END
 $$;

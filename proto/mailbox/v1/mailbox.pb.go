@@ -3584,7 +3584,10 @@ type DeliverHeader struct {
 	// made. Recipients may then be empty.
 	RemoteRecipients []string `protobuf:"bytes,5,rep,name=remote_recipients,json=remoteRecipients,proto3" json:"remote_recipients,omitempty"`
 	// The local account that receives bounces (DSNs) for the remote
-	// recipients; empty: bounces are mailed to mail_from.
+	// recipients; empty: bounces are mailed to mail_from. A frontend sets it
+	// only when mail_from is verified to be the submitter's own address; the
+	// backend then also signs the queued copy with the DKIM key of the From
+	// domain, if that is mail_from's domain.
 	BounceAccountId string `protobuf:"bytes,6,opt,name=bounce_account_id,json=bounceAccountId,proto3" json:"bounce_account_id,omitempty"`
 	// The authenticated account that submitted the message, for the queue's
 	// administration and logs; empty for mail that arrived from outside.
