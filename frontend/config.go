@@ -85,6 +85,7 @@ type SMTPConfig struct {
 	MaxRecipients    int           `name:"smtp-max-recipients" help:"most RCPT commands per message; more get 452 4.5.3"`
 	MaxExpanded      int           `name:"smtp-max-expanded" help:"most accounts one message is delivered to after aliases, lists and forwards are expanded"`
 	MaxLineLength    int           `name:"smtp-max-line-length" help:"longest command or text line in bytes including CRLF (RFC 5321: 1000)"`
+	MaxHops          int           `name:"smtp-max-hops" help:"most Received fields a message may carry; more means a mail loop (554 5.4.6)"`
 	IdleTimeout      time.Duration `name:"smtp-idle-timeout" help:"how long a client may take to send the next command"`
 	DataTimeout      time.Duration `name:"smtp-data-timeout" help:"how long a client may pause while sending a message"`
 	SenderCheck      bool          `name:"smtp-sender-check" help:"submission: MAIL FROM must be one of the authenticated user's addresses"`
@@ -114,6 +115,7 @@ func DefaultConfig() Config {
 			MaxRecipients:    100,
 			MaxExpanded:      1000,
 			MaxLineLength:    1000,
+			MaxHops:          50,
 			IdleTimeout:      5 * time.Minute,
 			DataTimeout:      3 * time.Minute,
 			SenderCheck:      true,
@@ -215,6 +217,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			bad(name, "must be positive")
 		}
+	}
+	if c.SMTP.MaxHops < 1 {
+		bad("smtp-max-hops", "must be at least 1")
 	}
 	if c.SMTP.MaxLineLength < 512 {
 		bad("smtp-max-line-length", "must be at least 512 (RFC 5321 4.5.3.1)")

@@ -93,7 +93,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	base := smtpserver.Config{
 		Hostname: cfg.Hostname, TLS: tlsCfg,
 		MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients, MaxExpanded: cfg.SMTP.MaxExpanded,
-		MaxLineLength: cfg.SMTP.MaxLineLength, IdleTimeout: cfg.SMTP.IdleTimeout, DataTimeout: cfg.SMTP.DataTimeout,
+		MaxLineLength: cfg.SMTP.MaxLineLength, MaxHops: cfg.SMTP.MaxHops, IdleTimeout: cfg.SMTP.IdleTimeout, DataTimeout: cfg.SMTP.DataTimeout,
 		BackendTimeout: cfg.BackendTimeout, SenderCheck: cfg.SMTP.SenderCheck, MaxBadRecipients: cfg.SMTP.MaxBadRecipients,
 		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, Metrics: smtpMetrics,
 	}

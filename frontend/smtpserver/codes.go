@@ -48,6 +48,7 @@ var (
 	errHeaderLine  = reply(554, smtp.EnhancedCode{5, 6, 0}, "Header line longer than 998 characters (RFC 5322 2.1.1)")
 	errBareNewline = reply(554, smtp.EnhancedCode{5, 5, 2}, "Bare CR or LF in message; lines must end with CRLF (RFC 5321 2.3.8)")
 	errNUL         = reply(554, smtp.EnhancedCode{5, 6, 0}, "NUL character in message")
+	errLoop        = reply(554, smtp.EnhancedCode{5, 4, 6}, "Too many hops: mail loop detected (RFC 5321 6.3)")
 	errTimeout     = reply(451, smtp.EnhancedCode{4, 4, 2}, "Timeout while receiving the message")
 	errTemporary   = reply(451, smtp.EnhancedCode{4, 3, 0}, "Temporary failure, message not accepted, try again later")
 	errOverQuota   = reply(552, smtp.EnhancedCode{5, 2, 2}, "Mailbox full")

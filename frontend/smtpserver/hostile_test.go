@@ -3,6 +3,7 @@ package smtpserver_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -74,6 +75,35 @@ func TestNUL(t *testing.T) {
 	cn.expectData(message("nul", "a\x00b\r\n"), "554 5.6.0 NUL")
 	cn.cmd("NOOP", "250 ")
 	if n := c.count(alice); n != 0 {
+		t.Fatalf("%d messages stored", n)
+	}
+}
+
+// A message that already passed through smtp-max-hops - 1 servers (its
+// Received fields, whatever their case, plus ours) is a loop: 554 5.4.6.
+// One hop fewer is delivered. A folded Received field counts once.
+func TestMailLoop(t *testing.T) {
+	c := newCluster(t, options{backends: 1, mod: func(cfg *frontend.Config) { cfg.SMTP.MaxHops = 5 }})
+	alice := c.user("alice", "b1")
+	cn := c.dial(frontend.ListenerSMTP)
+	cn.cmd("EHLO client.remote.test", "250-")
+	hops := func(n int) string {
+		var b strings.Builder
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(&b, "received: from hop%d.test\r\n\tby hop%d.test; Wed, 25 Nov 2026 10:00:00 +0000\r\n", i, i+1)
+		}
+		return b.String()
+	}
+	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	cn.cmd("RCPT TO:<"+alice+">", "250 ")
+	cn.expectData(hops(5)+message("loop", "x\r\n"), "554 5.4.6 ")
+	cn.cmd("MAIL FROM:<sender@remote.test>", "250 ")
+	cn.cmd("RCPT TO:<"+alice+">", "250 ")
+	// Received in the body does not count.
+	if r := cn.data(hops(4) + message("ok", "Received: from body.test\r\nReceived: x\r\n")); !strings.HasPrefix(r, "250 ") {
+		t.Fatal(r)
+	}
+	if n := c.count(alice); n != 1 {
 		t.Fatalf("%d messages stored", n)
 	}
 }

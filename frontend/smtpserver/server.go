@@ -59,6 +59,7 @@ type Config struct {
 	MaxRecipients  int   // RCPT commands per message (RFC 5321 4.5.3.1.8)
 	MaxExpanded    int   // accounts one message is delivered to after list expansion
 	MaxLineLength  int   // bytes per line including CRLF (RFC 5321 4.5.3.1.6)
+	MaxHops        int   // Received fields beyond which a message is a loop (RFC 5321 6.3)
 
 	IdleTimeout    time.Duration // waiting for a command
 	DataTimeout    time.Duration // waiting for the next piece of a message
@@ -96,6 +97,9 @@ type Server struct {
 
 // New returns a server; Serve starts it on a listener.
 func New(cfg Config, dir Directory, router Router, log *slog.Logger) *Server {
+	if cfg.MaxHops <= 0 {
+		cfg.MaxHops = 50
+	}
 	if cfg.MaxLineLength <= 0 {
 		cfg.MaxLineLength = 1000
 	}

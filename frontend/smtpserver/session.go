@@ -423,7 +423,11 @@ func (ss *session) expand(ctx context.Context, addr string, depth int, visited m
 		if depth == 0 && ss.account == nil {
 			return nil, errRelayDenied
 		}
-		return []target{{remote: remoteAddress(res.Address)}}, nil
+		remote := remoteAddress(res.Address)
+		if !queueable(remote) {
+			return nil, errBadAddress
+		}
+		return []target{{remote: remote}}, nil
 	case directory.Unknown:
 		if depth > 0 {
 			ss.log.Warn("forward to an unknown local address", "address", addr)
@@ -457,6 +461,22 @@ func remoteAddress(addr string) string {
 		return addr
 	}
 	return addr[:at+1] + strings.ToLower(addr[at+1:])
+}
+
+// queueable reports whether the outbound queue can take addr: no spaces or
+// control characters (go-smtp unquotes "a b"@example.com into a path that
+// could not be sent on), a domain after the last '@', at most 256 bytes.
+func queueable(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	if len(addr) > 256 || at <= 0 || at == len(addr)-1 {
+		return false
+	}
+	for i := 0; i < len(addr); i++ {
+		if addr[i] <= ' ' || addr[i] == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // follow expands forwarding addresses and appends their targets to out.
@@ -602,7 +622,7 @@ func (ss *session) data(r io.Reader) error {
 	if err := st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Header{Header: hdr}}); err != nil {
 		return ss.deliverFailed(log, b, recvErr(st, err))
 	}
-	sc := scanner{maxLine: ss.s.cfg.MaxLineLength, inHeader: true}
+	sc := scanner{maxLine: ss.s.cfg.MaxLineLength, inHeader: true, maxHops: ss.s.cfg.MaxHops}
 	buf := make([]byte, 0, 64<<10)
 	buf = append(buf, ss.received(id, &tx)...)
 	// Submitted mail gets the Date and Message-ID its client left out (RFC
@@ -877,13 +897,20 @@ func sanitize(s string) string {
 
 // scanner checks a message as it streams: NUL bytes, CR or LF not part of
 // CRLF (which would allow SMTP smuggling through servers that take them as
-// line ends), and header lines over 998 characters. Text lines over the line
-// limit are refused by go-smtp for DATA; the scanner refuses them in BDAT.
+// line ends), header lines over 998 characters, and more Received fields
+// than maxHops (a mail loop, RFC 5321 6.3; the one this server adds counts
+// too). Text lines over the line limit are refused by go-smtp for DATA; the
+// scanner refuses them in BDAT.
 type scanner struct {
 	maxLine   int
+	maxHops   int
 	lineLen   int
 	pendingCR bool
 	inHeader  bool
+	hops      int
+	// lineStart holds the first bytes of the current header line, to
+	// recognise "Received:".
+	lineStart [9]byte
 }
 
 func (s *scanner) scan(p []byte) *smtp.SMTPError {
@@ -913,6 +940,15 @@ func (s *scanner) scan(p []byte) *smtp.SMTPError {
 		}
 		if bytes.IndexByte(seg, 0) >= 0 {
 			return errNUL
+		}
+		if s.inHeader && s.maxHops > 0 && s.lineLen < len(s.lineStart) {
+			n := copy(s.lineStart[s.lineLen:], seg)
+			if s.lineLen+n == len(s.lineStart) && strings.EqualFold(string(s.lineStart[:]), "received:") {
+				s.hops++
+				if s.hops >= s.maxHops {
+					return errLoop
+				}
+			}
 		}
 		s.lineLen += len(seg)
 		if s.inHeader && s.lineLen > 998 {

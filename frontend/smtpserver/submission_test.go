@@ -69,6 +69,8 @@ func TestSubmission(t *testing.T) {
 	}
 	// Only remote recipients: queued, 250.
 	cn.cmd("MAIL FROM:<"+alice+">", "250 ")
+	// A remote path the queue could not send on (go-smtp unquotes it).
+	cn.cmd(`RCPT TO:<"a b"@far.test>`, "501 5.1.3 ")
 	cn.cmd("RCPT TO:<x@far.test>", "250 ")
 	cn.cmd("RCPT TO:<y@far.test>", "250 ")
 	if r := cn.data(message("remote only", "Hi\r\n")); !strings.HasPrefix(r, "250 ") {
