@@ -4,6 +4,19 @@ package imap
 type SelectOptions struct {
 	ReadOnly  bool
 	CondStore bool // requires CONDSTORE
+
+	QResync *SelectQResync // requires QRESYNC, server-only
+}
+
+// SelectQResync is the QRESYNC parameter of SELECT and EXAMINE: what the
+// client knew of the mailbox (RFC 7162 section 3.2.5).
+type SelectQResync struct {
+	UIDValidity uint32
+	ModSeq      uint64
+	KnownUIDs   UIDSet // nil if not given (all UIDs)
+	// Optional known sequence numbers and their UIDs
+	SeqMatchSeqNums SeqSet
+	SeqMatchUIDs    UIDSet
 }
 
 // SelectData is the data returned by a SELECT command.

@@ -98,6 +98,7 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
 			imap.CapCondStore,
+			imap.CapQResync,
 		})
 
 		if available.Has(imap.CapQuota) {

@@ -22,6 +22,17 @@ func (c *Conn) enableCondStore() {
 	c.mutex.Unlock()
 }
 
+func (c *Conn) qresyncAvailable() bool {
+	return c.server.options.caps().Has(imap.CapQResync)
+}
+
+func (c *Conn) qresyncEnabled() bool {
+	c.mutex.Lock()
+	defer c.mutex.Unlock()
+	_, ok := c.enabled[imap.CapQResync]
+	return ok
+}
+
 func (c *Conn) condStoreEnabled() bool {
 	c.mutex.Lock()
 	defer c.mutex.Unlock()
@@ -62,4 +73,41 @@ func readModSeqValue(dec *imapwire.Decoder, ptr *uint64) error {
 		return newClientBugError("Mod-sequence value must not be zero")
 	}
 	return nil
+}
+
+// readSelectQResync reads the QRESYNC select parameter's value:
+// SP "(" uidvalidity SP mod-sequence-value [SP known-uids]
+// [SP seq-match-data] ")".
+func readSelectQResync(dec *imapwire.Decoder) (*imap.SelectQResync, error) {
+	var q imap.SelectQResync
+	if !dec.ExpectSP() || !dec.ExpectSpecial('(') || !dec.ExpectNumber(&q.UIDValidity) {
+		return nil, dec.Err()
+	}
+	if err := readModSeqValue(dec, &q.ModSeq); err != nil {
+		return nil, err
+	}
+	if q.UIDValidity == 0 {
+		return nil, newClientBugError("UIDVALIDITY must not be zero")
+	}
+	for dec.SP() {
+		if dec.Special('(') {
+			var seqs imap.NumSet
+			var uids imap.UIDSet
+			if !dec.ExpectNumSet(imapwire.NumKindSeq, &seqs) || !dec.ExpectSP() || !dec.ExpectUIDSet(&uids) || !dec.ExpectSpecial(')') {
+				return nil, dec.Err()
+			}
+			q.SeqMatchSeqNums, q.SeqMatchUIDs = seqs.(imap.SeqSet), uids
+			break
+		}
+		if q.KnownUIDs != nil {
+			return nil, newClientBugError("Unexpected QRESYNC parameter")
+		}
+		if !dec.ExpectUIDSet(&q.KnownUIDs) {
+			return nil, dec.Err()
+		}
+	}
+	if !dec.ExpectSpecial(')') {
+		return nil, dec.Err()
+	}
+	return &q, nil
 }

@@ -156,6 +156,9 @@ func (c *Conn) serve() {
 	if _, ok := c.session.(SessionID); !ok && caps.Has(imap.CapID) {
 		panic("imapserver: server advertises ID but session doesn't support it")
 	}
+	if _, ok := c.session.(SessionQResync); !ok && caps.Has(imap.CapQResync) {
+		panic("imapserver: server advertises QRESYNC but session doesn't support it")
+	}
 	if _, ok := c.session.(SessionQuota); !ok && caps.Has(imap.CapQuota) {
 		panic("imapserver: server advertises QUOTA but session doesn't support it")
 	}
@@ -607,6 +610,21 @@ type UpdateWriter struct {
 func (w *UpdateWriter) WriteExpunge(seqNum uint32) error {
 	if !w.allowExpunge {
 		return fmt.Errorf("imapserver: EXPUNGE updates are not allowed in this context")
+	}
+	return w.conn.writeExpunge(seqNum)
+}
+
+// WriteExpungeUID writes a VANISHED response with uid if the client enabled
+// QRESYNC and uid is not zero, an EXPUNGE response otherwise.
+func (w *UpdateWriter) WriteExpungeUID(seqNum uint32, uid imap.UID) error {
+	if !w.allowExpunge {
+		return fmt.Errorf("imapserver: EXPUNGE updates are not allowed in this context")
+	}
+	if uid != 0 && w.conn.qresyncEnabled() {
+		enc := newResponseEncoder(w.conn)
+		defer enc.end()
+		enc.Atom("*").SP().Atom("VANISHED").SP().UID(uid)
+		return enc.CRLF()
 	}
 	return w.conn.writeExpunge(seqNum)
 }

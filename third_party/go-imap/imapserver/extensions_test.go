@@ -22,6 +22,12 @@ type extSession struct {
 	store    *imap.StoreOptions
 	search   *imap.SearchCriteria
 	sel      *imap.SelectOptions
+	qresync  *imap.SelectQResync
+}
+
+func (s *extSession) ResyncSelected(w *imapserver.FetchWriter, q *imap.SelectQResync) error {
+	s.qresync = q
+	return w.WriteVanished(imap.UIDSetNum(3))
 }
 
 func (s *extSession) ID(client *imap.IDData) (*imap.IDData, error) {
@@ -158,7 +164,7 @@ func (r *rawConn) do(tag, cmd string) []string {
 }
 
 func TestExtensions(t *testing.T) {
-	caps := imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapID: {}, imap.CapQuota: {}, "QUOTA=RES-STORAGE": {}, imap.CapCondStore: {}}
+	caps := imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapID: {}, imap.CapQuota: {}, "QUOTA=RES-STORAGE": {}, imap.CapCondStore: {}, imap.CapQResync: {}}
 	addr, last := startExtServer(t, caps)
 	r := dialExt(t, addr)
 
@@ -211,8 +217,34 @@ func TestExtensions(t *testing.T) {
 		t.Errorf("SEARCH MODSEQ criteria: %+v", c.ModSeq)
 	}
 	want(r.do("o", "SEARCH RETURN (COUNT) MODSEQ 1"), `* ESEARCH (TAG "o") COUNT 1 MODSEQ 9`, "o OK SEARCH completed")
-	for _, cmd := range []string{"FETCH 1 (FLAGS) (CHANGEDSINCE 0)", "FETCH 1 (FLAGS) (VANISHED)", "SELECT INBOX (QRESYNC (1 1))"} {
+	for _, cmd := range []string{"FETCH 1 (FLAGS) (CHANGEDSINCE 0)", "FETCH 1 (FLAGS) (VANISHED)", "SELECT INBOX (QRESYNC (1 1))",
+		"UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)"} {
 		if l := r.do("p", cmd); !strings.HasPrefix(l[len(l)-1], "p BAD") {
+			t.Errorf("%s: %q", cmd, l)
+		}
+	}
+}
+
+func TestQResyncParse(t *testing.T) {
+	caps := imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapQResync: {}}
+	addr, last := startExtServer(t, caps)
+	r := dialExt(t, addr)
+	r.do("a", "LOGIN u p")
+	if l := r.do("b", "ENABLE QRESYNC"); l[0] != "* ENABLED QRESYNC" {
+		t.Fatalf("ENABLE QRESYNC: %q", l)
+	}
+	out := strings.Join(r.do("c", "SELECT INBOX (QRESYNC (1 5 1:10 (1:2 3:4)))"), "\n")
+	q := last().qresync
+	if !strings.Contains(out, "* VANISHED (EARLIER) 3\nc OK [READ-WRITE]") || q == nil || q.UIDValidity != 1 || q.ModSeq != 5 ||
+		q.KnownUIDs.String() != "1:10" || q.SeqMatchSeqNums.String() != "1:2" || q.SeqMatchUIDs.String() != "3:4" {
+		t.Errorf("SELECT (QRESYNC): %q %+v", out, q)
+	}
+	r.do("d", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5 VANISHED)")
+	if o := last().fetch; !o.Vanished || o.ChangedSince != 5 {
+		t.Errorf("UID FETCH (CHANGEDSINCE VANISHED): %+v", o)
+	}
+	for _, cmd := range []string{"SELECT INBOX (QRESYNC (1 5 1:10 1:10))", "SELECT INBOX (QRESYNC (1))", "FETCH 1 (FLAGS) (CHANGEDSINCE 5 VANISHED)"} {
+		if l := r.do("e", cmd); !strings.HasPrefix(l[len(l)-1], "e BAD") {
 			t.Errorf("%s: %q", cmd, l)
 		}
 	}

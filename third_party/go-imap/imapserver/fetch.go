@@ -78,13 +78,20 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 	if dec.SP() {
 		// RFC 7162 section 3.1.4.1
 		_, err := readModifiers(dec, func(name string) error {
-			if name == "CHANGEDSINCE" && c.condStoreAvailable() {
+			switch {
+			case name == "CHANGEDSINCE" && c.condStoreAvailable():
 				return readModSeqValue(dec, &options.ChangedSince)
+			case name == "VANISHED" && numKind == NumKindUID && c.qresyncEnabled():
+				options.Vanished = true // RFC 7162 section 3.2.6
+				return nil
 			}
 			return errUnknownModifier("FETCH")
 		})
 		if err != nil {
 			return err
+		}
+		if options.Vanished && options.ChangedSince == 0 {
+			return newClientBugError("VANISHED requires CHANGEDSINCE")
 		}
 		// CHANGEDSINCE implies MODSEQ
 		options.ModSeq = true
@@ -359,6 +366,19 @@ type FetchWriter struct {
 // section 3.1.3).
 func (cmd *FetchWriter) SetModified(numSet imap.NumSet) {
 	cmd.modified = numSet
+}
+
+// WriteVanished writes a VANISHED (EARLIER) response: UIDs expunged before
+// this command (RFC 7162 section 3.2.10). Session.Fetch with
+// FetchOptions.Vanished and SessionQResync.ResyncSelected use it.
+func (cmd *FetchWriter) WriteVanished(uids imap.UIDSet) error {
+	if isNumSetEmpty(uids) {
+		return nil
+	}
+	enc := newResponseEncoder(cmd.conn)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("VANISHED").SP().Special('(').Atom("EARLIER").Special(')').SP().NumSet(uids)
+	return enc.CRLF()
 }
 
 // CondStoreEnabled reports whether the client has enabled CONDSTORE in

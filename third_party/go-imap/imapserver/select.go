@@ -15,9 +15,15 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 	options := imap.SelectOptions{ReadOnly: readOnly}
 	if dec.SP() {
 		_, err := readModifiers(dec, func(name string) error {
-			if name == "CONDSTORE" && c.condStoreAvailable() {
+			switch {
+			case name == "CONDSTORE" && c.condStoreAvailable():
 				options.CondStore = true
 				return nil
+			case name == "QRESYNC" && c.qresyncEnabled():
+				// RFC 7162 section 3.2.5: BAD unless enabled before
+				var err error
+				options.QResync, err = readSelectQResync(dec)
+				return err
 			}
 			return errUnknownModifier("SELECT")
 		})
@@ -89,6 +95,19 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 	if c.condStoreAvailable() {
 		// RFC 7162 section 3.1.2.1: on every SELECT and EXAMINE
 		if err := c.writeHighestModSeq(data.HighestModSeq); err != nil {
+			return err
+		}
+	}
+	if options.QResync != nil {
+		session, ok := c.session.(SessionQResync)
+		if !ok {
+			return fmt.Errorf("imapserver: server advertises QRESYNC but session doesn't support it")
+		}
+		if err := session.ResyncSelected(&FetchWriter{conn: c}, options.QResync); err != nil {
+			// the SELECT fails: nothing stays selected
+			if unselectErr := c.session.Unselect(); unselectErr != nil {
+				return unselectErr
+			}
 			return err
 		}
 	}

@@ -148,3 +148,18 @@ type SessionQuota interface {
 	// with their usage and limits.
 	GetQuotaRoot(mailbox string) ([]imap.QuotaData, error)
 }
+
+// SessionQResync is an IMAP session which supports QRESYNC (RFC 7162
+// section 3.2). Once a client enabled QRESYNC, expunges reach it as
+// VANISHED responses: sessions must report them with
+// MailboxTracker.QueueExpungeUID (or UpdateWriter.WriteExpungeUID).
+type SessionQResync interface {
+	Session
+
+	// ResyncSelected is called after a successful Select with
+	// SelectOptions.QResync, before the tagged OK. If the UIDVALIDITY
+	// matches, it writes the UIDs expunged since QResync.ModSeq with
+	// FetchWriter.WriteVanished and a FETCH (UID, FLAGS, MODSEQ) for every
+	// message changed since then.
+	ResyncSelected(w *FetchWriter, qresync *imap.SelectQResync) error
+}

@@ -72,6 +72,15 @@ func (t *MailboxTracker) QueueExpunge(seqNum uint32) {
 	t.queueUpdate(&trackerUpdate{expunge: seqNum}, nil)
 }
 
+// QueueExpungeUID is QueueExpunge with the message's UID, which sessions
+// that enabled QRESYNC receive as VANISHED (RFC 7162 section 3.2.10).
+func (t *MailboxTracker) QueueExpungeUID(seqNum uint32, uid imap.UID) {
+	if seqNum == 0 {
+		panic("imapserver: invalid expunge message sequence number")
+	}
+	t.queueUpdate(&trackerUpdate{expunge: seqNum, expungeUID: uid}, nil)
+}
+
 // QueueNumMessages queues a new EXISTS update.
 func (t *MailboxTracker) QueueNumMessages(n uint32) {
 	// TODO: merge consecutive NumMessages updates
@@ -99,6 +108,7 @@ func (t *MailboxTracker) QueueMessageFlags(seqNum uint32, uid imap.UID, flags []
 
 type trackerUpdate struct {
 	expunge      uint32
+	expungeUID   imap.UID
 	numMessages  uint32
 	mailboxFlags []imap.Flag
 	fetch        *trackerUpdateFetch
@@ -185,7 +195,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 		var err error
 		switch {
 		case update.expunge != 0:
-			err = w.WriteExpunge(update.expunge)
+			err = w.WriteExpungeUID(update.expunge, update.expungeUID)
 		case update.numMessages != 0:
 			err = w.WriteNumMessages(update.numMessages)
 		case update.mailboxFlags != nil:
