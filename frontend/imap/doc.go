@@ -53,10 +53,10 @@
 // LIST-EXTENDED (with RECURSIVEMATCH/CHILDINFO), LIST-STATUS, STATUS=SIZE,
 // SPECIAL-USE, CREATE-SPECIAL-USE, CHILDREN, APPENDLIMIT, UTF8=ACCEPT,
 // BINARY fetches (IMAP4rev2), STARTTLS, ID, QUOTA with QUOTA=RES-STORAGE
-// and QUOTA=RES-MESSAGE, and CONDSTORE.
+// and QUOTA=RES-MESSAGE, CONDSTORE and QRESYNC.
 //
 // go-imap v2.0.0-beta.8 (the newest release) has no server side for ID,
-// QUOTA and CONDSTORE; go.mod replaces it with a patched copy in
+// QUOTA, CONDSTORE and QRESYNC; go.mod replaces it with a patched copy in
 // third_party/go-imap (its README says what changed and when to drop it).
 //
 // ID (RFC 2971, quota.go) is answered in every state, before LOGIN too,
@@ -91,8 +91,19 @@
 // the MODSEQ of that change. Known gap: UNCHANGEDSINCE 0 acts as no
 // modifier (go-imap's StoreOptions cannot tell them apart).
 //
-// Not offered: QRESYNC (the backend's Changes has what it needs: VANISHED
-// ranges and known UIDs).
+// QRESYNC (RFC 7162 section 3.2, qresync.go), after ENABLE QRESYNC:
+// expunges reach the session as VANISHED (from the tracker, with UIDs),
+// never EXPUNGE. SELECT/EXAMINE (QRESYNC (uidvalidity modseq
+// [known-uids])) with the current UIDVALIDITY answers, before the tagged
+// OK, VANISHED (EARLIER) with the known UIDs expunged after modseq and a
+// FETCH (UID FLAGS MODSEQ) for each message changed since, both from one
+// backend Changes call; the sequence-match data is ignored (it only
+// narrows the answer). UID FETCH (CHANGEDSINCE n VANISHED) adds
+// VANISHED (EARLIER) for the set. When the backend's expunge log no longer
+// reaches back to modseq, every known UID below UIDNEXT that is not
+// present is reported vanished (RFC 7162 section 3.2.5.2 allows UIDs that
+// never existed); the answer is ranges, whatever the size of the client's
+// set.
 //
 // An unknown command before authentication is answered with BYE by
 // imapserver. Malformed modified UTF-7 in a mailbox name and SEARCH

@@ -42,6 +42,11 @@ var errBroken = errors.New("imap: body stream broke inside a literal")
 func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer ss.track("fetch", &err)()
 	sel := ss.sel.Load()
+	if options.Vanished {
+		if err := ss.fetchVanished(w, numSet, options.ChangedSince); err != nil {
+			return err
+		}
+	}
 	targets := ss.resolve(numSet)
 	if len(targets) == 0 {
 		return nil

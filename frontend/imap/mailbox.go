@@ -310,9 +310,16 @@ func (mb *mailboxState) apply(vanished *mailboxv1.UIDSet, changed []*mailboxv1.M
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	if len(vanished.GetRanges()) > 0 {
-		expunged := mb.uids.removeIf(func(u uint32) bool { return inSet(vanished, u) })
+		var uids []uint32
+		expunged := mb.uids.removeIf(func(u uint32) bool {
+			if inSet(vanished, u) {
+				uids = append(uids, u)
+				return true
+			}
+			return false
+		})
 		for i := len(expunged) - 1; i >= 0; i-- {
-			mb.tracker.QueueExpunge(expunged[i])
+			mb.tracker.QueueExpungeUID(expunged[i], imap.UID(uids[i]))
 		}
 	}
 	grown := false
