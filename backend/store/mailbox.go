@@ -288,7 +288,8 @@ func (s *Store) DeleteMailbox(ctx context.Context, account, name string) error {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO blob_orphans (blob_key)
-			SELECT DISTINCT blob_key FROM messages WHERE account_id=$1 AND mailbox_id=$2 ON CONFLICT DO NOTHING`, account, m.ID); err != nil {
+			SELECT DISTINCT blob_key FROM messages WHERE account_id=$1 AND mailbox_id=$2
+			ON CONFLICT (blob_key) DO UPDATE SET created_at = excluded.created_at`, account, m.ID); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `WITH d AS (DELETE FROM messages WHERE account_id=$1 AND mailbox_id=$2 RETURNING size)

@@ -798,7 +798,11 @@ func deleteMessages(ctx context.Context, tx pgx.Tx, account string, mailboxID in
 		e AS (INSERT INTO expunged (account_id, mailbox_id, uid, modseq) SELECT $1, $2, uid, $4 FROM d
 			ON CONFLICT (account_id, mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq)`
 	if orphan {
-		sql += `, o AS (INSERT INTO blob_orphans (blob_key) SELECT DISTINCT blob_key FROM d ON CONFLICT DO NOTHING)`
+		// DO UPDATE, not DO NOTHING: it waits for a sweeper holding the
+		// orphan row (which may have judged the body still used) and
+		// inserts again once that row is gone, so no body is forgotten.
+		sql += `, o AS (INSERT INTO blob_orphans (blob_key) SELECT DISTINCT blob_key FROM d
+			ON CONFLICT (blob_key) DO UPDATE SET created_at = excluded.created_at)`
 	}
 	sql += ` SELECT count(*), coalesce(sum(size), 0) FROM d`
 	var n, size int64
