@@ -52,6 +52,7 @@ func FuzzSession(f *testing.F) {
 		"a SELECT INBOX (CONDSTORE)\r\nb FETCH 1:* (FLAGS) (CHANGEDSINCE 1)\r\n",
 		"a STORE 1 (UNCHANGEDSINCE 1) +FLAGS.SILENT (\\Seen)\r\nb SEARCH MODSEQ \"/flags/\\\\seen\" all 1\r\n",
 		"a ENABLE CONDSTORE\r\nb STATUS INBOX (HIGHESTMODSEQ)\r\nc UID FETCH 1:* (MODSEQ)\r\n",
+		"a ENABLE QRESYNC\r\nb SELECT INBOX (QRESYNC (1 1 1:4294967295 (1:* 1:*)))\r\nc UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)\r\n",
 	} {
 		f.Add(s)
 	}
