@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"mailcluster/backend/dsn"
 	"mailcluster/backend/message"
 	"mailcluster/backend/store"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
@@ -165,6 +166,42 @@ func (s *service) discard(msg *store.NewMessage) {
 func (s *service) discardLost(msg *store.NewMessage, err error) {
 	if errors.Is(err, store.ErrUploadLost) {
 		s.discard(msg)
+	}
+}
+
+// bounceLocal tells the sender about local recipients that did not get a
+// message which was stored for others (or queued): the SMTP reply to it is
+// success, so a DSN is the only way they learn. Best effort: a bounce that
+// cannot be stored is logged, the delivery's answer stands.
+func (s *service) bounceLocal(ctx context.Context, log *slog.Logger, msg *store.NewMessage, h *mailboxv1.DeliverHeader, res []store.DeliveryResult, queueID int64) {
+	var failed []dsn.Recipient
+	seen := map[string]bool{}
+	for i, r := range res {
+		addr := h.Recipients[i].GetAddress()
+		if r.Status == mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK || addr == "" || seen[addr] {
+			continue
+		}
+		seen[addr] = true
+		st, text := "5.0.0", "the message could not be stored"
+		switch r.Status {
+		case mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA:
+			st, text = "5.2.2", "mailbox full"
+		case mailboxv1.DeliveryStatus_DELIVERY_STATUS_NO_MAILBOX:
+			st, text = "5.1.1", "no such mailbox"
+		case mailboxv1.DeliveryStatus_DELIVERY_STATUS_REJECTED:
+			st, text = "5.6.0", "message refused for this mailbox"
+		}
+		failed = append(failed, dsn.Recipient{Address: addr, Action: dsn.ActionFailed, Status: st, Diagnostic: text, LastAttempt: time.Now()})
+	}
+	if len(failed) == 0 {
+		return
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	m := &store.QueuedMessage{ID: queueID, BlobKey: msg.BlobKey, MailFrom: h.MailFrom, BounceAccount: h.BounceAccountId,
+		TraceID: h.TraceId, CreatedAt: time.Now()}
+	if err := s.bounce(bctx, m, failed); err != nil {
+		log.Error("a bounce for recipients who did not get a delivered message was not stored", "recipients", len(failed), "err", err)
 	}
 }
 
@@ -367,6 +404,8 @@ func (s *service) Deliver(stream grpc.ClientStreamingServer[mailboxv1.DeliverReq
 	}
 	if ok == 0 && queueID == 0 {
 		s.discard(msg)
+	} else {
+		s.bounceLocal(ctx, log, msg, h, res, queueID)
 	}
 	for _, r := range res {
 		s.metrics.deliveries.WithLabelValues(r.Status.String()).Inc()

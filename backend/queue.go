@@ -46,19 +46,11 @@ type queueRunner struct {
 	log       *slog.Logger
 	transport *outbound.Transport
 	wake      chan struct{}
-	helo      string
 }
 
 func newQueueRunner(svc *service) (*queueRunner, error) {
 	cfg := svc.cfg
-	helo := cfg.OutboundHelo
-	if helo == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			return nil, errors.New("outbound-helo: the system has no host name; set outbound-helo")
-		}
-		helo = h
-	}
+	helo := svc.helo
 	var relayTLS *tls.Config
 	if cfg.OutboundRelayCA != "" {
 		pem, err := os.ReadFile(cfg.OutboundRelayCA)
@@ -83,12 +75,25 @@ func newQueueRunner(svc *service) (*queueRunner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)
 	}
-	// Bounces name this host: check now that a DSN can be written with it.
+	return &queueRunner{svc: svc, log: svc.log.With("part", "queue"), transport: t, wake: make(chan struct{}, 1)}, nil
+}
+
+// heloName is the host name outbound mail and bounces are sent as:
+// outbound-helo, else the system's host name. A DSN must be able to name it.
+func heloName(cfg Config) (string, error) {
+	helo := cfg.OutboundHelo
+	if helo == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return "", errors.New("outbound-helo: the system has no host name; set outbound-helo")
+		}
+		helo = h
+	}
 	if _, err := dsn.Build(dsn.Report{ReportingMTA: helo, From: "MAILER-DAEMON@" + helo, To: "postmaster@example.com",
 		Recipients: []dsn.Recipient{{Address: "x@example.com", Action: dsn.ActionFailed, Status: "5.0.0"}}}, nil, 0); err != nil {
-		return nil, fmt.Errorf("outbound-helo: %q cannot name this host in bounces: %w", helo, err)
+		return "", fmt.Errorf("outbound-helo: %q cannot name this host in bounces: %w", helo, err)
 	}
-	return &queueRunner{svc: svc, log: svc.log.With("part", "queue"), transport: t, wake: make(chan struct{}, 1), helo: helo}, nil
+	return helo, nil
 }
 
 // poke makes the dispatcher look for due mail now (after an enqueue).
@@ -267,7 +272,7 @@ func (q *queueRunner) attempt(parent context.Context, c *store.Claim) {
 	// Bounces are stored before the outcome is recorded: a crash between
 	// the two sends a bounce twice rather than never.
 	if len(failed) > 0 {
-		if err := q.bounce(post, m, failed); err != nil {
+		if err := q.svc.bounce(post, m, failed); err != nil {
 			log.Warn("storing a bounce failed; the recipients stay queued", "err", err)
 			for i := range outcomes {
 				for _, f := range failed {
@@ -280,7 +285,7 @@ func (q *queueRunner) attempt(parent context.Context, c *store.Claim) {
 	}
 	warned := false
 	if len(delayed) > 0 && q.svc.cfg.QueueDelayWarning > 0 && !m.Warned && now.Sub(m.CreatedAt) >= q.svc.cfg.QueueDelayWarning {
-		if err := q.bounce(post, m, delayed); err != nil {
+		if err := q.svc.bounce(post, m, delayed); err != nil {
 			log.Warn("storing a delay warning failed", "err", err)
 		} else {
 			warned = true
@@ -350,33 +355,34 @@ func diagnostic(r outbound.Result, text string) string {
 // the bounce account's INBOX when the sender is local, else queued to the
 // sender's address with the null sender, which is never bounced. Mail from
 // the null sender gets no DSN.
-func (q *queueRunner) bounce(ctx context.Context, m *store.QueuedMessage, rcpts []dsn.Recipient) error {
+func (s *service) bounce(ctx context.Context, m *store.QueuedMessage, rcpts []dsn.Recipient) error {
+	log := s.log.With("part", "queue")
 	if m.MailFrom == "" {
-		q.log.Info("no bounce for mail from the null sender", "queue_id", m.ID)
+		log.Info("no bounce for mail from the null sender", "queue_id", m.ID)
 		return nil
 	}
 	// The original's header, read first so that Build fails only for what
 	// retrying cannot mend.
 	var orig []byte
-	rc, err := q.svc.blobs.Get(ctx, m.BlobKey, 0, maxOriginalHeader)
+	rc, err := s.blobs.Get(ctx, m.BlobKey, 0, maxOriginalHeader)
 	if err == nil {
 		orig, err = io.ReadAll(rc)
 		rc.Close()
 	}
 	if errors.Is(err, blob.ErrNotFound) {
-		q.log.Warn("the original of a bounce is gone; bouncing without its header", "queue_id", m.ID)
+		log.Warn("the original of a bounce is gone; bouncing without its header", "queue_id", m.ID)
 	} else if err != nil {
 		return err
 	}
 	to := m.MailFrom
 	msg, err := dsn.Build(dsn.Report{
-		ReportingMTA: q.helo, From: "MAILER-DAEMON@" + q.helo, To: to,
-		QueueID: fmt.Sprint(m.ID), ArrivalDate: m.CreatedAt, Recipients: rcpts,
+		ReportingMTA: s.helo, From: "MAILER-DAEMON@" + s.helo, To: to,
+		QueueID: queueRef(m), ArrivalDate: m.CreatedAt, Recipients: rcpts,
 	}, bytes.NewReader(orig), maxOriginalHeader)
 	if err != nil {
 		// A sender address a DSN cannot be written to (or such a
 		// recipient): retrying cannot help, so the bounce is dropped.
-		q.log.Warn("bounce dropped: no DSN can be built", "queue_id", m.ID, "to", to, "err", err)
+		log.Warn("bounce dropped: no DSN can be built", "queue_id", m.ID, "to", to, "err", err)
 		return nil
 	}
 	sp := &spool{max: int64(len(msg)) + 1, memLimit: int64(len(msg)) + 1}
@@ -384,36 +390,47 @@ func (q *queueRunner) bounce(ctx context.Context, m *store.QueuedMessage, rcpts 
 	if _, err := sp.Write(msg); err != nil {
 		return err
 	}
-	staged, err := q.svc.stage(ctx, sp, time.Time{})
+	staged, err := s.stage(ctx, sp, time.Time{})
 	if err != nil {
 		return err
 	}
 	if m.BounceAccount != "" {
-		res, err := q.svc.store.Deliver(ctx, staged, []store.Delivery{{Account: m.BounceAccount}})
+		res, err := s.store.Deliver(ctx, staged, []store.Delivery{{Account: m.BounceAccount}})
 		if err != nil {
-			q.svc.discardLost(staged, err)
+			s.discardLost(staged, err)
 			return err
 		}
 		if res[0].Status == mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK {
-			q.svc.metrics.deliveries.WithLabelValues(res[0].Status.String()).Inc()
+			s.metrics.deliveries.WithLabelValues(res[0].Status.String()).Inc()
 			return nil
 		}
 		// The account is gone (or has no INBOX): nobody to tell.
-		q.svc.discard(staged)
-		q.log.Warn("bounce dropped: the sender's account cannot take it", "queue_id", m.ID, "account", m.BounceAccount,
+		s.discard(staged)
+		log.Warn("bounce dropped: the sender's account cannot take it", "queue_id", m.ID, "account", m.BounceAccount,
 			"status", res[0].Status.String(), "detail", res[0].Detail)
 		return nil
 	}
-	_, id, err := q.svc.store.DeliverAndQueue(ctx, staged, nil, &store.QueueEntry{
-		Recipients: []string{to}, Lifetime: q.svc.cfg.QueueLifetime, TraceID: m.TraceID,
+	_, id, err := s.store.DeliverAndQueue(ctx, staged, nil, &store.QueueEntry{
+		Recipients: []string{to}, Lifetime: s.cfg.QueueLifetime, TraceID: m.TraceID,
 	})
 	if err != nil {
-		q.svc.discardLost(staged, err)
+		s.discardLost(staged, err)
 		return err
 	}
-	q.log.Info("bounce queued", "queue_id", m.ID, "bounce_queue_id", id, "to", to)
-	q.poke()
+	log.Info("bounce queued", "queue_id", m.ID, "bounce_queue_id", id, "to", to)
+	if s.queue != nil {
+		s.queue.poke()
+	}
 	return nil
+}
+
+// queueRef names a message in a bounce: its queue id, or for a local
+// delivery its trace id.
+func queueRef(m *store.QueuedMessage) string {
+	if m.ID != 0 {
+		return fmt.Sprint(m.ID)
+	}
+	return m.TraceID
 }
 
 // dkimKeys caches the signing keys from PostgreSQL, refreshed every minute,

@@ -652,3 +652,46 @@ func TestQueueDelayWarning(t *testing.T) {
 		t.Fatalf("alice has %d messages, want one warning", sel.Status.Messages)
 	}
 }
+
+// A message stored for some local recipients but not for another (here:
+// over quota) is acknowledged, so the sender learns of the failure by a
+// DSN: into the local sender's INBOX, or queued to a remote sender.
+func TestBounceLocalFailure(t *testing.T) {
+	o := newOutEnv(t)
+	cfg := o.config()
+	cfg.QueueWorkers = 0 // the queued bounce stays to be looked at
+	o.start(cfg)
+	st := o.store()
+	c := o.client(0)
+	full := &mailboxv1.Quota{Messages: 1}
+	mustDeliver(t, c, []byte("Subject: fill\r\n\r\nx\r\n"), "full")
+	deliverAs := func(from, bounce string) {
+		t.Helper()
+		s, err := c.Deliver(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Send(deliverHeader(&mailboxv1.DeliverHeader{MailFrom: from, BounceAccountId: bounce, TraceId: "T1", Recipients: []*mailboxv1.Recipient{
+			{AccountId: "bob", Address: "bob@example.test"}, {AccountId: "full", Address: "team@example.test", Quota: full}}}))
+		s.Send(deliverChunk([]byte("Subject: partial\r\n\r\nx\r\n")))
+		r, err := s.CloseAndRecv()
+		if err != nil || r.Results[0].Status != mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK ||
+			r.Results[1].Status != mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA {
+			t.Fatalf("deliver: %v %+v", err, r)
+		}
+	}
+	deliverAs("alice@example.test", "alice")
+	report, headers := dsnFields(t, inboxMessages(t, c, "alice", 1, 10*time.Second)[0])
+	if !strings.Contains(report, "Final-Recipient: rfc822; team@example.test") || !strings.Contains(report, "Status: 5.2.2") ||
+		strings.Contains(report, "bob@") || !strings.Contains(headers, "Subject: partial") {
+		t.Fatalf("report:\n%s\nheaders:\n%s", report, headers)
+	}
+	deliverAs("someone@far.test", "")
+	l, err := st.QueueList(ctxT(t), 10)
+	if err != nil || len(l) != 1 || l[0].MailFrom != "" {
+		t.Fatalf("queued bounce: %v %+v", err, l)
+	}
+	if d, _ := st.QueueShow(ctxT(t), l[0].ID); len(d.Waiting) != 1 || d.Waiting[0].Address != "someone@far.test" {
+		t.Fatalf("queued bounce: %+v", d)
+	}
+}

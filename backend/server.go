@@ -74,7 +74,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	opts = append(opts, grpc.ChainUnaryInterceptor(m.unary()), grpc.ChainStreamInterceptor(m.stream()))
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Server{cfg: cfg, log: log, cancel: cancel, health: health.NewServer(), metrics: m}
-	s.svc = &service{cfg: cfg, log: log, store: st, blobs: blobs, hub: newHub(), metrics: m,
+	helo, err := heloName(cfg)
+	if err != nil {
+		cancel()
+		st.Close()
+		return nil, err
+	}
+	s.svc = &service{cfg: cfg, log: log, store: st, blobs: blobs, hub: newHub(), metrics: m, helo: helo,
 		dkim: &dkimKeys{st: st, log: log.With("part", "dkim")}}
 	m.reg.MustRegister(newQueueSize(st))
 	if cfg.QueueWorkers > 0 {

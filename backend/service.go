@@ -29,6 +29,7 @@ type service struct {
 	metrics *metrics
 	queue   *queueRunner // nil when this backend does not deliver outbound mail
 	dkim    *dkimKeys
+	helo    string // the host name bounces come from
 }
 
 var _ mailboxv1.MailboxServer = (*service)(nil)

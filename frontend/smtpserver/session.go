@@ -381,7 +381,7 @@ func (ss *session) rcpt(to string) error {
 			tx.remote = append(tx.remote, t.remote)
 			continue
 		}
-		tx.rcpts = append(tx.rcpts, &mailboxv1.Recipient{AccountId: t.acc.ID,
+		tx.rcpts = append(tx.rcpts, &mailboxv1.Recipient{AccountId: t.acc.ID, Address: to,
 			Quota: &mailboxv1.Quota{StorageBytes: t.acc.Quota.StorageBytes, Messages: t.acc.Quota.Messages}})
 		tx.routes = append(tx.routes, t.acc.Backend)
 	}

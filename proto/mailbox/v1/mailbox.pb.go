@@ -3502,11 +3502,16 @@ func (x *AppendResponse) GetMailboxId() int64 {
 }
 
 type Recipient struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	MailboxName   string                 `protobuf:"bytes,2,opt,name=mailbox_name,json=mailboxName,proto3" json:"mailbox_name,omitempty"` // empty: INBOX
-	Quota         *Quota                 `protobuf:"bytes,3,opt,name=quota,proto3" json:"quota,omitempty"`
-	Flags         *Flags                 `protobuf:"bytes,4,opt,name=flags,proto3" json:"flags,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	AccountId   string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	MailboxName string                 `protobuf:"bytes,2,opt,name=mailbox_name,json=mailboxName,proto3" json:"mailbox_name,omitempty"` // empty: INBOX
+	Quota       *Quota                 `protobuf:"bytes,3,opt,name=quota,proto3" json:"quota,omitempty"`
+	Flags       *Flags                 `protobuf:"bytes,4,opt,name=flags,proto3" json:"flags,omitempty"`
+	// The address the sender gave (RCPT TO) that led to this account. When
+	// Deliver stores the message for others (or queues it) but not for this
+	// recipient, the sender gets a bounce naming it; empty: no bounce (the
+	// caller reports the failure itself, as APPEND does).
+	Address       string `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3567,6 +3572,13 @@ func (x *Recipient) GetFlags() *Flags {
 		return x.Flags
 	}
 	return nil
+}
+
+func (x *Recipient) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
 }
 
 type DeliverHeader struct {
@@ -4455,13 +4467,14 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\fuid_validity\x18\x01 \x01(\rR\vuidValidity\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\rR\x03uid\x12\x1d\n" +
 	"\n" +
-	"mailbox_id\x18\x03 \x01(\x03R\tmailboxId\"\xb7\x01\n" +
+	"mailbox_id\x18\x03 \x01(\x03R\tmailboxId\"\xd1\x01\n" +
 	"\tRecipient\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12!\n" +
 	"\fmailbox_name\x18\x02 \x01(\tR\vmailboxName\x123\n" +
 	"\x05quota\x18\x03 \x01(\v2\x1d.mailcluster.mailbox.v1.QuotaR\x05quota\x123\n" +
-	"\x05flags\x18\x04 \x01(\v2\x1d.mailcluster.mailbox.v1.FlagsR\x05flags\"\xa9\x02\n" +
+	"\x05flags\x18\x04 \x01(\v2\x1d.mailcluster.mailbox.v1.FlagsR\x05flags\x12\x18\n" +
+	"\aaddress\x18\x05 \x01(\tR\aaddress\"\xa9\x02\n" +
 	"\rDeliverHeader\x12A\n" +
 	"\n" +
 	"recipients\x18\x01 \x03(\v2!.mailcluster.mailbox.v1.RecipientR\n" +
