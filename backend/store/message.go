@@ -462,7 +462,10 @@ func fetchRows(ctx context.Context, q querier, account string, mailboxID int64, 
 		return 0, err
 	}
 	defer rows.Close()
-	batch := make([]FetchRow, 0, o.BatchSize)
+	// Grown as rows come: a batch of BatchSize (up to 5000 rows of about
+	// 200 bytes) allocated up front cost more than the query for small
+	// mailboxes.
+	batch := make([]FetchRow, 0, min(o.BatchSize, 64))
 	var (
 		uid, modseq int64
 		flags       int32
