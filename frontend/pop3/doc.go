@@ -70,13 +70,13 @@
 //
 // # Read-ahead
 //
-// A RETR also fetches the next Config.ReadAhead messages from the backend
-// (readahead.go), several in one GetBodies call, so that a client
-// downloading its new mail one RETR at a time does not wait for a backend
-// round trip per message, and the backend answers a batch with one stream
-// and one metadata query. The bytes sent are the same; memory is bounded
-// per message (1 MiB), per session (ReadAhead messages) and per server
-// (ReadAheadMemory).
+// A RETR of a message that is not read ahead yet fetches it and the ones
+// after it, Config.ReadAhead in all, from the backend (readahead.go),
+// several in one GetBodies call, so that a client downloading its new mail
+// one RETR at a time does not wait for a backend round trip per message,
+// and the backend answers a batch with one stream and one metadata query.
+// The bytes sent are the same; memory is bounded per message (1 MiB), per
+// session (ReadAhead messages) and per server (ReadAheadMemory).
 //
 // # Wiring (the frontend role)
 //

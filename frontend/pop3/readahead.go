@@ -12,9 +12,9 @@ import (
 )
 
 // Read-ahead: clients download new mail with RETR 1, RETR 2, … one at a
-// time, each waiting for the last. When a client sends RETR n, the session
-// also asks the backend for the messages after n, up to Config.ReadAhead of
-// them, in one GetBodies call (one stream and one metadata query on the
+// time, each waiting for the last. When a client sends RETR n and message n
+// is not on its way yet, the session asks the backend for it and the
+// messages after it, up to Config.ReadAhead of them, in one GetBodies call (one stream and one metadata query on the
 // backend for the whole batch, where a GetBody per message costs a call and
 // a query each), and keeps their bodies in memory until the client asks
 // for them or the session ends. The next batch starts once no more than
@@ -56,8 +56,9 @@ func (s *Server) reserve(n int64) bool {
 
 func (s *Server) release(n int64) { s.aheadUsed.Add(-n) }
 
-// readAhead starts reading the messages after index i, when no more than
-// half of the next ReadAhead are already on their way.
+// readAhead starts reading message index i (unless it was retrieved
+// before: a second RETR reads it directly) and the ones after it, when no
+// more than half of those ReadAhead messages are already on their way.
 func (s *session) readAhead(i int) {
 	window := s.srv.cfg.ReadAhead
 	if window <= 0 {
@@ -68,7 +69,7 @@ func (s *session) readAhead(i int) {
 	}
 	var want []int
 	n, have := 0, 0
-	for j := i + 1; j < len(s.msgs) && n < window; j++ {
+	for j := i; j < len(s.msgs) && n < window; j++ {
 		m := &s.msgs[j]
 		if m.deleted || m.retrieved {
 			continue

@@ -726,7 +726,7 @@ func TestMetrics(t *testing.T) {
 		"mailcluster_pop3_command_duration_seconds,command=RETR,result=ok":     2,
 		"mailcluster_pop3_command_duration_seconds,command=PASS,result=err":    1,
 		"mailcluster_pop3_command_duration_seconds,command=invalid,result=err": 1,
-		"mailcluster_pop3_read_ahead_total,result=hit":                         1,
+		"mailcluster_pop3_read_ahead_total,result=hit":                         2,
 		"mailcluster_pop3_expunged_messages_total":                             1,
 		"mailcluster_pop3_retrieved_bytes_total":                               float64(len(fuzzBodies[0]) + len(fuzzBodies[1]) + len("Subject: three\r\n\r\n")),
 		"mailcluster_pop3_sessions":                                            0,
