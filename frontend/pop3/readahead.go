@@ -160,7 +160,14 @@ func (s *session) fetchAhead(batch []*ahead) {
 				return
 			}
 			cur, total = batch[next], c.TotalSize
-			buf = make([]byte, 0, total)
+			if int64(len(c.Data)) == total {
+				// The whole body in one chunk (up to the backend's
+				// 64 KiB): keep it as received, without a copy.
+				buf = c.Data
+				c.Data = nil
+			} else {
+				buf = make([]byte, 0, total)
+			}
 		}
 		if cur == nil || int64(len(buf)+len(c.Data)) > total {
 			fail(errBadStream)
