@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"mailcluster/backend/dkim"
 	"mailcluster/backend/store"
@@ -76,7 +78,7 @@ func queueList(e *env, args []string) error {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tQUEUED\tSIZE\tSENDER\tWAITING\tNEXT ATTEMPT\tLAST ERROR")
 		for _, q := range list {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\t%s\n", q.ID, when(q.CreatedAt), q.Size, orText(q.MailFrom, "<>"),
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%d\t%s\t%s\n", q.ID, when(q.CreatedAt), q.Size, orText(clean(q.MailFrom), "<>"),
 				q.Recipients, when(q.NextAttempt), orText(oneLine(q.LastError, 80), "-"))
 		}
 		tw.Flush()
@@ -84,8 +86,19 @@ func queueList(e *env, args []string) error {
 	return nil
 }
 
+// clean makes text from the queue (addresses, remote servers' replies)
+// safe for a terminal: control characters, C1 included, become '?'.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return '?'
+		}
+		return r
+	}, s)
+}
+
 func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = clean(strings.Join(strings.Fields(s), " "))
 	if len(s) > n {
 		s = s[:n-3] + "..."
 	}
@@ -107,9 +120,9 @@ func queueShow(e *env, args []string) error {
 	}
 	e.print(d, func(w io.Writer) {
 		fmt.Fprintf(w, "queue id:   %d\n", d.ID)
-		fmt.Fprintf(w, "sender:     %s\n", orText(d.MailFrom, "<> (a bounce: never bounced itself)"))
+		fmt.Fprintf(w, "sender:     %s\n", orText(clean(d.MailFrom), "<> (a bounce: never bounced itself)"))
 		fmt.Fprintf(w, "submitter:  %s\n", orText(d.Submitter, "(arrived from outside)"))
-		fmt.Fprintf(w, "bounces to: %s\n", orText(d.Bounce, orText(d.MailFrom, "nobody")))
+		fmt.Fprintf(w, "bounces to: %s\n", orText(d.Bounce, orText(clean(d.MailFrom), "nobody")))
 		fmt.Fprintf(w, "size:       %d bytes\n", d.Size)
 		fmt.Fprintf(w, "queued:     %s\n", when(d.CreatedAt))
 		fmt.Fprintf(w, "expires:    %s (undelivered recipients bounce then)\n", when(d.ExpiresAt))
@@ -121,7 +134,7 @@ func queueShow(e *env, args []string) error {
 			if r.Leased {
 				state = "being delivered now"
 			}
-			fmt.Fprintf(w, "  %s\n    attempts: %d, last: %s, %s\n", r.Address, r.Attempts, whenPtr(r.LastAttempt), state)
+			fmt.Fprintf(w, "  %s\n    attempts: %d, last: %s, %s\n", clean(r.Address), r.Attempts, whenPtr(r.LastAttempt), state)
 			if r.LastError != "" {
 				fmt.Fprintf(w, "    last error: %s\n", oneLine(r.LastError, 1000))
 			}

@@ -37,6 +37,10 @@ import (
 // them again. That is the only way a recipient can receive a message twice;
 // at most once would lose mail instead.
 
+// maxRcptsPerTransaction is the most recipients sent in one SMTP
+// transaction.
+const maxRcptsPerTransaction = 100
+
 // maxOriginalHeader bounds the original header copied into a bounce.
 const maxOriginalHeader = 64 << 10
 
@@ -219,7 +223,15 @@ func (q *queueRunner) attempt(parent context.Context, c *store.Claim) {
 		return readCloser{io.MultiReader(bytes.NewReader(m.Prepend), rc), rc}, nil
 	}
 	start := time.Now()
-	results := q.transport.Send(ctx, c.Domain, outbound.Envelope{From: m.MailFrom, Recipients: rcpts, Size: m.Size + int64(len(m.Prepend))}, body)
+	// At most maxRcptsPerTransaction per transaction: RFC 5321 4.5.3.1.8
+	// obliges servers to take 100, not more.
+	var results []outbound.Result
+	for len(rcpts) > 0 {
+		n := min(len(rcpts), maxRcptsPerTransaction)
+		results = append(results, q.transport.Send(ctx, c.Domain,
+			outbound.Envelope{From: m.MailFrom, Recipients: rcpts[:n], Size: m.Size + int64(len(m.Prepend))}, body)...)
+		rcpts = rcpts[n:]
+	}
 	q.svc.metrics.queueAttempt.Observe(time.Since(start).Seconds())
 	// Whatever happened, the results are recorded while the lease holds,
 	// also when shutting down: a recipient the remote server accepted must

@@ -695,3 +695,29 @@ func TestBounceLocalFailure(t *testing.T) {
 		t.Fatalf("queued bounce: %+v", d)
 	}
 }
+
+// One domain's recipients go 100 to a transaction (RFC 5321 4.5.3.1.8).
+func TestQueueRecipientBatches(t *testing.T) {
+	o := newOutEnv(t)
+	sink := o.sink("127.0.0.2")
+	o.dns.Add(t, "far.test. MX 10 mx.far.test.", "mx.far.test. A 127.0.0.2")
+	st := o.store()
+	cfg := o.config()
+	cfg.QueueWorkers = 16 // claims of up to 160 recipients
+	o.start(cfg)
+	var rcpts []string
+	for i := 0; i < 150; i++ {
+		rcpts = append(rcpts, fmt.Sprintf("u%d@far.test", i))
+	}
+	submit(t, o.client(0), submission{from: "alice@example.test", bounce: "alice", remote: rcpts,
+		msg: queueMessage("alice@example.test", "many", "x\r\n")})
+	waitQueueEmpty(t, st, 20*time.Second)
+	total, largest := 0, 0
+	for _, m := range sink.Messages() {
+		total += len(m.Recipients)
+		largest = max(largest, len(m.Recipients))
+	}
+	if total != 150 || largest != 100 {
+		t.Fatalf("%d recipients delivered, at most %d in a transaction; want 150 and 100", total, largest)
+	}
+}
