@@ -139,7 +139,7 @@ func TestStoreFlags(t *testing.T) {
 		t.Fatalf("add: %v", r)
 	}
 	for _, m := range r.Messages {
-		if m.Flags.System != fSeen|fFlagged || fmt.Sprint(m.Flags.Keywords) != "[$Label1 Work]" || m.Modseq <= m0[m.Uid].Modseq {
+		if m.Flags.System != fSeen|fFlagged || fmt.Sprint(m.Flags.Keywords) != "[$Label1 Work]" || m.Modseq <= m0[m.Uid].Modseq || m.Modseq != r.Modseq {
 			t.Fatalf("add response %v (was modseq %d)", m, m0[m.Uid].Modseq)
 		}
 	}
@@ -158,7 +158,7 @@ func TestStoreFlags(t *testing.T) {
 	// A store that changes nothing keeps MODSEQs (message and mailbox)
 	// and still reports the current flags.
 	r = storeFlags(t, c, req(add, uidSet(1, 2), fSeen, "Work"))
-	if len(r.Messages) != 2 || r.Messages[0].Modseq != m1[1].Modseq || r.Messages[0].Flags.System != fSeen|fFlagged {
+	if len(r.Messages) != 2 || r.Messages[0].Modseq != m1[1].Modseq || r.Messages[0].Flags.System != fSeen|fFlagged || r.Modseq != 0 {
 		t.Fatalf("no-op add: %v", r)
 	}
 	storeFlags(t, c, req(remove, uidSet(3, 3), fDeleted, "Nothing"))

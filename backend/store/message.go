@@ -657,6 +657,7 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 		if changed == 0 {
 			return errNoChange
 		}
+		resp.Modseq = uint64(modseq)
 		// Keywords being removed do not join the mailbox's FLAGS list.
 		added := kw
 		if mode == mailboxv1.StoreMode_STORE_MODE_REMOVE {

@@ -18,7 +18,9 @@
 // allows (no EXPUNGE during FETCH, STORE or SEARCH by sequence number).
 // After its own STORE, EXPUNGE, MOVE, and APPEND or COPY into the selected
 // mailbox, a session syncs before the tagged OK, so its untagged responses
-// come first.
+// come first. After STORE and EXPUNGE that sync needs no backend call when
+// the state had seen every change before this one (the change's MODSEQ is
+// the next after the state's): the call's own result is applied.
 //
 // # Change notifications
 //

@@ -53,6 +53,8 @@ type mailboxState struct {
 	kickMu  sync.Mutex
 	running bool
 	dirty   bool
+	force   bool   // a kick without a MODSEQ: sync whatever the state has seen
+	want    uint64 // the highest MODSEQ kicked for
 }
 
 // acquire returns the shared state of a mailbox, creating it from sel when
@@ -141,19 +143,29 @@ func (mb *mailboxState) flagsLocked() []imap.Flag {
 
 // kickNewer kicks unless the state has already seen modseq (MODSEQs are
 // per account, so an event at or below the mailbox's own is old news: often
-// this frontend's own change, already synced before its tagged OK).
+// this frontend's own change, already applied before its tagged OK). The
+// check is made again when the sync is about to run, so an event that
+// overtook the applying of this frontend's own change costs no call.
 func (mb *mailboxState) kickNewer(modseq uint64) {
 	mb.mu.Lock()
 	seen := modseq != 0 && modseq <= mb.modseq
 	mb.mu.Unlock()
 	if !seen {
-		mb.kick()
+		mb.kickFor(modseq)
 	}
 }
 
 // kick asks for a sync soon; kicks while one runs coalesce into one more.
-func (mb *mailboxState) kick() {
+func (mb *mailboxState) kick() { mb.kickFor(0) }
+
+// kickFor asks for a sync that brings the state to at least modseq (0:
+// a sync in any case).
+func (mb *mailboxState) kickFor(modseq uint64) {
 	mb.kickMu.Lock()
+	if modseq == 0 {
+		mb.force = true
+	}
+	mb.want = max(mb.want, modseq)
 	if mb.running {
 		mb.dirty = true
 		mb.kickMu.Unlock()
@@ -163,8 +175,15 @@ func (mb *mailboxState) kick() {
 	mb.kickMu.Unlock()
 	go func() {
 		for {
+			mb.kickMu.Lock()
+			force, want := mb.force, mb.want
+			mb.force, mb.want = false, 0
+			mb.kickMu.Unlock()
 			ctx, cancel := context.WithTimeout(mb.srv.ctx, mb.srv.cfg.RPCTimeout)
-			err := mb.sync(ctx, nil, nil)
+			var err error
+			if force || !mb.seenAfterSync(want) {
+				err = mb.sync(ctx, nil, nil)
+			}
 			if err != nil {
 				mb.srv.metrics.resyncs.WithLabelValues("failed").Inc()
 			}
@@ -186,6 +205,16 @@ func (mb *mailboxState) kick() {
 			mb.kickMu.Unlock()
 		}
 	}()
+}
+
+// seenAfterSync reports whether the state has seen modseq once the sync
+// or applyOwn in progress, if any, is done.
+func (mb *mailboxState) seenAfterSync(modseq uint64) bool {
+	mb.syncMu.Lock()
+	defer mb.syncMu.Unlock()
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return modseq <= mb.modseq
 }
 
 // client routes the mailbox's account and returns a context carrying the
@@ -256,6 +285,33 @@ func (mb *mailboxState) sync(ctx context.Context, source *imapserver.SessionTrac
 		return mb.fullSync(ctx, c, cctx, since, nil)
 	}
 	return nil
+}
+
+// applyOwn brings the state up to date after a change this frontend made
+// itself (STORE, EXPUNGE) at modseq, without a Changes call when it can:
+// MODSEQs are given out per account in commit order, so when the state has
+// seen modseq-1 the change is the only one it has not seen, and its result
+// (the changed messages with their new flags, the expunged UIDs) is all
+// there is to apply. Otherwise (another change came in between, possibly in
+// another mailbox of the account) it syncs. modseq 0: nothing changed.
+func (mb *mailboxState) applyOwn(ctx context.Context, modseq uint64, vanished []uint32, changed []*mailboxv1.MessageMeta, source *imapserver.SessionTracker, quiet []uint32) error {
+	mb.syncMu.Lock()
+	mb.mu.Lock()
+	cur := mb.modseq
+	mb.mu.Unlock()
+	if modseq == 0 || modseq <= cur {
+		// Nothing changed, or a sync has already applied the change.
+		mb.syncMu.Unlock()
+		return nil
+	}
+	if modseq-1 <= cur {
+		mb.srv.metrics.resyncs.WithLabelValues("own").Inc()
+		mb.apply(uidSetOf(vanished), changed, modseq, source, quiet)
+		mb.syncMu.Unlock()
+		return nil
+	}
+	mb.syncMu.Unlock()
+	return mb.sync(ctx, source, quiet)
 }
 
 // fullSync compares the UID list with the backend's (Fetch of 1:*, flags

@@ -197,7 +197,13 @@ func (ss *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *i
 		}
 	}
 	slices.Sort(quiet)
-	ss.syncSelected(quiet, sel.st)
+	var changed []*mailboxv1.MessageMeta
+	for _, m := range resp.Messages {
+		if m.Modseq == resp.Modseq {
+			changed = append(changed, m)
+		}
+	}
+	ss.applyOwn(resp.Modseq, nil, changed, quiet, sel.st)
 	return nil
 }
 
@@ -219,13 +225,13 @@ func (ss *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) (err 
 		}
 		req.Uids = uidSetOf(uidsOf(targets))
 	}
-	_, err = call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.ExpungeResponse, error) {
+	resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.ExpungeResponse, error) {
 		return c.Expunge(ctx, req)
 	})
 	if err != nil {
 		return ss.fail("expunge", err, nil)
 	}
-	ss.syncSelected(nil, nil)
+	ss.applyOwn(resp.Modseq, resp.Expunged, nil, nil, nil)
 	return nil
 }
 

@@ -617,6 +617,22 @@ func (ss *session) syncSelected(quiet []uint32, source *imapserver.SessionTracke
 	}
 }
 
+// applyOwn is syncSelected after this session's own STORE or EXPUNGE,
+// given its result: it needs no Changes call when nothing else changed the
+// mailbox meanwhile (mailboxState.applyOwn).
+func (ss *session) applyOwn(modseq uint64, vanished []uint32, changed []*mailboxv1.MessageMeta, quiet []uint32, source *imapserver.SessionTracker) {
+	sel := ss.sel.Load()
+	if sel == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.RPCTimeout)
+	defer cancel()
+	if err := sel.mb.applyOwn(ctx, modseq, vanished, changed, source, quiet); err != nil {
+		ss.log.Debug("imap: resync after command failed", "err", err)
+		sel.mb.kick()
+	}
+}
+
 // Poll writes pending updates. While the Watch stream is down the mailbox
 // is resynchronised first, so that NOOP still finds changes.
 func (ss *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {

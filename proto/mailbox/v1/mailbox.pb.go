@@ -2636,7 +2636,10 @@ type StoreFlagsResponse struct {
 	// modseq.
 	Messages []*MessageMeta `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// UIDs not stored because their modseq was above unchanged_since.
-	Modified      *UIDSet `protobuf:"bytes,2,opt,name=modified,proto3" json:"modified,omitempty"`
+	Modified *UIDSet `protobuf:"bytes,2,opt,name=modified,proto3" json:"modified,omitempty"`
+	// The MODSEQ of this store (the messages it changed carry it); 0 when it
+	// changed nothing.
+	Modseq        uint64 `protobuf:"varint,3,opt,name=modseq,proto3" json:"modseq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2683,6 +2686,13 @@ func (x *StoreFlagsResponse) GetModified() *UIDSet {
 		return x.Modified
 	}
 	return nil
+}
+
+func (x *StoreFlagsResponse) GetModseq() uint64 {
+	if x != nil {
+		return x.Modseq
+	}
+	return 0
 }
 
 type CopyRequest struct {
@@ -4370,10 +4380,11 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\x04uids\x18\x03 \x01(\v2\x1e.mailcluster.mailbox.v1.UIDSetR\x04uids\x125\n" +
 	"\x04mode\x18\x04 \x01(\x0e2!.mailcluster.mailbox.v1.StoreModeR\x04mode\x123\n" +
 	"\x05flags\x18\x05 \x01(\v2\x1d.mailcluster.mailbox.v1.FlagsR\x05flags\x12'\n" +
-	"\x0funchanged_since\x18\x06 \x01(\x04R\x0eunchangedSince\"\x91\x01\n" +
+	"\x0funchanged_since\x18\x06 \x01(\x04R\x0eunchangedSince\"\xa9\x01\n" +
 	"\x12StoreFlagsResponse\x12?\n" +
 	"\bmessages\x18\x01 \x03(\v2#.mailcluster.mailbox.v1.MessageMetaR\bmessages\x12:\n" +
-	"\bmodified\x18\x02 \x01(\v2\x1e.mailcluster.mailbox.v1.UIDSetR\bmodified\"\xd1\x01\n" +
+	"\bmodified\x18\x02 \x01(\v2\x1e.mailcluster.mailbox.v1.UIDSetR\bmodified\x12\x16\n" +
+	"\x06modseq\x18\x03 \x01(\x04R\x06modseq\"\xd1\x01\n" +
 	"\vCopyRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
