@@ -1,6 +1,9 @@
 package directory
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"net/netip"
 	"strings"
 	"sync"
@@ -141,4 +144,97 @@ func (t *throttle) success(login string, ip netip.Addr) {
 	t.mu.Lock()
 	delete(t.m, pair)
 	t.mu.Unlock()
+}
+
+// credCache remembers logins that LDAP accepted, for AuthCacheTTL from the
+// bind that verified them, so that a client that logs in again (mail
+// clients open several connections, POP3 clients poll) costs no search and
+// bind. The password is not kept: an entry holds an HMAC-SHA256, under a
+// key drawn at random when the Directory is made, of the login and
+// password. Logins compare case-insensitively, as LDAP matches them. A
+// failed login (wrong password, disabled, no such login) drops every entry
+// of its login; disabled accounts are never entered. At most max logins are
+// held; when full, an arbitrary tenth is dropped.
+type credCache struct {
+	key []byte
+	mu  sync.Mutex
+	m   map[string][]credEntry // by lower-case login
+	max int
+}
+
+type credEntry struct {
+	sum      [sha256.Size]byte
+	acc      AccountInfo
+	verified time.Time
+}
+
+// maxCredsPerLogin bounds the passwords remembered for one login (a
+// password change leaves the old one until it expires).
+const maxCredsPerLogin = 4
+
+func newCredCache(max int) *credCache {
+	key := make([]byte, 32)
+	rand.Read(key)
+	return &credCache{key: key, m: map[string][]credEntry{}, max: max}
+}
+
+func (c *credCache) sum(login, password string) [sha256.Size]byte {
+	h := hmac.New(sha256.New, c.key)
+	h.Write([]byte(login))
+	h.Write([]byte{0})
+	h.Write([]byte(password))
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// get returns the account of a login and password verified after since.
+func (c *credCache) get(login, password string, since time.Time) (AccountInfo, bool) {
+	login = strings.ToLower(login)
+	sum := c.sum(login, password)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.m[login] {
+		if hmac.Equal(e.sum[:], sum[:]) && e.verified.After(since) {
+			return e.acc, true
+		}
+	}
+	return AccountInfo{}, false
+}
+
+// put remembers a login and password that LDAP accepted at now.
+func (c *credCache) put(login, password string, acc AccountInfo, now time.Time) {
+	login = strings.ToLower(login)
+	sum := c.sum(login, password)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	es, ok := c.m[login]
+	if !ok && len(c.m) >= c.max {
+		drop := max(c.max/10, 1)
+		for k := range c.m {
+			if drop == 0 {
+				break
+			}
+			delete(c.m, k)
+			drop--
+		}
+	}
+	kept := es[:0]
+	for _, e := range es {
+		if !hmac.Equal(e.sum[:], sum[:]) {
+			kept = append(kept, e)
+		}
+	}
+	if len(kept) >= maxCredsPerLogin {
+		kept = append(kept[:0], kept[1:]...)
+	}
+	c.m[login] = append(kept, credEntry{sum: sum, acc: acc, verified: now})
+}
+
+// forget drops every entry of a login.
+func (c *credCache) forget(login string) {
+	login = strings.ToLower(login)
+	c.mu.Lock()
+	delete(c.m, login)
+	c.mu.Unlock()
 }

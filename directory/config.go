@@ -78,6 +78,7 @@ type Config struct {
 	AuthDelayMax  time.Duration `name:"auth-delay-max" help:"maximum delay before answering a login attempt"`
 	AuthFailFree  int           `name:"auth-fail-free" help:"failed logins from one client IP before its attempts are delayed at all (per login and IP failures delay from the first)"`
 	AuthFailTTL   time.Duration `name:"auth-fail-ttl" help:"failures older than this are forgotten"`
+	AuthCacheTTL  time.Duration `name:"auth-cache-ttl" help:"how long a login and password that LDAP accepted are accepted again without asking LDAP (kept as a keyed hash; a failed login for that login drops it; at most 10m, 0: off)"`
 }
 
 // DefaultConfig returns the defaults: OpenLDAP preset, local slapd.
@@ -102,6 +103,7 @@ func DefaultConfig() Config {
 		AuthDelayMax:        15 * time.Second,
 		AuthFailFree:        5,
 		AuthFailTTL:         15 * time.Minute,
+		AuthCacheTTL:        time.Minute,
 	}
 }
 
@@ -217,6 +219,9 @@ func (c *Config) Validate() error {
 		if d < 0 {
 			bad("%s: must not be negative, got %s", name, d)
 		}
+	}
+	if c.AuthCacheTTL < 0 || c.AuthCacheTTL > 10*time.Minute {
+		bad("auth-cache-ttl: must be between 0 and 10m, got %s", c.AuthCacheTTL)
 	}
 	if c.AuthDelayMax < c.AuthDelayBase {
 		bad("auth-delay-max: %s is below auth-delay-base %s", c.AuthDelayMax, c.AuthDelayBase)

@@ -165,6 +165,7 @@ type Directory struct {
 	lookup   *pool // bound as BindDN
 	auth     *pool // bound as the users who log in
 	cache    *cache
+	creds    *credCache
 	flight   flight
 	throttle *throttle
 	attrs    []string
@@ -194,6 +195,7 @@ func New(cfg Config, log *slog.Logger, opts ...Option) (*Directory, error) {
 		return nil, err
 	}
 	d.cache = newCache(cfg.CacheSize)
+	d.creds = newCredCache(cfg.CacheSize)
 	d.throttle = newThrottle(&d.cfg, o.now)
 	d.attrs = entryAttrs(&d.cfg)
 	return d, nil
@@ -625,6 +627,13 @@ func (f *flight) do(key string, fn func() (Result, error)) (Result, error) {
 // same login from another address is not delayed by the first address's
 // failures. A successful login clears its (login, IP) record.
 //
+// A login and password that LDAP accepted are accepted again without
+// asking LDAP for auth-cache-ttl after that bind (0: never), also while
+// LDAP is down, with the account as it was then: a password changed or an
+// account disabled in LDAP takes effect after at most that long. Only a
+// keyed hash of the login and password is kept, and a failed login drops
+// its login's entries (see credCache).
+//
 // Errors: ErrBadCredentials, ErrDisabled (only after a correct password;
 // the account is returned with it, for logging), ErrTemporary, or ctx's
 // error while delayed.
@@ -652,6 +661,12 @@ func (d *Directory) authenticate(ctx context.Context, login, password string, cl
 		d.throttle.fail(key, clientIP)
 		return AccountInfo{}, ErrBadCredentials
 	}
+	if ttl := d.cfg.AuthCacheTTL; ttl > 0 {
+		if acc, ok := d.creds.get(key, password, d.opt.now().Add(-ttl)); ok {
+			d.throttle.success(key, clientIP)
+			return acc, nil
+		}
+	}
 	entries, err := d.search(ctx, d.cfg.LoginFilter, key, 0)
 	if err != nil {
 		return AccountInfo{}, err
@@ -661,12 +676,14 @@ func (d *Directory) authenticate(ctx context.Context, login, password string, cl
 			d.log.Error("auth: login matches several entries", "login", key, "dn1", entries[0].DN, "dn2", entries[1].DN)
 		}
 		d.throttle.fail(key, clientIP)
+		d.creds.forget(key)
 		return AccountInfo{}, ErrBadCredentials
 	}
 	e := entries[0]
 	err = d.auth.do(ctx, func(c *ldap.Conn) error { return c.Bind(e.DN, password) })
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
 		d.throttle.fail(key, clientIP)
+		d.creds.forget(key)
 		return AccountInfo{}, ErrBadCredentials
 	}
 	if err != nil {
@@ -675,7 +692,11 @@ func (d *Directory) authenticate(ctx context.Context, login, password string, cl
 	acc := d.account(e)
 	d.throttle.success(key, clientIP)
 	if !acc.Enabled {
+		d.creds.forget(key)
 		return acc, ErrDisabled
+	}
+	if d.cfg.AuthCacheTTL > 0 {
+		d.creds.put(key, password, acc, d.opt.now())
 	}
 	return acc, nil
 }
