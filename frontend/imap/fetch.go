@@ -8,6 +8,8 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
@@ -38,7 +40,8 @@ var errBroken = errors.New("imap: body stream broke inside a literal")
 // Fetch streams metadata from the backend in batches and writes each
 // message as it arrives; bodies are streamed chunk by chunk from GetBody.
 // Metadata (flags, dates, sizes, ENVELOPE, BODYSTRUCTURE, top-level header
-// fields) never reads S3.
+// fields) never reads S3. A FETCH of one body section alone (BODY.PEEK[])
+// skips the metadata call (fetchBodies).
 func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) (err error) {
 	defer ss.track("fetch", &err)()
 	sel := ss.sel.Load()
@@ -50,6 +53,9 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 	targets := ss.resolve(numSet)
 	if len(targets) == 0 {
 		return nil
+	}
+	if bodyOnly(options, sel.readOnly) {
+		return ss.fetchBodies(w, targets, options)
 	}
 	req := &mailboxv1.FetchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Envelope: options.Envelope,
 		BodyStructure: options.BodyStructure != nil, InternalDate: options.InternalDate || options.RFC822Size,
@@ -281,39 +287,138 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 		ss.srv.unreachable(c, err)
 		return nil, ss.fail("fetch body", err, nil)
 	}
-	wc := rw.WriteBodySection(s, first.TotalSize)
-	n := int64(0)
-	chunk := first
-	for {
-		if len(chunk.Data) > 0 {
-			if n+int64(len(chunk.Data)) > first.TotalSize {
-				return nil, errBroken
-			}
-			if _, err := wc.Write(chunk.Data); err != nil {
-				return nil, err
-			}
-			n += int64(len(chunk.Data))
-		}
-		chunk, err = stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			ss.log.Warn("imap: body stream failed inside a literal", "uid", m.Uid, "err", err)
-			return nil, errBroken
-		}
-	}
-	ss.srv.metrics.bodyBytes.Add(float64(n))
-	if n != first.TotalSize {
-		return nil, errBroken
-	}
-	if err := wc.Close(); err != nil {
+	if err := ss.copyBody(rw.WriteBodySection(s, first.TotalSize), stream, first, m.Uid); err != nil {
 		return nil, err
 	}
 	if first.Flags != nil {
 		return first, nil
 	}
 	return nil, nil
+}
+
+// copyBody writes a GetBody stream, whose first chunk has been received,
+// into the literal wc of first.TotalSize octets. A stream that breaks or
+// does not match that size is errBroken.
+func (ss *session) copyBody(wc io.WriteCloser, stream mailboxv1.Mailbox_GetBodyClient, first *mailboxv1.BodyChunk, uid uint32) error {
+	n := int64(0)
+	chunk := first
+	for {
+		if len(chunk.Data) > 0 {
+			if n+int64(len(chunk.Data)) > first.TotalSize {
+				return errBroken
+			}
+			if _, err := wc.Write(chunk.Data); err != nil {
+				return err
+			}
+			n += int64(len(chunk.Data))
+		}
+		var err error
+		chunk, err = stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			ss.log.Warn("imap: body stream failed inside a literal", "uid", uid, "err", err)
+			return errBroken
+		}
+	}
+	ss.srv.metrics.bodyBytes.Add(float64(n))
+	if n != first.TotalSize {
+		return errBroken
+	}
+	return wc.Close()
+}
+
+// bodyOnly reports whether a FETCH asks for one body section that sets no
+// flag and for nothing from the metadata (UID aside), like BODY.PEEK[]:
+// then GetBody alone answers it, with no Fetch call first.
+func bodyOnly(o *imap.FetchOptions, readOnly bool) bool {
+	if len(o.BodySection) != 1 || o.Flags || o.Envelope || o.BodyStructure != nil || o.InternalDate || o.RFC822Size ||
+		o.ModSeq || o.ChangedSince != 0 || len(o.BinarySection)+len(o.BinarySectionSize) > 0 {
+		return false
+	}
+	s := o.BodySection[0]
+	return (s.Peek || readOnly) && s.Specifier != imap.PartSpecifierHeader && len(s.HeaderFields)+len(s.HeaderFieldsNot) == 0 &&
+		(s.Partial == nil || s.Partial.Size != 0)
+}
+
+// fetchBodies answers a bodyOnly FETCH with one GetBody per message. A
+// message GetBody does not find (expunged meanwhile, or no such part) goes
+// the general way, through Fetch, which tells the two apart.
+func (ss *session) fetchBodies(w *imapserver.FetchWriter, targets []target, options *imap.FetchOptions) error {
+	s := options.BodySection[0]
+	req := &mailboxv1.GetBodyRequest{AccountId: ss.acct.ID, MailboxId: ss.sel.Load().mb.key.id}
+	for _, p := range s.Part {
+		req.Part = append(req.Part, uint32(p))
+	}
+	switch s.Specifier {
+	case imap.PartSpecifierText:
+		req.Section = mailboxv1.BodySection_BODY_SECTION_TEXT
+	case imap.PartSpecifierMIME:
+		req.Section = mailboxv1.BodySection_BODY_SECTION_MIME
+	}
+	if p := s.Partial; p != nil {
+		req.Offset, req.Length = p.Offset, p.Size
+	}
+	var failed error
+	for _, t := range targets {
+		req.Uid = t.uid
+		found, err := ss.fetchBody(w, t, req, s, options.UID)
+		if err == nil && !found {
+			err = ss.fetchChunk(w, &mailboxv1.FetchRequest{AccountId: req.AccountId, MailboxId: req.MailboxId,
+				Uids: uidSetOf([]uint32{t.uid})}, []target{t}, options)
+		}
+		if err != nil {
+			// As in Fetch: a broken literal ends the connection, a
+			// refused message the command (after the others).
+			if errors.Is(err, errBroken) || ss.ctx.Err() != nil {
+				ss.conn.NetConn().Close()
+				return err
+			}
+			var ie *imap.Error
+			if !errors.As(err, &ie) {
+				return err
+			}
+			failed = err
+		}
+	}
+	return failed
+}
+
+// fetchBody writes one message's FETCH response from GetBody; a temporary
+// failure before anything is written is tried once more (on another
+// backend). found is false when GetBody answered NotFound.
+func (ss *session) fetchBody(w *imapserver.FetchWriter, t target, req *mailboxv1.GetBodyRequest, s *imap.FetchItemBodySection, uid bool) (found bool, _ error) {
+	for attempt := 0; ; attempt++ {
+		c, ctx, cancel, err := ss.rpc(true)
+		if err != nil {
+			return false, ss.fail("fetch body", err, nil)
+		}
+		defer cancel()
+		stream, err := c.GetBody(ctx, req)
+		var first *mailboxv1.BodyChunk
+		if err == nil {
+			first, err = stream.Recv()
+		}
+		if status.Code(err) == codes.NotFound {
+			return false, nil
+		}
+		if err != nil {
+			ss.srv.unreachable(c, err)
+			if attempt > 0 || !temporary(err) || ss.ctx.Err() != nil {
+				return false, ss.fail("fetch body", err, nil)
+			}
+			continue
+		}
+		rw := w.CreateMessage(t.seq)
+		if uid {
+			rw.WriteUID(imap.UID(t.uid))
+		}
+		if err := ss.copyBody(rw.WriteBodySection(s, first.TotalSize), stream, first, t.uid); err != nil {
+			return true, err
+		}
+		return true, rw.Close()
+	}
 }
 
 // readSection reads a (small) header section whole, setting \Seen if
