@@ -2,8 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,27 +16,24 @@ import (
 // the matching UIDs in ascending order with the highest MODSEQ among them.
 // The tree is validated first: depth and size are limited, and every node
 // must be well formed.
-func (s *Store) Search(ctx context.Context, account string, mailboxID int64, key *mailboxv1.SearchKey) ([]uint32, uint64, error) {
+func (s *Store) Search(ctx context.Context, account string, mailboxID int64, key *mailboxv1.SearchKey) (_ []uint32, _ uint64, err error) {
 	if key == nil {
 		key = &mailboxv1.SearchKey{Op: mailboxv1.SearchKey_OP_ALL}
 	}
 	nodes := 0
-	if err := s.checkSearch(key, 1, &nodes); err != nil {
+	if err = s.checkSearch(key, 1, &nodes); err != nil {
 		return nil, 0, err
 	}
 	var uids []uint32
 	var highest uint64
-	err := s.readTx(ctx, func(tx pgx.Tx) error {
+	run := func(q querier, tx pgx.Tx) error {
 		uids, highest = nil, 0
-		if _, err := mailboxByID(ctx, tx, account, mailboxID, false); err != nil {
-			return err
-		}
 		b := &sqlBuilder{args: []any{account, mailboxID}}
 		where, err := b.key(ctx, s, tx, account, mailboxID, key)
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, "SELECT m.uid, m.modseq FROM messages m WHERE m.account_id=$1 AND m.mailbox_id=$2 AND ("+
+		rows, err := q.Query(ctx, "SELECT m.uid, m.modseq FROM messages m WHERE m.account_id=$1 AND m.mailbox_id=$2 AND ("+
 			where+") ORDER BY m.uid", b.args...)
 		if err != nil {
 			return err
@@ -48,8 +47,49 @@ func (s *Store) Search(ctx context.Context, account string, mailboxID int64, key
 			return nil
 		})
 		return err
+	}
+	if !hasStar(key) {
+		// One statement, no transaction: only an empty result needs the
+		// mailbox looked up, to tell an unknown mailbox from no match.
+		if s.cfg.Observe != nil {
+			start := time.Now()
+			defer func() { s.cfg.Observe("Search", time.Since(start), err) }()
+		}
+		err = run(s.pool, nil)
+		if err != nil || len(uids) > 0 {
+			return uids, highest, classify(err)
+		}
+		var one int
+		err = s.pool.QueryRow(ctx, "SELECT 1 FROM mailboxes WHERE account_id=$1 AND mailbox_id=$2", account, mailboxID).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = ErrNotFound
+		}
+		return uids, highest, classify(err)
+	}
+	// "*" in a UID set is the highest UID: read with the rows in one
+	// snapshot.
+	err = s.readTx(ctx, func(tx pgx.Tx) error {
+		if _, err := mailboxByID(ctx, tx, account, mailboxID, false); err != nil {
+			return err
+		}
+		return run(tx, tx)
 	})
 	return uids, highest, err
+}
+
+// hasStar reports whether a UID set in the tree has "*" (end 0).
+func hasStar(k *mailboxv1.SearchKey) bool {
+	for _, r := range k.GetUids().GetRanges() {
+		if r.GetEnd() == 0 {
+			return true
+		}
+	}
+	for _, c := range k.Children {
+		if hasStar(c) {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) checkSearch(k *mailboxv1.SearchKey, depth int, nodes *int) error {
