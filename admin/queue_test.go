@@ -127,7 +127,7 @@ func TestAdminQueue(t *testing.T) {
 	if _, err := q.st.RecordAttempt(ctx, &claims[0], []store.Outcome{
 		{Recipient: "bob@far.test", Next: time.Now().Add(time.Hour), Error: "451 4.3.2 greylisted (from mx.far.test)"},
 		{Recipient: "carol@far.test", Done: true},
-	}, false); err != nil {
+	}); err != nil {
 		t.Fatal(err)
 	}
 	out := q.ok("queue", "list")

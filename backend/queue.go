@@ -295,18 +295,13 @@ func (q *queueRunner) attempt(parent context.Context, c *store.Claim) {
 			}
 		}
 	}
-	warned := false
 	if len(delayed) > 0 && q.svc.cfg.QueueDelayWarning > 0 && !m.Warned && now.Sub(m.CreatedAt) >= q.svc.cfg.QueueDelayWarning {
-		if err := q.svc.bounce(post, m, delayed); err != nil {
-			log.Warn("storing a delay warning failed", "err", err)
-		} else {
-			warned = true
-		}
+		q.warnDelay(post, log, m, delayed)
 	}
 	// Recording is retried while the lease lasts: a lost record means the
 	// recipients are sent again.
 	for wait := 100 * time.Millisecond; ; wait *= 2 {
-		finished, err := q.svc.store.RecordAttempt(post, c, outcomes, warned)
+		finished, err := q.svc.store.RecordAttempt(post, c, outcomes)
 		switch {
 		case err == nil:
 			if finished {
@@ -323,6 +318,38 @@ func (q *queueRunner) attempt(parent context.Context, c *store.Claim) {
 		}
 		log.Warn("recording delivery results failed; retrying", "err", err)
 		time.Sleep(wait)
+	}
+}
+
+// warnDelay sends the sender one delay warning for the whole message (the
+// first worker to ask takes it), naming every recipient still waiting:
+// this attempt's with their fresh errors, the others' with their last.
+func (q *queueRunner) warnDelay(ctx context.Context, log *slog.Logger, m *store.QueuedMessage, delayed []dsn.Recipient) {
+	waiting, ok, err := q.svc.store.TakeDelayWarning(ctx, m.ID)
+	if err != nil || !ok {
+		if err != nil {
+			log.Warn("taking the delay warning", "err", err)
+		}
+		return
+	}
+	fresh := map[string]dsn.Recipient{}
+	for _, d := range delayed {
+		fresh[d.Address] = d
+	}
+	var rcpts []dsn.Recipient
+	for _, w := range waiting {
+		if d, ok := fresh[w.Address]; ok {
+			rcpts = append(rcpts, d)
+			continue
+		}
+		rcpts = append(rcpts, dsn.Recipient{Address: w.Address, Action: dsn.ActionDelayed, Status: "4.0.0",
+			Diagnostic: orDefault(w.LastError, "not delivered yet"), WillRetryUntil: m.ExpiresAt})
+	}
+	if len(rcpts) == 0 {
+		return
+	}
+	if err := q.svc.bounce(ctx, m, rcpts); err != nil {
+		log.Warn("storing a delay warning failed; none is sent", "err", err)
 	}
 }
 

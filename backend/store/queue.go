@@ -204,6 +204,32 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration, to
 	return claims, err
 }
 
+// TakeDelayWarning marks that the sender of queue entry id is told of the
+// delay, once per entry whichever worker asks first, and returns every
+// recipient still waiting (with its last error) for the warning; ok is
+// false when the warning was taken before.
+func (s *Store) TakeDelayWarning(ctx context.Context, id int64) (waiting []QueueRecipient, ok bool, err error) {
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		waiting, ok = nil, false
+		tag, err := tx.Exec(ctx, "UPDATE queue_messages SET warned = true WHERE queue_id = $1 AND NOT warned", id)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		ok = true
+		rows, err := tx.Query(ctx, "SELECT recipient, last_error FROM queue_recipients WHERE queue_id = $1 ORDER BY recipient", id)
+		if err != nil {
+			return err
+		}
+		var r QueueRecipient
+		_, err = pgx.ForEachRow(rows, []any{&r.Address, &r.LastError}, func() error {
+			waiting = append(waiting, r)
+			return nil
+		})
+		return err
+	})
+	return waiting, ok, classify(err)
+}
+
 // ReleaseClaim hands a claim's recipients back to the queue, due now,
 // without counting an attempt.
 func (s *Store) ReleaseClaim(ctx context.Context, c *Claim) error {
@@ -231,7 +257,7 @@ type Outcome struct {
 // round trip). Outcomes for recipients whose lease was taken over by
 // another worker (this one was too slow) are ignored. When the last
 // recipient is gone the queue entry is deleted and its body becomes an
-// orphan for the sweeper. warned marks that a delay warning was sent. It
+// orphan for the sweeper. It
 // reports whether the queue entry is finished, and ErrNoQueueEntry if an
 // admin deleted it meanwhile.
 //
@@ -239,7 +265,7 @@ type Outcome struct {
 // in a PostgreSQL crash makes its recipients due again when the lease ends,
 // which sends them twice, the case that at-least-once delivery already
 // allows for a worker that dies; it never loses one.
-func (s *Store) RecordAttempt(ctx context.Context, c *Claim, outcomes []Outcome, warned bool) (finished bool, err error) {
+func (s *Store) RecordAttempt(ctx context.Context, c *Claim, outcomes []Outcome) (finished bool, err error) {
 	done, retry, errText := []string{}, []string{}, []string{}
 	next := []time.Time{}
 	for _, o := range outcomes {
@@ -253,8 +279,8 @@ func (s *Store) RecordAttempt(ctx context.Context, c *Claim, outcomes []Outcome,
 	}
 	start := time.Now()
 	var r int
-	err = s.async.QueryRow(ctx, "SELECT mc_queue_record($1, $2, $3, $4, $5, $6, $7)",
-		c.Message.ID, c.Lease, done, retry, next, errText, warned).Scan(&r)
+	err = s.async.QueryRow(ctx, "SELECT mc_queue_record($1, $2, $3, $4, $5, $6)",
+		c.Message.ID, c.Lease, done, retry, next, errText).Scan(&r)
 	err = classify(err)
 	if s.cfg.Observe != nil {
 		s.cfg.Observe("RecordAttempt", time.Since(start), err)

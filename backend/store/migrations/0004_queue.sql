@@ -57,7 +57,7 @@ CREATE TABLE dkim_keys (
 -- orphan for the sweeper. Returns -1 if the entry no longer exists, 1 if it
 -- is finished, else 0.
 CREATE FUNCTION mc_queue_record(p_queue_id bigint, p_lease bigint, p_done text[],
-    p_retry text[], p_next timestamptz[], p_errors text[], p_warned boolean)
+    p_retry text[], p_next timestamptz[], p_errors text[])
 RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -74,9 +74,6 @@ BEGIN
         UPDATE queue_recipients q SET next_attempt = t.nxt, last_error = t.err, lease = 0
             FROM unnest(p_retry, p_next, p_errors) AS t(rcpt, nxt, err)
             WHERE q.queue_id = p_queue_id AND q.lease = p_lease AND q.recipient = t.rcpt;
-    END IF;
-    IF p_warned THEN
-        UPDATE queue_messages SET warned = true WHERE queue_id = p_queue_id;
     END IF;
     IF EXISTS (SELECT 1 FROM queue_recipients WHERE queue_id = p_queue_id) THEN
         RETURN 0;
