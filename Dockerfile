@@ -26,9 +26,12 @@ FROM ${GO_IMAGE} AS build
 WORKDIR /src
 ENV CGO_ENABLED=0 GOFLAGS=-trimpath
 COPY go.mod go.sum ./
-# go.mod replaces go-imap with the patched copy under third_party (see
-# third_party/go-imap/README.md); its go.mod is needed to resolve modules.
+# go.mod replaces go-imap and go-smtp with the patched copies under
+# third_party (see third_party/go-imap/README.md and
+# third_party/go-smtp/MAILCLUSTER.md); their go.mod files are needed to
+# resolve modules.
 COPY third_party/go-imap/go.mod third_party/go-imap/go.sum ./third_party/go-imap/
+COPY third_party/go-smtp/go.mod third_party/go-smtp/go.sum ./third_party/go-smtp/
 RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY . .
