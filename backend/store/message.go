@@ -603,12 +603,18 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 		if err != nil {
 			return err
 		}
-		m, err := mailboxByID(ctx, tx, account, mailboxID, true)
-		if err != nil {
-			return err
-		}
-		if mode != mailboxv1.StoreMode_STORE_MODE_REMOVE && len(kw) > 0 && len(m.Keywords)+len(kw) > maxMailboxKeyword {
-			return invalid("too many keywords in this mailbox")
+		// The mailbox row is read first only to bound its keywords; it is
+		// locked by the UPDATE below, and every writer holds the account
+		// row before it anyway.
+		looked := mode != mailboxv1.StoreMode_STORE_MODE_REMOVE && len(kw) > 0
+		if looked {
+			m, err := mailboxByID(ctx, tx, account, mailboxID, true)
+			if err != nil {
+				return err
+			}
+			if len(m.Keywords)+len(kw) > maxMailboxKeyword {
+				return invalid("too many keywords in this mailbox")
+			}
 		}
 		f, err := s.uidSet(ctx, tx, account, mailboxID, set, false)
 		if err != nil {
@@ -654,6 +660,17 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 			return err
 		}
 		resp.Modified.Ranges = b.ranges
+		if !looked && len(resp.Messages) == 0 && len(b.ranges) == 0 {
+			// No row: an unknown mailbox, or no message in the set.
+			var one int
+			err := tx.QueryRow(ctx, "SELECT 1 FROM mailboxes WHERE account_id=$1 AND mailbox_id=$2", account, mailboxID).Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+		}
 		if changed == 0 {
 			return errNoChange
 		}
