@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -90,6 +91,20 @@ func TestConfigValidate(t *testing.T) {
 		"grpc-tls-cert":  func(c *Config) { c.TLSCert = "/nonexistent.crt" },
 		"max-recipients": func(c *Config) { c.MaxRecipients = 0 },
 		"upload-grace":   func(c *Config) { c.UploadGrace = -1 },
+		"queue-workers":  func(c *Config) { c.QueueWorkers = -1 },
+		"queue-lease":    func(c *Config) { c.QueueLease = 0 },
+		"queue-lifetime": func(c *Config) { c.QueueLifetime = -time.Hour },
+		"queue-retry-max": func(c *Config) {
+			c.QueueRetryMin, c.QueueRetryMax = time.Hour, time.Minute
+		},
+		"queue-delay-warning":         func(c *Config) { c.QueueDelayWarning = -1 },
+		"outbound-port":               func(c *Config) { c.OutboundPort = 70000 },
+		"outbound-domain-concurrency": func(c *Config) { c.OutboundDomainConcurrency = 0 },
+		"outbound-data-timeout":       func(c *Config) { c.OutboundDataTimeout = 0 },
+		"outbound-relay-username": func(c *Config) {
+			c.OutboundRelayUser, c.OutboundRelayPass = "u", "p" // without outbound-relay
+		},
+		"outbound-relay-ca": func(c *Config) { c.OutboundRelay, c.OutboundRelayCA = "relay:587", "/nonexistent-ca.pem" },
 	}
 	for want, mod := range cases {
 		c := DefaultConfig()
@@ -102,5 +117,21 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v", want, err)
 		}
+	}
+}
+
+// The outbound host name must be one a bounce can name (Reporting-MTA,
+// MAILER-DAEMON@name); the backend refuses to start otherwise.
+func TestHeloName(t *testing.T) {
+	for _, bad := range []string{"bad name", "mx.example.test\r\nX-Injected: 1", "-x-.test"} {
+		if _, err := heloName(Config{OutboundHelo: bad}); err == nil || !strings.Contains(err.Error(), "outbound-helo") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if h, err := heloName(Config{OutboundHelo: "mx.example.test"}); err != nil || h != "mx.example.test" {
+		t.Errorf("good name: %q %v", h, err)
+	}
+	if h, err := heloName(Config{}); err != nil || h == "" {
+		t.Errorf("system host name: %q %v", h, err)
 	}
 }

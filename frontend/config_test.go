@@ -29,6 +29,7 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.ProxyProtocol = []string{"smtp"} }, "proxy-networks: proxy-protocol needs"},
 		{func(c *Config) { c.ProxyNetworks = []string{"not-a-net"} }, "proxy-networks:"},
 		{func(c *Config) { c.SMTP.MaxLineLength = 100 }, "smtp-max-line-length"},
+		{func(c *Config) { c.SMTP.MaxHops = 0 }, "smtp-max-hops"},
 		{func(c *Config) { c.SMTP.MaxMessageSize = 0 }, "smtp-max-message-size"},
 		{func(c *Config) { c.MaxConnsPerIP = 0 }, "max-connections-per-ip"},
 		{func(c *Config) { c.SMTPListen = "" }, "smtp-listen: no listener"},
