@@ -249,23 +249,17 @@ func dkimList(e *env, args []string) error {
 	}
 	type row struct {
 		store.DKIMKey
-		Signing   bool   `json:"signing"`
 		Algorithm string `json:"algorithm"`
 		Record    string `json:"record_name"`
 	}
 	rows := []row{}
-	signing := map[string]bool{}
 	for _, k := range keys {
-		r := row{DKIMKey: k, Signing: k.Active && !signing[k.Domain]}
-		if k.Active {
-			signing[k.Domain] = true
-		}
+		r := row{DKIMKey: k}
 		if key, err := dkim.Parse(k.Domain, k.Selector, k.PrivatePEM); err == nil {
 			r.Algorithm = key.Algorithm
 			r.Record, _ = key.TXTRecord()
 		} else {
-			r.Algorithm = "unusable: " + err.Error()
-			r.Signing = false
+			r.Algorithm = "unusable: " + err.Error() // the backends sign nothing with it
 		}
 		rows = append(rows, r)
 	}

@@ -495,12 +495,13 @@ func (d *dkimKeys) forDomain(ctx context.Context, domain string) *dkim.Key {
 		} else {
 			m := map[string]*dkim.Key{}
 			for _, k := range keys {
-				if _, ok := m[k.Domain]; ok || !k.Active {
-					continue // inactive, or older than the domain's signing key
+				if !k.Signing {
+					continue
 				}
 				key, err := dkim.Parse(k.Domain, k.Selector, k.PrivatePEM)
 				if err != nil {
-					d.log.Error("unusable DKIM key", "domain", k.Domain, "selector", k.Selector, "err", err)
+					// Not an older key instead: its record may be gone.
+					d.log.Error("unusable DKIM key; the domain's mail goes out unsigned", "domain", k.Domain, "selector", k.Selector, "err", err)
 					continue
 				}
 				m[k.Domain] = key

@@ -454,6 +454,7 @@ type DKIMKey struct {
 	Selector   string    `json:"selector"`
 	PrivatePEM []byte    `json:"-"`
 	Active     bool      `json:"active"`
+	Signing    bool      `json:"signing"` // the domain's newest active key: the one that signs
 	CreatedAt  time.Time `json:"created_at"`
 }
 
@@ -482,16 +483,21 @@ func (s *Store) ActivateDKIMKey(ctx context.Context, domain, selector string) er
 	return nil
 }
 
-// DKIMKeys returns every stored key, newest first within each domain.
+// DKIMKeys returns every stored key, newest first within each domain, and
+// marks the one that signs each domain's mail: its newest active key. This
+// is the one place that rule is kept.
 func (s *Store) DKIMKeys(ctx context.Context) ([]DKIMKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT domain, selector, private_key, active, created_at FROM dkim_keys ORDER BY domain, created_at DESC, selector`)
+	rows, err := s.pool.Query(ctx, `SELECT domain, selector, private_key, active,
+			active AND row_number() OVER (PARTITION BY domain, active ORDER BY created_at DESC, selector) = 1,
+			created_at
+		FROM dkim_keys ORDER BY domain, created_at DESC, selector`)
 	if err != nil {
 		return nil, classify(err)
 	}
 	var out []DKIMKey
 	var k DKIMKey
 	var pem string
-	_, err = pgx.ForEachRow(rows, []any{&k.Domain, &k.Selector, &pem, &k.Active, &k.CreatedAt}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&k.Domain, &k.Selector, &pem, &k.Active, &k.Signing, &k.CreatedAt}, func() error {
 		k.PrivatePEM = []byte(pem)
 		out = append(out, k)
 		return nil
