@@ -10,6 +10,7 @@ import (
 
 	"mailcluster/admin"
 	"mailcluster/backend/store"
+	"mailcluster/backend/store/storetest"
 	"mailcluster/internal/testenv"
 )
 
@@ -22,7 +23,7 @@ type queueSite struct {
 
 func newQueueSite(t *testing.T) *queueSite {
 	pg := testenv.StartPostgres(t)
-	dsn := pg.CreateDatabase(t, "")
+	dsn := storetest.Database(t, pg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := store.Open(ctx, store.Config{DSN: dsn, MaxConns: 2})

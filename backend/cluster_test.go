@@ -13,7 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"mailcluster/backend/store"
+	"mailcluster/backend/store/storetest"
 	"mailcluster/internal/testenv"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
@@ -21,18 +21,6 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 const testToken = "test-token"
-
-// migratedTemplate returns a database with the backend schema, to clone.
-func migratedTemplate(t testing.TB, pg *testenv.Postgres) string {
-	return pg.Template(t, "tmpl_backend", func(dsn string) error {
-		st, err := store.Open(context.Background(), store.Config{DSN: dsn, MaxConns: 2})
-		if err != nil {
-			return err
-		}
-		st.Close()
-		return nil
-	})
-}
 
 // env is one test's stack: a fresh database and bucket, and backends on
 // them.
@@ -70,7 +58,7 @@ func testConfig(e *env) Config {
 func newEnv(t *testing.T, n int, mod func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, pg: testenv.StartPostgres(t), s3: testenv.StartS3(t)}
-	e.dsn = e.pg.CreateDatabase(t, migratedTemplate(t, e.pg))
+	e.dsn = storetest.Database(t, e.pg)
 	e.bucket = e.s3.BucketName()
 	for i := 0; i < n; i++ {
 		cfg := testConfig(e)
@@ -262,7 +250,7 @@ func uidSet(ranges ...uint32) *mailboxv1.UIDSet {
 func newBenchEnv(b *testing.B) *env {
 	b.Helper()
 	e := &env{t: b, pg: testenv.StartPostgres(b), s3: testenv.StartS3(b)}
-	e.dsn = e.pg.CreateDatabase(b, migratedTemplate(b, e.pg))
+	e.dsn = storetest.Database(b, e.pg)
 	e.bucket = e.s3.BucketName()
 	cfg := testConfig(e)
 	cfg.PostgresMaxConns = 32

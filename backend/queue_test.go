@@ -22,6 +22,7 @@ import (
 	"mailcluster/backend/blob"
 	"mailcluster/backend/dkim"
 	"mailcluster/backend/store"
+	"mailcluster/backend/store/storetest"
 	"mailcluster/internal/testenv"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
@@ -39,7 +40,7 @@ type outEnv struct {
 func newOutEnv(t testing.TB) *outEnv {
 	t.Helper()
 	e := &env{t: t, pg: testenv.StartPostgres(t), s3: testenv.StartS3(t)}
-	e.dsn = e.pg.CreateDatabase(t, migratedTemplate(t, e.pg))
+	e.dsn = storetest.Database(t, e.pg)
 	e.bucket = e.s3.BucketName()
 	return &outEnv{env: e, dns: testenv.StartDNS(t), sinks: map[string]*testenv.Sink{}}
 }

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"mailcluster/backend"
+	"mailcluster/backend/store/storetest"
 	"mailcluster/directory"
 	"mailcluster/internal/testenv"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
@@ -58,7 +59,7 @@ func (tokenCreds) RequireTransportSecurity() bool { return false }
 func newStack(t testing.TB, nBackends int) *stack {
 	t.Helper()
 	pg, s3 := testenv.StartPostgres(t), testenv.StartS3(t)
-	dsn := pg.CreateDatabase(t, "")
+	dsn := storetest.Database(t, pg)
 	bucket := s3.BucketName()
 	st := &stack{t: t, log: testLog()}
 	for i := 0; i < nBackends; i++ {

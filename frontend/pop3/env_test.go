@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"mailcluster/backend"
-	"mailcluster/backend/store"
+	"mailcluster/backend/store/storetest"
 	"mailcluster/directory"
 	"mailcluster/frontend/pool"
 	"mailcluster/internal/pki"
@@ -31,18 +31,6 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 const testToken = "pop3-test-token"
-
-// migratedTemplate returns a database with the backend schema, to clone.
-func migratedTemplate(t testing.TB, pg *testenv.Postgres) string {
-	return pg.Template(t, "tmpl_pop3", func(dsn string) error {
-		st, err := store.Open(context.Background(), store.Config{DSN: dsn, MaxConns: 2})
-		if err != nil {
-			return err
-		}
-		st.Close()
-		return nil
-	})
-}
 
 // stack is one test's real system: a slapd subtree, a fresh database and
 // bucket, backends b1, b2 … (each behind a relay that the test can cut), the
@@ -78,7 +66,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	s := &stack{t: t, slapd: testenv.StartSlapd(t), relays: map[string]*testenv.Relay{},
 		direct: map[string]mailboxv1.MailboxClient{}, log: &logBuffer{}}
 	s.tree = s.slapd.NewTree(t)
-	dsn := pg.CreateDatabase(t, migratedTemplate(t, pg))
+	dsn := storetest.Database(t, pg)
 	bucket := s3.BucketName()
 	addrs := map[string]string{}
 	for i := 1; i <= o.backends; i++ {

@@ -21,6 +21,7 @@ import (
 
 	"mailcluster/backend"
 	"mailcluster/backend/store"
+	"mailcluster/backend/store/storetest"
 	"mailcluster/directory"
 	"mailcluster/frontend"
 	"mailcluster/internal/pki"
@@ -34,18 +35,6 @@ const (
 	testToken = "frontend-test-token"
 	domain    = "example.test"
 )
-
-// migratedTemplate returns a database with the backend schema, to clone.
-func migratedTemplate(t testing.TB, pg *testenv.Postgres) string {
-	return pg.Template(t, "tmpl_frontend", func(dsn string) error {
-		st, err := store.Open(context.Background(), store.Config{DSN: dsn, MaxConns: 2})
-		if err != nil {
-			return err
-		}
-		st.Close()
-		return nil
-	})
-}
 
 // cluster is one test's system: slapd subtree, a fresh database and bucket,
 // backends named b1, b2, … and a frontend in front of them.
@@ -89,7 +78,7 @@ func newCluster(t *testing.T, o options) *cluster {
 		backends: map[string]*backend.Server{}, bAddrs: map[string]string{}, relays: map[string]*testenv.Relay{},
 		log: &logBuffer{}}
 	c.tree = c.slapd.NewTree(t)
-	c.dsn = c.pg.CreateDatabase(t, migratedTemplate(t, c.pg))
+	c.dsn = storetest.Database(t, c.pg)
 	c.bucket = c.s3.BucketName()
 	s3Endpoint := c.s3.Endpoint
 	if o.useS3Rly {
