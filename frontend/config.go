@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"mailcluster/directory"
@@ -85,7 +86,7 @@ type SMTPConfig struct {
 	MaxRecipients    int           `name:"smtp-max-recipients" help:"most RCPT commands per message; more get 452 4.5.3"`
 	MaxExpanded      int           `name:"smtp-max-expanded" help:"most accounts one message is delivered to after aliases, lists and forwards are expanded"`
 	MaxLineLength    int           `name:"smtp-max-line-length" help:"longest command or text line in bytes including CRLF (RFC 5321: 1000)"`
-	MaxHops          int           `name:"smtp-max-hops" help:"most Received fields a message may carry; more means a mail loop (554 5.4.6)"`
+	MaxHops          int           `name:"smtp-max-hops" help:"a message with this many Received fields, ours included, is a mail loop (554 5.4.6)"`
 	IdleTimeout      time.Duration `name:"smtp-idle-timeout" help:"how long a client may take to send the next command"`
 	DataTimeout      time.Duration `name:"smtp-data-timeout" help:"how long a client may pause while sending a message"`
 	SenderCheck      bool          `name:"smtp-sender-check" help:"submission: MAIL FROM must be one of the authenticated user's addresses"`
@@ -181,7 +182,7 @@ func (c *Config) Validate() error {
 	}
 	for _, p := range c.ProxyProtocol {
 		if !slices.Contains(listenerNames, p) {
-			bad("proxy-protocol", "%q is not one of smtp, submission, submissions", p)
+			bad("proxy-protocol", "%q is not one of %s", p, strings.Join(listenerNames, ", "))
 		}
 	}
 	if _, err := listener.ParsePrefixes(c.ProxyNetworks); err != nil {

@@ -109,7 +109,10 @@ func TestIMAP4rev2SearchResAndBigAppend(t *testing.T) {
 	if res.Min != 2 || res.Max != 4 || res.Count != 3 {
 		t.Fatalf("ESEARCH %+v", res)
 	}
-	// SEARCHRES (RFC 5182; imapclient cannot send SAVE).
+	// SEARCHRES (RFC 5182; imapclient cannot send SAVE), advertised.
+	if !c.Caps().Has(imap.CapSearchRes) {
+		t.Errorf("SEARCHRES not advertised: %v", c.Caps())
+	}
 	r := dialRaw(t, addr)
 	r.send("a LOGIN mia secret\r\nb SELECT INBOX\r\nc UID SEARCH RETURN (SAVE) UID 2:4\r\nd FETCH $ (UID)\r\n")
 	r.expect("a OK")

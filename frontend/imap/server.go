@@ -105,7 +105,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		imap.CapESearch, imap.CapListExtended, imap.CapListStatus, imap.CapMove,
 		imap.CapStatusSize, imap.CapChildren, imap.CapSpecialUse, imap.CapCreateSpecialUse,
 		imap.CapID, imap.CapQuota, "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", imap.CapCondStore,
-		imap.CapQResync,
+		imap.CapQResync, imap.CapSearchRes,
 	} {
 		s.caps[c] = struct{}{}
 	}
