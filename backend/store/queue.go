@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"mailcluster/internal/mailaddr"
 )
 
 // ErrNoQueueEntry is returned for a queue id that does not exist (any
@@ -47,12 +49,12 @@ func (q *QueueEntry) validate() error {
 	if q.Lifetime <= 0 {
 		return invalid("queue lifetime must be positive")
 	}
-	if !validPath(q.MailFrom, true) {
+	if q.MailFrom != "" && !mailaddr.Queueable(q.MailFrom) {
 		return invalid("invalid sender address")
 	}
 	seen := make(map[string]bool, len(q.Recipients))
 	for _, r := range q.Recipients {
-		if !validPath(r, false) {
+		if !mailaddr.Queueable(r) {
 			return invalid("invalid remote recipient address")
 		}
 		if seen[r] {
@@ -61,24 +63,6 @@ func (q *QueueEntry) validate() error {
 		seen[r] = true
 	}
 	return nil
-}
-
-// validPath accepts an address of printable characters (UTF-8 allowed,
-// RFC 6531) of at most 256 bytes with a domain after its last '@'.
-func validPath(a string, emptyOK bool) bool {
-	if a == "" {
-		return emptyOK
-	}
-	if len(a) > 256 {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		if a[i] <= ' ' || a[i] == 0x7f {
-			return false
-		}
-	}
-	at := strings.LastIndexByte(a, '@')
-	return at > 0 && at < len(a)-1
 }
 
 // Domain returns the lower-cased domain of an address.

@@ -24,6 +24,7 @@ import (
 	"mailcluster/frontend/fault"
 	"mailcluster/frontend/listener"
 	"mailcluster/frontend/pool"
+	"mailcluster/internal/mailaddr"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
@@ -424,7 +425,7 @@ func (ss *session) expand(ctx context.Context, addr string, depth int, visited m
 			return nil, errRelayDenied
 		}
 		remote := remoteAddress(res.Address)
-		if !queueable(remote) {
+		if !mailaddr.Queueable(remote) {
 			return nil, errBadAddress
 		}
 		return []target{{remote: remote}}, nil
@@ -461,22 +462,6 @@ func remoteAddress(addr string) string {
 		return addr
 	}
 	return addr[:at+1] + strings.ToLower(addr[at+1:])
-}
-
-// queueable reports whether the outbound queue can take addr: no spaces or
-// control characters (go-smtp unquotes "a b"@example.com into a path that
-// could not be sent on), a domain after the last '@', at most 256 bytes.
-func queueable(addr string) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if len(addr) > 256 || at <= 0 || at == len(addr)-1 {
-		return false
-	}
-	for i := 0; i < len(addr); i++ {
-		if addr[i] <= ' ' || addr[i] == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // follow expands forwarding addresses and appends their targets to out.
