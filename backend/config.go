@@ -17,6 +17,7 @@ import (
 type Config struct {
 	Listen     string `name:"grpc-listen" help:"address the gRPC server listens on"`
 	HTTPListen string `name:"http-listen" help:"address for /metrics (Prometheus), /healthz and /readyz; empty: off"`
+	HTTPPprof  bool   `name:"http-pprof" help:"also serve Go's profiler under /debug/pprof/ on http-listen (for diagnosis; keep http-listen private)"`
 	// Authentication of callers: mTLS, a shared token, or (development only)
 	// nothing at all.
 	TLSCert  string `name:"grpc-tls-cert" help:"server certificate file (PEM) for gRPC over TLS"`

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"mailcluster/backend/blob"
+	"mailcluster/internal/profiler"
 )
 
 // metrics are the backend's Prometheus metrics. Labels are bounded: gRPC
@@ -177,5 +178,8 @@ func (s *Server) httpHandler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	})
+	if s.cfg.HTTPPprof {
+		profiler.Register(mux)
+	}
 	return mux
 }

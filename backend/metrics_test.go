@@ -51,4 +51,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	if code, _ := get("/readyz"); code != 200 {
 		t.Fatalf("/readyz: %d", code)
 	}
+	if code, _ := get("/debug/pprof/"); code != 404 {
+		t.Fatalf("/debug/pprof/ without http-pprof: %d, want 404", code)
+	}
 }

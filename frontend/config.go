@@ -59,6 +59,7 @@ type Config struct {
 	ProxyNetworks []string `name:"proxy-networks" help:"networks (CIDR) of the load balancers allowed to send PROXY headers; other peers are served as direct clients"`
 
 	HTTPListen string `name:"http-listen" help:"address for /metrics (Prometheus), /healthz and /readyz; empty: off"`
+	HTTPPprof  bool   `name:"http-pprof" help:"also serve Go's profiler under /debug/pprof/ on http-listen (for diagnosis; keep http-listen private)"`
 
 	MaxConns      int `name:"max-connections" help:"most open client connections on all listeners together"`
 	MaxConnsPerIP int `name:"max-connections-per-ip" help:"most open client connections from one address (IPv6: one /64)"`

@@ -27,6 +27,7 @@ import (
 	"mailcluster/frontend/pool"
 	"mailcluster/frontend/pop3"
 	"mailcluster/frontend/smtpserver"
+	"mailcluster/internal/profiler"
 )
 
 // Server is a running frontend: its listeners, the directory, the backend
@@ -221,6 +222,9 @@ func (s *Server) httpHandler() http.Handler {
 		}
 		http.Error(w, "no healthy backend", http.StatusServiceUnavailable)
 	})
+	if s.cfg.HTTPPprof {
+		profiler.Register(mux)
+	}
 	return mux
 }
 
