@@ -100,3 +100,23 @@ type AuthSession interface {
 	AuthMechanisms() []string
 	Auth(mech string) (sasl.Server, error)
 }
+
+// VrfySession is an add-on interface for Session (mailcluster). A session
+// that implements it answers VRFY (when Server.EnableVRFY is set) and EXPN
+// (when Server.EnableEXPN is set); otherwise VRFY gets 252 and EXPN 502.
+//
+// arg is the command's argument as the client sent it (RFC 5321 4.1.1.6,
+// 4.1.1.7: a user name or mailbox, maybe in angle brackets, maybe followed
+// by SMTPUTF8). An error is sent to the client as the reply: it should be
+// an *SMTPError (252, 550, 451, …), since the text of any other error is
+// sent as it is.
+type VrfySession interface {
+	Session
+
+	// Verify returns the mailbox that arg names, sent as
+	// "250 2.1.5 <mailbox>".
+	Verify(arg string) (string, error)
+	// Expand returns the mailboxes that arg (a list or alias) expands to,
+	// sent as a multiline 250 reply, one "<mailbox>" per line.
+	Expand(arg string) ([]string, error)
+}

@@ -1,6 +1,8 @@
 package smtp
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -44,6 +46,12 @@ type Conn struct {
 	fromReceived bool
 	recipients   []string
 	didAuth      bool
+
+	// mailcluster: readErr, once set (a text line over MaxLineLength in
+	// DATA), is what every later read of a command returns, so that the
+	// connection is closed rather than the rest of the message taken for
+	// commands.
+	readErr error
 }
 
 func newConn(c net.Conn, s *Server) *Conn {
@@ -59,7 +67,7 @@ func newConn(c net.Conn, s *Server) *Conn {
 func (c *Conn) init() {
 	c.lineLimitReader = &lineLimitReader{
 		R:         c.conn,
-		LineLimit: c.server.MaxLineLength,
+		LineLimit: c.rawLineLimit(),
 	}
 	rwc := struct {
 		io.Reader
@@ -107,7 +115,7 @@ func (c *Conn) handle(cmd string, arg string) {
 
 	cmd = strings.ToUpper(cmd)
 	switch cmd {
-	case "SEND", "SOML", "SAML", "EXPN", "HELP", "TURN":
+	case "SEND", "SOML", "SAML", "HELP", "TURN":
 		// These commands are not implemented in any state
 		c.writeResponse(502, EnhancedCode{5, 5, 1}, fmt.Sprintf("%v command not implemented", cmd))
 	case "HELO", "EHLO", "LHLO":
@@ -127,7 +135,9 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "RCPT":
 		c.handleRcpt(arg)
 	case "VRFY":
-		c.writeResponse(252, EnhancedCode{2, 5, 0}, "Cannot VRFY user, but will accept message")
+		c.handleVrfy(arg)
+	case "EXPN":
+		c.handleExpn(arg)
 	case "NOOP":
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "I have successfully done nothing")
 	case "RSET": // Reset session
@@ -873,8 +883,12 @@ func (c *Conn) handleAuth(arg string) {
 		}
 		c.writeResponse(334, NoEnhancedCode, encoded)
 
-		encoded, err = c.readLine()
+		encoded, err = c.readAuthLine()
 		if err != nil {
+			if _, ok := err.(*commandTooLongError); ok {
+				// mailcluster: RFC 4954 4.
+				c.writeResponse(500, EnhancedCode{5, 5, 6}, "Authentication Exchange line is too long")
+			}
 			return // TODO: error handling
 		}
 
@@ -988,6 +1002,7 @@ func (c *Conn) handleData(arg string) {
 	r.limited = false
 	io.Copy(ioutil.Discard, r) // Make sure all the data has been consumed
 	c.writeResponse(code, enhancedCode, msg)
+	c.readErr = r.err
 }
 
 func (c *Conn) handleBdat(arg string) {
@@ -1076,7 +1091,7 @@ func (c *Conn) handleBdat(arg string) {
 
 	c.lineLimitReader.LineLimit = 0
 	defer func() {
-		c.lineLimitReader.LineLimit = c.server.MaxLineLength
+		c.lineLimitReader.LineLimit = c.rawLineLimit()
 	}()
 
 	chunk := io.LimitReader(c.text.R, int64(size))
@@ -1256,6 +1271,7 @@ func (c *Conn) handleDataLMTP() {
 	if !<-done {
 		c.Close()
 	}
+	c.readErr = r.err
 }
 
 func dataErrorToStatus(err error) (code int, enchCode EnhancedCode, msg string) {
@@ -1325,6 +1341,9 @@ func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {
 
 // Reads a line of input
 func (c *Conn) readLine() (string, error) {
+	if c.readErr != nil {
+		return "", c.readErr
+	}
 	if c.server.ReadTimeout != 0 {
 		if err := c.conn.SetReadDeadline(time.Now().Add(c.server.ReadTimeout)); err != nil {
 			return "", err
@@ -1351,4 +1370,234 @@ func (c *Conn) reset() {
 
 	c.fromReceived = false
 	c.recipients = nil
+}
+
+// mailcluster: command line limits (Server.MaxCommandLineLength).
+
+// commandTooLongError reports a command line (or, with auth, an AUTH
+// command line or SASL response) longer than its limit. The line has been
+// read to its end, so the session can go on.
+type commandTooLongError struct {
+	auth bool
+}
+
+func (e *commandTooLongError) Error() string {
+	if e.auth {
+		return "smtp: authentication exchange line too long"
+	}
+	return "smtp: command line too long"
+}
+
+// Room that the ESMTP parameters go-smtp accepts add to MAIL and RCPT
+// command lines (RFC 5321 4.5.3.1.4: "SMTP extensions may be used to
+// increase this limit"), each the longest the parameter can be.
+const (
+	roomSize       = 26                                                // " SIZE=" and 20 digits (RFC 1870 3)
+	roomBody       = len(" BODY=BINARYMIME")                           // RFC 6152, RFC 3030
+	roomAuthParam  = 500                                               // " AUTH=<xtext>" (RFC 4954 3)
+	roomSMTPUTF8   = len(" SMTPUTF8")                                  // RFC 6531
+	roomRequireTLS = len(" REQUIRETLS")                                // RFC 8689
+	roomDSNMail    = len(" RET=HDRS ENVID=") + 100                     // RFC 3461 4.3, 4.4
+	roomDSNRcpt    = len(" NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=") + 500 // RFC 3461 4.1, 4.2
+	roomRRVS       = 64                                                // " RRVS=" date-time [";" C/R] (RFC 7293)
+	roomDeliverBy  = 32                                                // " BY=" time ";" R/N [T] (RFC 2852)
+	roomMTPriority = len(" MT-PRIORITY=-9")                            // RFC 6710
+)
+
+// authLineLimit is the longest AUTH command line and SASL response line.
+func (c *Conn) authLineLimit() int {
+	if c.server.MaxAuthLineLength > 0 {
+		return c.server.MaxAuthLineLength
+	}
+	return 12288
+}
+
+// commandLineLimit is the longest command line, CRLF included, for a
+// command verb (upper case).
+func (c *Conn) commandLineLimit(verb string) int {
+	n := c.server.MaxCommandLineLength
+	switch verb {
+	case "AUTH":
+		if a := c.authLineLimit(); a > n {
+			return a
+		}
+	case "MAIL":
+		n += roomSize + roomBody + roomAuthParam
+		if c.server.EnableSMTPUTF8 {
+			n += roomSMTPUTF8
+		}
+		if c.server.EnableREQUIRETLS {
+			n += roomRequireTLS
+		}
+		if c.server.EnableDSN {
+			n += roomDSNMail
+		}
+	case "RCPT":
+		if c.server.EnableDSN {
+			n += roomDSNRcpt
+		}
+		if c.server.EnableRRVS {
+			n += roomRRVS
+		}
+		if c.server.EnableDELIVERBY {
+			n += roomDeliverBy
+		}
+		if c.server.EnableMTPRIORITY {
+			n += roomMTPriority
+		}
+	}
+	return n
+}
+
+// rawLineLimit is the limit lineLimitReader applies to whatever is
+// buffered: upstream's single MaxLineLength, or none when lines are
+// checked as they are read (MaxCommandLineLength set).
+func (c *Conn) rawLineLimit() int {
+	if c.server.MaxCommandLineLength > 0 {
+		return 0
+	}
+	return c.server.MaxLineLength
+}
+
+// textLineLimit is the limit dataReader applies to the text lines of a
+// message (0: none, lineLimitReader does it).
+func (c *Conn) textLineLimit() int {
+	if c.server.MaxCommandLineLength > 0 {
+		return c.server.MaxLineLength
+	}
+	return 0
+}
+
+// readCommandLine reads one command line. With MaxCommandLineLength set, a
+// line longer than its command's limit is consumed to its end and
+// reported as a *commandTooLongError.
+func (c *Conn) readCommandLine() (string, error) {
+	if c.server.MaxCommandLineLength <= 0 {
+		return c.readLine()
+	}
+	longest := 0
+	for _, verb := range []string{"AUTH", "MAIL", "RCPT"} {
+		if n := c.commandLineLimit(verb); n > longest {
+			longest = n
+		}
+	}
+	line, size, err := c.readLineLimit(longest)
+	if err != nil {
+		return "", err
+	}
+	verb := line
+	if len(verb) > 4 {
+		verb = verb[:4]
+	}
+	verb = strings.ToUpper(verb)
+	if size > c.commandLineLimit(verb) {
+		return "", &commandTooLongError{auth: verb == "AUTH"}
+	}
+	return line, nil
+}
+
+// readAuthLine reads a SASL response line.
+func (c *Conn) readAuthLine() (string, error) {
+	if c.server.MaxCommandLineLength <= 0 {
+		return c.readLine()
+	}
+	line, size, err := c.readLineLimit(c.authLineLimit())
+	if err == nil && size > c.authLineLimit() {
+		return "", &commandTooLongError{auth: true}
+	}
+	return line, err
+}
+
+// readLineLimit reads a line up to its LF, whatever its length, and
+// returns it without CRLF (or LF), cut to limit bytes, and its size on the
+// wire. At most limit bytes are kept, so a long line costs no memory; the
+// read deadline bounds how long one line may take.
+func (c *Conn) readLineLimit(limit int) (line string, size int, err error) {
+	if c.readErr != nil {
+		return "", 0, c.readErr
+	}
+	if c.server.ReadTimeout != 0 {
+		if err := c.conn.SetReadDeadline(time.Now().Add(c.server.ReadTimeout)); err != nil {
+			return "", 0, err
+		}
+	}
+	var buf []byte
+	for {
+		frag, err := c.text.R.ReadSlice('\n')
+		size += len(frag)
+		if room := limit - len(buf); room > 0 {
+			if len(frag) > room {
+				frag = frag[:room]
+			}
+			buf = append(buf, frag...)
+		}
+		if err == nil {
+			break
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err == io.EOF && size > 0 {
+			break // a last line without LF, as textproto reads it
+		}
+		return "", size, err
+	}
+	buf = bytes.TrimSuffix(buf, []byte("\n"))
+	buf = bytes.TrimSuffix(buf, []byte("\r"))
+	return string(buf), size, nil
+}
+
+// mailcluster: VRFY and EXPN (RFC 5321 3.5, 4.1.1.6, 4.1.1.7).
+
+func (c *Conn) handleVrfy(arg string) {
+	vs, ok := c.Session().(VrfySession)
+	if !c.server.EnableVRFY || !ok {
+		c.writeResponse(252, EnhancedCode{2, 5, 0}, "Cannot VRFY user, but will accept message")
+		return
+	}
+	mailbox, err := vs.Verify(arg)
+	if err != nil {
+		c.writeError(451, EnhancedCode{4, 0, 0}, err)
+		return
+	}
+	c.writeResponse(250, EnhancedCode{2, 1, 5}, "<"+oneLine(mailbox)+">")
+}
+
+func (c *Conn) handleExpn(arg string) {
+	vs, ok := c.Session().(VrfySession)
+	if !c.server.EnableEXPN || !ok {
+		c.writeResponse(502, EnhancedCode{5, 5, 1}, "EXPN command not implemented")
+		return
+	}
+	mailboxes, err := vs.Expand(arg)
+	if err != nil {
+		c.writeError(451, EnhancedCode{4, 0, 0}, err)
+		return
+	}
+	if len(mailboxes) == 0 {
+		c.writeResponse(550, EnhancedCode{5, 2, 4}, "Nothing to expand")
+		return
+	}
+	// Each line carries the enhanced code (RFC 2034 4); writeResponse
+	// puts it on the last line only.
+	if c.server.WriteTimeout != 0 {
+		c.conn.SetWriteDeadline(time.Now().Add(c.server.WriteTimeout))
+	}
+	for i, m := range mailboxes {
+		sep := "-"
+		if i == len(mailboxes)-1 {
+			sep = " "
+		}
+		c.text.PrintfLine("250%s2.1.5 <%s>", sep, oneLine(m))
+	}
+}
+
+// oneLine keeps a reply line one line.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
 }

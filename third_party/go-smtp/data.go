@@ -54,11 +54,22 @@ type dataReader struct {
 
 	limited bool
 	n       int64 // Maximum bytes remaining
+
+	// mailcluster: maxLine, if positive, is the longest text line in bytes
+	// including its CRLF (Server.MaxLineLength, when MaxCommandLineLength
+	// is set). lineLen counts the bytes of the current line before its
+	// CRLF, dot-stuffing included, as they are read; prevCR says that the
+	// last byte read was a CR; err is the sticky ErrTooLongLine.
+	maxLine int
+	lineLen int
+	prevCR  bool
+	err     error
 }
 
 func newDataReader(c *Conn) *dataReader {
 	dr := &dataReader{
-		r: c.text.R,
+		r:       c.text.R,
+		maxLine: c.textLineLimit(),
 	}
 
 	if c.server.MaxMessageBytes > 0 {
@@ -70,6 +81,9 @@ func newDataReader(c *Conn) *dataReader {
 }
 
 func (r *dataReader) Read(b []byte) (n int, err error) {
+	if r.err != nil {
+		return 0, r.err
+	}
 	if r.limited {
 		if r.n <= 0 {
 			return 0, ErrDataTooLarge
@@ -97,7 +111,7 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 		// to the next CR at once instead of byte by byte (the state
 		// machine below only cares about CR, and about '.' and CR at the
 		// start of a line). This was about 40% of an SMTP frontend's CPU.
-		if r.state == stateData {
+		if r.state == stateData && !r.prevCR {
 			if k := r.r.Buffered(); k > 0 {
 				if k > len(b)-n {
 					k = len(b) - n
@@ -108,6 +122,14 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 					i = len(buf)
 				}
 				if i > 0 {
+					if r.maxLine > 0 {
+						if r.lineLen+i > r.maxLine-2 {
+							r.err = ErrTooLongLine
+							err = r.err
+							break
+						}
+						r.lineLen += i
+					}
 					copy(b[n:], buf[:i])
 					r.r.Discard(i)
 					n += i
@@ -122,6 +144,26 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				err = io.ErrUnexpectedEOF
 			}
 			break
+		}
+		if r.maxLine > 0 {
+			// A line ends with CRLF; a CR is text unless an LF
+			// follows it.
+			if c == '\n' && r.prevCR {
+				r.lineLen = 0
+			} else {
+				if r.prevCR {
+					r.lineLen++
+				}
+				if c != '\r' {
+					r.lineLen++
+				}
+				if r.lineLen > r.maxLine-2 {
+					r.err = ErrTooLongLine
+					err = r.err
+					break
+				}
+			}
+			r.prevCR = c == '\r'
 		}
 		switch r.state {
 		case stateBeginLine:

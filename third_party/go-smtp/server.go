@@ -79,6 +79,32 @@ type Server struct {
 	// Default value of NONE to advertise no specific profile.
 	MtPriorityProfile PriorityProfile
 
+	// mailcluster: MaxCommandLineLength, if positive, is the longest
+	// command line in bytes including CRLF (RFC 5321 4.5.3.1.4: 512). MAIL
+	// gets room for the ESMTP parameters the server accepts (see
+	// commandLineLimit), AUTH and the client's SASL responses get
+	// MaxAuthLineLength. A longer command line is answered "500 5.5.2 Line
+	// too long" (AUTH: 500 5.5.6, RFC 4954 4) and skipped, and the session
+	// goes on; it counts as a protocol error. Text lines of a message are
+	// then checked as they are read, against MaxLineLength, and a longer one
+	// still closes the connection after the reply to DATA.
+	//
+	// Zero keeps upstream's behaviour: every line, command or text, is
+	// limited by MaxLineLength as it is buffered, and a longer one closes
+	// the connection.
+	MaxCommandLineLength int
+	// mailcluster: MaxAuthLineLength is the longest AUTH command line and
+	// SASL response line when MaxCommandLineLength is set. Zero means
+	// 12288 (RFC 4954 4: "12288 octets is considered to be a sufficient
+	// line length limit").
+	MaxAuthLineLength int
+
+	// mailcluster: EnableVRFY and EnableEXPN let a session that implements
+	// VrfySession answer VRFY and EXPN. Otherwise VRFY gets 252 and EXPN
+	// 502, as upstream.
+	EnableVRFY bool
+	EnableEXPN bool
+
 	// The server backend.
 	Backend Backend
 
@@ -176,7 +202,7 @@ func (s *Server) handleConn(c *Conn) error {
 	c.greet()
 
 	for {
-		line, err := c.readLine()
+		line, err := c.readCommandLine()
 		if err == nil {
 			cmd, arg, err := parseCmd(line)
 			if err != nil {
@@ -188,6 +214,16 @@ func (s *Server) handleConn(c *Conn) error {
 		} else {
 			if err == io.EOF || errors.Is(err, net.ErrClosed) {
 				return nil
+			}
+			if tl, ok := err.(*commandTooLongError); ok {
+				// mailcluster: the line was read to its end; the
+				// session goes on.
+				if tl.auth {
+					c.protocolError(500, EnhancedCode{5, 5, 6}, "Authentication Exchange line is too long")
+				} else {
+					c.protocolError(500, EnhancedCode{5, 5, 2}, "Line too long")
+				}
+				continue
 			}
 			if err == ErrTooLongLine {
 				c.writeResponse(500, EnhancedCode{5, 4, 0}, "Too long line, closing connection")
