@@ -86,7 +86,8 @@ type SMTPConfig struct {
 	MaxMessageSize   int64         `name:"smtp-max-message-size" help:"largest message accepted, in bytes (K, M, G suffixes); advertised with SIZE"`
 	MaxRecipients    int           `name:"smtp-max-recipients" help:"most RCPT commands per message; more get 452 4.5.3"`
 	MaxExpanded      int           `name:"smtp-max-expanded" help:"most accounts one message is delivered to after aliases, lists and forwards are expanded"`
-	MaxLineLength    int           `name:"smtp-max-line-length" help:"longest command or text line in bytes including CRLF (RFC 5321: 1000)"`
+	MaxLineLength    int           `name:"smtp-max-line-length" help:"longest text line of a message in bytes including CRLF (RFC 5321 4.5.3.1.6: 1000); a longer one refuses the message and closes the connection"`
+	MaxCommandLine   int           `name:"smtp-max-command-line" help:"longest command line in bytes including CRLF (RFC 5321 4.5.3.1.4: 512); MAIL gets room for its parameters, AUTH lines 12288 (RFC 4954); a longer one gets 500 5.5.2 and the session goes on"`
 	MaxHops          int           `name:"smtp-max-hops" help:"a message with this many Received fields, ours included, is a mail loop (554 5.4.6)"`
 	IdleTimeout      time.Duration `name:"smtp-idle-timeout" help:"how long a client may take to send the next command"`
 	DataTimeout      time.Duration `name:"smtp-data-timeout" help:"how long a client may pause while sending a message"`
@@ -117,6 +118,7 @@ func DefaultConfig() Config {
 			MaxRecipients:    100,
 			MaxExpanded:      1000,
 			MaxLineLength:    1000,
+			MaxCommandLine:   512,
 			MaxHops:          50,
 			IdleTimeout:      5 * time.Minute,
 			DataTimeout:      3 * time.Minute,
@@ -225,6 +227,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SMTP.MaxLineLength < 512 {
 		bad("smtp-max-line-length", "must be at least 512 (RFC 5321 4.5.3.1)")
+	}
+	if c.SMTP.MaxCommandLine < 512 {
+		bad("smtp-max-command-line", "must be at least 512 (RFC 5321 4.5.3.1.4)")
 	}
 	if c.SMTP.MaxBadRecipients < 0 {
 		bad("smtp-max-bad-recipients", "must not be negative")

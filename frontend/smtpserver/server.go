@@ -58,7 +58,8 @@ type Config struct {
 	MaxMessageSize int64 // bytes, before the Received header is added
 	MaxRecipients  int   // RCPT commands per message (RFC 5321 4.5.3.1.8)
 	MaxExpanded    int   // accounts one message is delivered to after list expansion
-	MaxLineLength  int   // bytes per line including CRLF (RFC 5321 4.5.3.1.6)
+	MaxLineLength  int   // bytes per text line including CRLF (RFC 5321 4.5.3.1.6)
+	MaxCommandLine int   // bytes per command line including CRLF (RFC 5321 4.5.3.1.4); MAIL and AUTH get more (go-smtp)
 	MaxHops        int   // Received fields beyond which a message is a loop (RFC 5321 6.3)
 
 	IdleTimeout    time.Duration // waiting for a command
@@ -103,6 +104,9 @@ func New(cfg Config, dir Directory, router Router, log *slog.Logger) *Server {
 	if cfg.MaxLineLength <= 0 {
 		cfg.MaxLineLength = 1000
 	}
+	if cfg.MaxCommandLine <= 0 {
+		cfg.MaxCommandLine = 512
+	}
 	if cfg.BackendTimeout <= 0 {
 		cfg.BackendTimeout = 30 * time.Second
 	}
@@ -118,6 +122,7 @@ func New(cfg Config, dir Directory, router Router, log *slog.Logger) *Server {
 	srv.MaxMessageBytes = cfg.MaxMessageSize
 	srv.MaxRecipients = cfg.MaxRecipients
 	srv.MaxLineLength = cfg.MaxLineLength
+	srv.MaxCommandLineLength = cfg.MaxCommandLine
 	srv.ReadTimeout = cfg.IdleTimeout
 	srv.WriteTimeout = cfg.IdleTimeout
 	srv.EnableSMTPUTF8 = true
