@@ -95,6 +95,9 @@ type SMTPConfig struct {
 	InsecureAuth     bool          `name:"smtp-insecure-auth" help:"submission: allow AUTH without TLS (local development only)"`
 	MaxBadRecipients int           `name:"smtp-max-bad-recipients" help:"rejected recipients per session before the connection is closed (0: no limit)"`
 	MaxAuthFailures  int           `name:"smtp-max-auth-failures" help:"failed AUTH attempts per connection before it is closed (0: no limit)"`
+	Vrfy             bool          `name:"smtp-vrfy" help:"submission: answer VRFY for authenticated users (250 local, 550 5.1.1 unknown, 252 remote); off, and always on port 25: 252"`
+	Expn             bool          `name:"smtp-expn" help:"submission: answer EXPN for authenticated users with the addresses a list, alias or forward leads to; off, and always on port 25: 502"`
+	MaxVrfy          int           `name:"smtp-max-vrfy" help:"VRFY and EXPN commands per session when smtp-vrfy or smtp-expn is on; the next gets 421 4.7.0 and the connection is closed (0: no limit)"`
 }
 
 // DefaultConfig returns the defaults.
@@ -125,6 +128,7 @@ func DefaultConfig() Config {
 			SenderCheck:      true,
 			MaxBadRecipients: 20,
 			MaxAuthFailures:  3,
+			MaxVrfy:          20,
 		},
 		IMAP:      imap.DefaultConfig(),
 		POP3:      pop3.DefaultConfig(),
@@ -230,6 +234,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SMTP.MaxCommandLine < 512 {
 		bad("smtp-max-command-line", "must be at least 512 (RFC 5321 4.5.3.1.4)")
+	}
+	if c.SMTP.MaxVrfy < 0 {
+		bad("smtp-max-vrfy", "must not be negative")
 	}
 	if c.SMTP.MaxBadRecipients < 0 {
 		bad("smtp-max-bad-recipients", "must not be negative")

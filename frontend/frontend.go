@@ -96,7 +96,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		MaxMessageSize: cfg.SMTP.MaxMessageSize, MaxRecipients: cfg.SMTP.MaxRecipients, MaxExpanded: cfg.SMTP.MaxExpanded,
 		MaxLineLength: cfg.SMTP.MaxLineLength, MaxHops: cfg.SMTP.MaxHops, IdleTimeout: cfg.SMTP.IdleTimeout, DataTimeout: cfg.SMTP.DataTimeout,
 		BackendTimeout: cfg.BackendTimeout, SenderCheck: cfg.SMTP.SenderCheck, MaxBadRecipients: cfg.SMTP.MaxBadRecipients,
-		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, MaxCommandLine: cfg.SMTP.MaxCommandLine, Metrics: smtpMetrics,
+		MaxAuthFailures: cfg.SMTP.MaxAuthFailures, MaxCommandLine: cfg.SMTP.MaxCommandLine,
+		Vrfy: cfg.SMTP.Vrfy, Expn: cfg.SMTP.Expn, MaxVrfy: cfg.SMTP.MaxVrfy, Metrics: smtpMetrics,
 	}
 	s.reg.MustRegister(dir.Collectors()...)
 	if cfg.IMAPListen != "" || cfg.IMAPSListen != "" {

@@ -42,6 +42,12 @@ var (
 	errAuthzid        = reply(535, smtp.EnhancedCode{5, 7, 8}, "Authorization identity must be empty or equal the login")
 	errBadHelo        = reply(501, smtp.EnhancedCode{5, 5, 2}, "Invalid HELO/EHLO argument (RFC 5321 4.1.1.1)")
 
+	// VRFY and EXPN (RFC 5321 3.5, 4.3.2; errNoSuchUser, errDisabled,
+	// errListLimit and errDirectoryDown as for RCPT).
+	errVrfySyntax   = reply(501, smtp.EnhancedCode{5, 5, 4}, "Argument must be an address: local-part@domain")
+	errCannotVerify = reply(252, smtp.EnhancedCode{2, 5, 0}, "Cannot verify an address outside this system, but will try to deliver")
+	errVrfyTooMany  = reply(421, smtp.EnhancedCode{4, 7, 0}, "Too many VRFY and EXPN commands, closing connection")
+
 	// DATA and BDAT (RFC 5321 4.5.3.1.6, RFC 1870, RFC 3463 X.3.4, X.6.0, X.2.2).
 	errTooBig      = reply(552, smtp.EnhancedCode{5, 3, 4}, "Message size exceeds fixed maximum message size")
 	errLineTooLong = reply(500, smtp.EnhancedCode{5, 5, 2}, "Line too long (RFC 5321 4.5.3.1.6)")

@@ -70,6 +70,13 @@ type Config struct {
 	MaxBadRecipients int  // rejected RCPTs per session before it is closed (0: no limit)
 	MaxAuthFailures  int  // failed AUTHs per connection before it is closed (0: no limit)
 
+	// Vrfy and Expn answer VRFY and EXPN (RFC 5321 3.5) to authenticated
+	// users of a submission listener; otherwise, and always on port 25,
+	// VRFY gets 252 and EXPN 502. MaxVrfy bounds them per session (0: no
+	// limit); their refusals count as bad recipients.
+	Vrfy, Expn bool
+	MaxVrfy    int
+
 	// Metrics, if set, receives the service's metrics (shared by the
 	// listeners of one frontend).
 	Metrics *Metrics
@@ -123,6 +130,9 @@ func New(cfg Config, dir Directory, router Router, log *slog.Logger) *Server {
 	srv.MaxRecipients = cfg.MaxRecipients
 	srv.MaxLineLength = cfg.MaxLineLength
 	srv.MaxCommandLineLength = cfg.MaxCommandLine
+	// Never on port 25: VRFY and EXPN would let anyone harvest addresses.
+	srv.EnableVRFY = cfg.Vrfy && cfg.Mode == Submission
+	srv.EnableEXPN = cfg.Expn && cfg.Mode == Submission
 	srv.ReadTimeout = cfg.IdleTimeout
 	srv.WriteTimeout = cfg.IdleTimeout
 	srv.EnableSMTPUTF8 = true

@@ -41,7 +41,8 @@ type session struct {
 
 	account      *directory.AccountInfo // after AUTH
 	authFailures int
-	badRcpts     int
+	badRcpts     int // refused RCPT, VRFY and EXPN
+	lookups      int // VRFY and EXPN
 
 	// mu guards tx: with BDAT, go-smtp runs Data in its own goroutine and
 	// may call Reset (RSET, connection end) while it runs.
@@ -60,7 +61,10 @@ type transaction struct {
 	rcptAddr []string               // accepted RCPT addresses, for the Received header
 }
 
-var _ smtp.AuthSession = (*session)(nil)
+var (
+	_ smtp.AuthSession = (*session)(nil)
+	_ smtp.VrfySession = (*session)(nil)
+)
 
 var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
 
@@ -513,6 +517,165 @@ func (ss *session) checkQuota(ctx context.Context, acc directory.AccountInfo, si
 		return errOverQuotaRcpt
 	}
 	return nil
+}
+
+// --- VRFY and EXPN (RFC 5321 3.5) ---
+
+// go-smtp calls Verify and Expand only on submission listeners with
+// smtp-vrfy or smtp-expn on; they answer only authenticated users, each
+// command counts against smtp-max-vrfy, and each refusal against
+// smtp-max-bad-recipients, like a refused RCPT: an authenticated user
+// learns nothing that RCPT would not tell.
+
+// Verify answers VRFY: 250 with the address for a local mailbox, alias,
+// forward or list that takes mail (what RCPT would accept), 550 5.1.1 for
+// an unknown one, 252 for an address outside the local domains.
+func (ss *session) Verify(arg string) (string, error) {
+	addr, err := ss.lookupStart(arg)
+	if err == nil {
+		err = ss.verify(addr)
+	}
+	ss.lookupDone("VRFY", arg, err)
+	if err != nil {
+		return "", err
+	}
+	return addr, nil
+}
+
+func (ss *session) verify(addr string) error {
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.s.cfg.BackendTimeout)
+	defer cancel()
+	res, err := ss.resolveForLookup(ctx, addr)
+	if err != nil {
+		return err
+	}
+	if (res.Kind == directory.Account || res.Kind == directory.Forward) && !res.Account.Enabled {
+		return errDisabled
+	}
+	return nil
+}
+
+// Expand answers EXPN with the addresses an address leads to, as RCPT
+// would expand it: a list's members, where a forward points (remote
+// addresses included), an account's primary address.
+func (ss *session) Expand(arg string) ([]string, error) {
+	addr, err := ss.lookupStart(arg)
+	var out []string
+	if err == nil {
+		out, err = ss.expandForLookup(addr)
+	}
+	ss.lookupDone("EXPN", arg, err)
+	return out, err
+}
+
+func (ss *session) expandForLookup(addr string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.s.cfg.BackendTimeout)
+	defer cancel()
+	if _, err := ss.resolveForLookup(ctx, addr); err != nil {
+		return nil, err
+	}
+	targets, err := ss.expand(ctx, addr, 0, map[string]bool{})
+	if err == errBadAddress {
+		err = errVrfySyntax
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, t := range targets {
+		a := t.remote
+		if a == "" {
+			a = t.acc.Address
+		}
+		if a == "" || seen[strings.ToLower(a)] {
+			continue
+		}
+		seen[strings.ToLower(a)] = true
+		out = append(out, a)
+	}
+	switch {
+	case len(out) == 0:
+		return nil, errListLimit // a list without members
+	case ss.s.cfg.MaxExpanded > 0 && len(out) > ss.s.cfg.MaxExpanded:
+		return nil, errTooManyExpanded
+	}
+	return out, nil
+}
+
+// resolveForLookup resolves the argument of VRFY or EXPN and refuses what
+// neither answers with 250.
+func (ss *session) resolveForLookup(ctx context.Context, addr string) (directory.Result, error) {
+	res, err := ss.s.dir.Resolve(ctx, addr)
+	switch {
+	case err == nil:
+	case errors.Is(err, directory.ErrInvalidAddress):
+		return res, errVrfySyntax
+	default:
+		ss.log.Warn("VRFY/EXPN lookup: directory unavailable", "err", err)
+		return res, errDirectoryDown
+	}
+	switch res.Kind {
+	case directory.Unknown:
+		return res, errNoSuchUser
+	case directory.NotLocal:
+		return res, errCannotVerify
+	}
+	return res, nil
+}
+
+// lookupStart checks that the session may ask (authenticated, within the
+// limits) and returns the address in the argument.
+func (ss *session) lookupStart(arg string) (string, error) {
+	if ss.account == nil {
+		return "", errAuthRequired
+	}
+	ss.lookups++
+	if ss.s.cfg.MaxVrfy > 0 && ss.lookups > ss.s.cfg.MaxVrfy {
+		ss.closeSoon()
+		return "", errVrfyTooMany
+	}
+	if ss.s.cfg.MaxBadRecipients > 0 && ss.badRcpts >= ss.s.cfg.MaxBadRecipients {
+		ss.closeSoon()
+		return "", errTooManyBad
+	}
+	addr, ok := lookupArgument(arg)
+	if !ok {
+		return "", errVrfySyntax
+	}
+	return addr, nil
+}
+
+// lookupDone counts a refusal as a bad recipient and logs the lookup (an
+// operator looking for address harvesting finds them by "lookup").
+func (ss *session) lookupDone(cmd, arg string, err error) {
+	code := 250
+	var se *smtp.SMTPError
+	if errors.As(err, &se) {
+		code = se.Code
+	}
+	if code >= 500 {
+		ss.badRcpts++
+	}
+	ss.log.Info("lookup", "command", cmd, "argument", sanitize(arg), "code", code)
+}
+
+// lookupArgument is the address in the argument of VRFY or EXPN: a mailbox
+// (RFC 5321 4.1.1.6 allows a user name too; only addresses are looked up),
+// maybe in angle brackets, maybe followed by SMTPUTF8 (RFC 6531 3.7.4).
+func lookupArgument(arg string) (string, bool) {
+	a := strings.TrimSpace(arg)
+	if len(a) > len(" SMTPUTF8") && strings.EqualFold(a[len(a)-len(" SMTPUTF8"):], " SMTPUTF8") {
+		a = strings.TrimSpace(a[:len(a)-len(" SMTPUTF8")])
+	}
+	if strings.HasPrefix(a, "<") && strings.HasSuffix(a, ">") {
+		a = a[1 : len(a)-1]
+	}
+	at := strings.LastIndexByte(a, '@')
+	if at < 1 || at == len(a)-1 || len(a) > 256 || !printable(a) || strings.ContainsAny(a, " <>") {
+		return "", false
+	}
+	return a, true
 }
 
 // --- DATA and BDAT ---
