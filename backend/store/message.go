@@ -583,19 +583,22 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 	if err != nil {
 		return nil, err
 	}
+	// The new flags and keywords of a row, as expressions over the row
+	// alias %[1]s.
 	var newFlags, newKw string
 	switch mode {
 	case mailboxv1.StoreMode_STORE_MODE_REPLACE:
 		newFlags, newKw = "$5::int", "$6::text[]"
 	case mailboxv1.StoreMode_STORE_MODE_ADD:
-		newFlags = "t.flags | $5::int"
-		newKw = "CASE WHEN $6::text[] <@ t.keywords THEN t.keywords ELSE ARRAY(SELECT DISTINCT x FROM unnest(t.keywords || $6::text[]) x ORDER BY x) END"
+		newFlags = "%[1]s.flags | $5::int"
+		newKw = "CASE WHEN $6::text[] <@ %[1]s.keywords THEN %[1]s.keywords ELSE ARRAY(SELECT DISTINCT x FROM unnest(%[1]s.keywords || $6::text[]) x ORDER BY x) END"
 	case mailboxv1.StoreMode_STORE_MODE_REMOVE:
-		newFlags = "t.flags & ~$5::int"
-		newKw = "CASE WHEN NOT t.keywords && $6::text[] THEN t.keywords ELSE ARRAY(SELECT x FROM unnest(t.keywords) x WHERE x <> ALL($6::text[]) ORDER BY x) END"
+		newFlags = "%[1]s.flags & ~$5::int"
+		newKw = "CASE WHEN NOT %[1]s.keywords && $6::text[] THEN %[1]s.keywords ELSE ARRAY(SELECT x FROM unnest(%[1]s.keywords) x WHERE x <> ALL($6::text[]) ORDER BY x) END"
 	default:
 		return nil, invalid("unknown store mode")
 	}
+	over := func(expr, alias string) string { return strings.ReplaceAll(expr, "%[1]s", alias) }
 	var resp *mailboxv1.StoreFlagsResponse
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		resp = &mailboxv1.StoreFlagsResponse{Modified: &mailboxv1.UIDSet{}}
@@ -620,13 +623,18 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 		if err != nil {
 			return err
 		}
+		// t locks the rows, so u computes from the same values as c. u
+		// finds its rows by primary key (uid = ANY of an array): joined
+		// with c, the planner guessed c's size from the ranges and
+		// updated one message by hashing a sequential scan of the whole
+		// mailbox (13 ms instead of 0.8 on 10,000 messages).
 		rows, err := tx.Query(ctx, `WITH t AS (
 				SELECT m.uid, m.flags, m.keywords, m.modseq FROM messages m`+uidJoin+`
 				WHERE m.account_id=$1 AND m.mailbox_id=$2 FOR UPDATE OF m),
-			c AS (SELECT t.uid, t.flags, t.keywords, t.modseq, `+newFlags+` AS nf, `+newKw+` AS nk FROM t),
-			u AS (UPDATE messages m SET flags = c.nf, keywords = c.nk, modseq = $7 FROM c
-				WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.uid = c.uid
-				AND (c.nf <> c.flags OR c.nk <> c.keywords) AND ($8::bigint = 0 OR c.modseq <= $8::bigint)
+			c AS (SELECT t.uid, t.flags, t.keywords, t.modseq, `+over(newFlags, "t")+` AS nf, `+over(newKw, "t")+` AS nk FROM t),
+			u AS (UPDATE messages m SET flags = `+over(newFlags, "m")+`, keywords = `+over(newKw, "m")+`, modseq = $7
+				WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.uid = ANY(ARRAY(SELECT c.uid FROM c
+					WHERE (c.nf <> c.flags OR c.nk <> c.keywords) AND ($8::bigint = 0 OR c.modseq <= $8::bigint)))
 				RETURNING m.uid)
 			SELECT c.uid, CASE WHEN u.uid IS NULL THEN c.flags ELSE c.nf END,
 				CASE WHEN u.uid IS NULL THEN c.keywords ELSE c.nk END,
