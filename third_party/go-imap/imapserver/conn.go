@@ -39,6 +39,9 @@ type Conn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	encMutex sync.Mutex
+	// batching (guarded by encMutex) holds responses in bw until the
+	// command ends; see beginBatch.
+	batching bool
 
 	mutex   sync.Mutex
 	conn    net.Conn
@@ -516,6 +519,26 @@ type responseEncoder struct {
 	conn *Conn
 }
 
+// beginBatch makes the responses written until endBatch stay in the
+// buffered writer (which still writes whenever it is full) instead of
+// being flushed one by one: a FETCH of many messages costs a write per
+// buffer, not a write per message. endBatch flushes what is left; the
+// tagged status response that follows would flush it too.
+func (c *Conn) beginBatch() {
+	c.encMutex.Lock()
+	c.batching = true
+	c.encMutex.Unlock()
+}
+
+func (c *Conn) endBatch() error {
+	c.encMutex.Lock()
+	defer c.encMutex.Unlock()
+	c.batching = false
+	c.setWriteTimeout(respWriteTimeout)
+	defer c.setWriteTimeout(0)
+	return c.bw.Flush()
+}
+
 func newResponseEncoder(conn *Conn) *responseEncoder {
 	conn.mutex.Lock()
 	quotedUTF8 := conn.enabled.Has(imap.CapIMAP4rev2) || conn.enabled.Has(imap.CapUTF8Accept)
@@ -525,6 +548,7 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 	wireEnc.QuotedUTF8 = quotedUTF8
 
 	conn.encMutex.Lock() // released by responseEncoder.end
+	wireEnc.NoFlush = conn.batching
 	conn.setWriteTimeout(respWriteTimeout)
 	return &responseEncoder{
 		Encoder: wireEnc,

@@ -115,10 +115,12 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 	}
 
 	w := &FetchWriter{conn: c, options: writerOptions}
-	if err := c.session.Fetch(w, numSet, &options); err != nil {
-		return err
+	c.beginBatch()
+	err = c.session.Fetch(w, numSet, &options)
+	if ferr := c.endBatch(); err == nil {
+		err = ferr
 	}
-	return nil
+	return err
 }
 
 func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOptions, writerOptions *fetchWriterOptions) error {

@@ -31,6 +31,10 @@ type Encoder struct {
 	// NewContinuationRequest creates a new continuation request. This is only
 	// meaningful for clients.
 	NewContinuationRequest func() *ContinuationRequest
+	// NoFlush makes CRLF leave the data in the buffered writer; the owner
+	// flushes it (mailcluster: responses of one FETCH go out in full
+	// buffers instead of one write per message).
+	NoFlush bool
 
 	w       *bufio.Writer
 	side    ConnSide
@@ -68,6 +72,9 @@ func (enc *Encoder) CRLF() error {
 	enc.writeString("\r\n")
 	if enc.err != nil {
 		return enc.err
+	}
+	if enc.NoFlush {
+		return nil
 	}
 	return enc.w.Flush()
 }
