@@ -20,9 +20,11 @@ type extSession struct {
 	clientID *imap.IDData
 	fetch    *imap.FetchOptions
 	store    *imap.StoreOptions
-	search   *imap.SearchCriteria
-	sel      *imap.SelectOptions
-	qresync  *imap.SelectQResync
+	// storeCondStore: CONDSTORE was enabled when Store ran.
+	storeCondStore bool
+	search         *imap.SearchCriteria
+	sel            *imap.SelectOptions
+	qresync        *imap.SelectQResync
 }
 
 func (s *extSession) ResyncSelected(w *imapserver.FetchWriter, q *imap.SelectQResync) error {
@@ -76,6 +78,7 @@ func (s *extSession) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, option
 
 func (s *extSession) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	s.store = options
+	s.storeCondStore = w.CondStoreEnabled()
 	if options.UnchangedSince != 0 && w.CondStoreEnabled() {
 		w.SetModified(imap.SeqSetNum(1))
 	}
@@ -270,5 +273,26 @@ func TestExtensionsNotAdvertised(t *testing.T) {
 	}
 	if l := r2.line(); !strings.HasPrefix(l, "* BYE") {
 		t.Errorf("ID without the capability before login: %q", l)
+	}
+}
+
+// A plain STORE (its flags in a list) does not enable CONDSTORE; one with
+// UNCHANGEDSINCE does (RFC 7162 section 3.1). An enabled CONDSTORE puts
+// MODSEQ in every FETCH response, which a client that never asked for it
+// does not expect.
+func TestStoreEnablesCondStoreOnlyWithModifier(t *testing.T) {
+	caps := imap.CapSet{imap.CapIMAP4rev1: {}, imap.CapCondStore: {}}
+	addr, last := startExtServer(t, caps)
+	r := dialExt(t, addr)
+	r.do("a", "LOGIN u p")
+	r.do("b", "SELECT INBOX")
+	r.do("c", `STORE 1 +FLAGS (\Seen)`)
+	r.do("d", `STORE 1 -FLAGS.SILENT (\Seen \Flagged)`)
+	if last().storeCondStore {
+		t.Fatal("CONDSTORE enabled by a STORE without modifiers")
+	}
+	r.do("e", `STORE 1 (UNCHANGEDSINCE 9) +FLAGS (\Seen)`)
+	if !last().storeCondStore {
+		t.Error("CONDSTORE not enabled by STORE (UNCHANGEDSINCE)")
 	}
 }

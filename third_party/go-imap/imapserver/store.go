@@ -19,7 +19,7 @@ func (c *Conn) handleStore(tag string, dec *imapwire.Decoder, numKind NumKind, n
 		return dec.Err()
 	}
 	// RFC 7162 section 3.1.3
-	isList, err := readModifiers(dec, func(name string) error {
+	hasModifiers, err := readModifiers(dec, func(name string) error {
 		if name == "UNCHANGEDSINCE" && c.condStoreAvailable() {
 			return readModSeqValzer(dec, &options.UnchangedSince)
 		}
@@ -28,14 +28,14 @@ func (c *Conn) handleStore(tag string, dec *imapwire.Decoder, numKind NumKind, n
 	if err != nil {
 		return err
 	}
-	if isList && !dec.ExpectSP() {
+	if hasModifiers && !dec.ExpectSP() {
 		return dec.Err()
 	}
 	if !dec.ExpectAtom(&item) || !dec.ExpectSP() {
 		return dec.Err()
 	}
 	var flags []imap.Flag
-	isList, err = dec.List(func() error {
+	isList, err := dec.List(func() error {
 		flag, err := internal.ExpectFlag(dec)
 		if err != nil {
 			return err
@@ -85,7 +85,7 @@ func (c *Conn) handleStore(tag string, dec *imapwire.Decoder, numKind NumKind, n
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
 		return err
 	}
-	if isList {
+	if hasModifiers {
 		c.enableCondStore()
 	}
 
