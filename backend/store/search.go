@@ -201,7 +201,11 @@ func (b *sqlBuilder) key(ctx context.Context, s *Store, tx pgx.Tx, account strin
 		if k.Text != "" {
 			cond = b.arg(k.Text) + " = ANY(m.keywords)"
 		} else {
-			cond = fmt.Sprintf("m.flags & %s <> 0", b.arg(int32(k.Number)))
+			// The bit is written into the statement, not passed as a
+			// parameter: the planner can then use the partial index of
+			// unseen messages (messages_unseen) for SEARCH UNSEEN. Only
+			// the five system flag bits get here (checkSearch).
+			cond = fmt.Sprintf("m.flags & %d <> 0", int32(k.Number))
 		}
 		if k.Op == mailboxv1.SearchKey_OP_NO_FLAG {
 			return "NOT (" + cond + ")", nil
