@@ -20,6 +20,8 @@ import (
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 // backfillSite is a fresh database with a store, and psql access to change
 // rows behind the store's back.
 type backfillSite struct {
