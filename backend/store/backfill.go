@@ -143,8 +143,7 @@ func (s *Store) backfillRead(ctx context.Context, last *backfillKey, batch int) 
 	return keys, envs, nil
 }
 
-// backfillBatch holds the rows of one batch to write, as the parallel
-// arrays of the UPDATE's parameters.
+// backfillBatch holds the rows of one batch to write.
 type backfillBatch struct {
 	accounts        []string
 	mailboxes, uids []int64
@@ -180,17 +179,28 @@ func (s *Store) backfillWrite(ctx context.Context, b *backfillBatch) (int64, err
 			ORDER BY account_id COLLATE "C" FOR SHARE`, accounts); err != nil {
 			return err
 		}
-		// Only rows whose envelope is still the one read: whatever
-		// changed a row meanwhile wins. modseq is not touched.
-		tag, err := tx.Exec(ctx, `UPDATE messages m SET envelope = u.new
-			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], $5::bytea[]) AS u(account_id, mailbox_id, uid, old, new)
-			WHERE m.account_id = u.account_id AND m.mailbox_id = u.mailbox_id AND m.uid = u.uid AND m.envelope = u.old`,
-			b.accounts, b.mailboxes, b.uids, b.olds, b.news)
-		if err != nil {
-			return err
+		// One statement per row, sent together in one round trip: each
+		// finds its row by the whole primary key, a plan that cannot go
+		// wrong (joined with unnest of the batch, the planner may scan
+		// every message of a mailbox per row). Only a row whose envelope
+		// is still the one read is written: whatever changed a row
+		// meanwhile wins. modseq is not touched.
+		var q pgx.Batch
+		for i := range b.uids {
+			q.Queue(`UPDATE messages SET envelope = $4
+				WHERE account_id = $1 AND mailbox_id = $2 AND uid = $3 AND envelope = $5`,
+				b.accounts[i], b.mailboxes[i], b.uids[i], b.news[i], b.olds[i])
 		}
-		n = tag.RowsAffected()
-		return nil
+		br := tx.SendBatch(ctx, &q)
+		for range b.uids {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			n += tag.RowsAffected()
+		}
+		return br.Close()
 	})
 	return n, err
 }
