@@ -71,10 +71,7 @@ func mailboxByID(ctx context.Context, q pgx.Tx, account string, id int64, lock b
 // status fills a MailboxStatus, counting unseen messages with the partial
 // index.
 func status(ctx context.Context, q pgx.Tx, account string, m *Mailbox) (*mailboxv1.MailboxStatus, error) {
-	st := &mailboxv1.MailboxStatus{
-		MailboxId: m.ID, Name: m.Name, Messages: m.Messages, UidNext: m.UIDNext,
-		UidValidity: m.UIDValidity, HighestModseq: m.HighestModseq, Size: m.Size,
-	}
+	st := statusNoCounts(m)
 	var unseen, deleted int64
 	err := q.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM messages WHERE account_id=$1 AND mailbox_id=$2 AND flags & 1 = 0),
@@ -82,6 +79,15 @@ func status(ctx context.Context, q pgx.Tx, account string, m *Mailbox) (*mailbox
 		account, m.ID).Scan(&unseen, &deleted)
 	st.Unseen, st.Deleted = uint32(unseen), uint32(deleted)
 	return st, err
+}
+
+// statusNoCounts is a mailbox's status from its row alone, without the
+// unseen and deleted counts (which cost a count over the mailbox).
+func statusNoCounts(m *Mailbox) *mailboxv1.MailboxStatus {
+	return &mailboxv1.MailboxStatus{
+		MailboxId: m.ID, Name: m.Name, Messages: m.Messages, UidNext: m.UIDNext,
+		UidValidity: m.UIDValidity, HighestModseq: m.HighestModseq, Size: m.Size,
+	}
 }
 
 // ListOptions selects mailboxes for ListMailboxes.

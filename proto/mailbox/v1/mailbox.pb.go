@@ -1573,7 +1573,9 @@ func (x *ChangesRequest) GetKnownUids() *UIDSet {
 
 type ChangesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Set on the first response.
+	// Set on the first response. Its unseen and deleted counts are not
+	// filled (0): they would cost a count over the mailbox on every change;
+	// ask Status or ListMailboxes for them.
 	Status   *MailboxStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
 	Changed  []*MessageMeta `protobuf:"bytes,2,rep,name=changed,proto3" json:"changed,omitempty"` // uid, flags, modseq only
 	Vanished *UIDSet        `protobuf:"bytes,3,opt,name=vanished,proto3" json:"vanished,omitempty"`
