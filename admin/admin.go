@@ -1,8 +1,8 @@
 // Package admin implements `mailcluster admin`: managing accounts, aliases
 // and distribution lists in the LDAP directory (through package directory's
 // Manager), explaining what the cluster does with an address, and managing
-// the outbound queue and DKIM keys and backfilling stored envelopes in the
-// backends' PostgreSQL database (through package store).
+// the outbound queue and DKIM keys in the backends' PostgreSQL database
+// (through package store).
 //
 // Output is human-readable by default and JSON with --json. Every failure
 // is reported on stderr (and as {"error": …} on stdout with --json) with a
@@ -69,15 +69,14 @@ var commands = map[string]command{
 	"dkim activate":      {"DOMAIN SELECTOR", "let a key sign, once its DNS record is published", dkimActivate},
 	"dkim list":          {"", "list DKIM keys (the newest active key of each domain signs)", dkimList},
 	"dkim delete":        {"DOMAIN SELECTOR", "delete a DKIM key", dkimDelete},
-	"envelopes backfill": {"[--batch N] [--pause D]", "render the IMAP ENVELOPE of messages stored before backends rendered it at delivery (safe while serving mail; can be stopped and run again)", envelopesBackfill},
 }
 
 // globals are the settings every subcommand takes.
 type globals struct {
 	directory.ManagerConfig
-	// PostgresDSN is for the queue, dkim and envelopes commands, which
-	// work on the backends' database (the same setting as the backend's).
-	PostgresDSN string `name:"postgres-dsn" help:"PostgreSQL connection string of the backends (queue, dkim and envelopes commands)"`
+	// PostgresDSN is for the queue and dkim commands, which work on the
+	// backends' database (the same setting as the backend's).
+	PostgresDSN string `name:"postgres-dsn" help:"PostgreSQL connection string of the backends (queue and dkim commands)"`
 	JSON        bool   `name:"json" help:"print JSON instead of text"`
 	Debug       bool   `name:"debug" help:"log LDAP failover and retries to stderr"`
 }
@@ -87,7 +86,7 @@ type env struct {
 	ctx    context.Context
 	g      *globals
 	m      *directory.Manager
-	st     *store.Store // queue, dkim and envelopes commands
+	st     *store.Store // queue and dkim commands
 	stdout io.Writer
 	stderr io.Writer
 }

@@ -144,7 +144,7 @@ func (s *service) Fetch(r *mailboxv1.FetchRequest, stream grpc.ServerStreamingSe
 		ChangedSince: r.ChangedSince, BatchSize: int(r.BatchSize),
 	}, func(rows []store.FetchRow) error {
 		// Sent pre-encoded: see wire.go.
-		return stream.SendMsg(&preEncoded{appendFetchResponse(nil, rows, r.InternalDate, r.Envelope && r.EnvelopeImap)})
+		return stream.SendMsg(&preEncoded{appendFetchResponse(nil, rows, r.InternalDate)})
 	})
 	return s.fail("Fetch", err)
 }

@@ -45,14 +45,12 @@ const (
 	fMetaBodyStructure     = 7
 	fMetaHeader            = 8
 	fMetaBodyID            = 9
-	fMetaEnvelopeIMAP      = 10
 	fFlagsSystem           = 1
 	fFlagsKeywords         = 2
 )
 
-// appendFetchResponse appends a FetchResponse holding rows to b, as
-// FetchRow.Meta(dates, imapForm) would give it.
-func appendFetchResponse(b []byte, rows []store.FetchRow, dates, imapForm bool) []byte {
+// appendFetchResponse appends a FetchResponse holding rows to b.
+func appendFetchResponse(b []byte, rows []store.FetchRow, dates bool) []byte {
 	var meta, flags []byte
 	for i := range rows {
 		r := &rows[i]
@@ -81,13 +79,8 @@ func appendFetchResponse(b []byte, rows []store.FetchRow, dates, imapForm bool) 
 			meta = protowire.AppendVarint(meta, uint64(r.Size))
 		}
 		if r.Envelope != nil {
-			if raw := store.EnvelopeIMAP(r.Envelope); imapForm && raw != nil {
-				meta = protowire.AppendTag(meta, fMetaEnvelopeIMAP, protowire.BytesType)
-				meta = protowire.AppendBytes(meta, raw)
-			} else {
-				meta = protowire.AppendTag(meta, fMetaEnvelope, protowire.BytesType)
-				meta = protowire.AppendBytes(meta, r.Envelope)
-			}
+			meta = protowire.AppendTag(meta, fMetaEnvelope, protowire.BytesType)
+			meta = protowire.AppendBytes(meta, r.Envelope)
 		}
 		if r.Structure != nil {
 			meta = protowire.AppendTag(meta, fMetaBodyStructure, protowire.BytesType)

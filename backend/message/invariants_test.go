@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	"mailcluster/internal/imapenvelope"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
@@ -26,9 +25,6 @@ func checkInvariants(input []byte, p *Parsed, opts Options) []string {
 	if p.Envelope == nil || p.Structure == nil {
 		fail("nil Envelope or Structure")
 		return bad
-	}
-	if want := imapenvelope.Encode(p.Envelope); !bytes.Equal(p.Envelope.Imap, want) {
-		fail("Envelope.Imap %q, want %q", p.Envelope.Imap, want)
 	}
 	top := p.Structure
 	if top.HeaderOffset != 0 || top.EndOffset != size {

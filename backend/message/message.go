@@ -53,7 +53,6 @@ import (
 	"strings"
 	"time"
 
-	"mailcluster/internal/imapenvelope"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
@@ -151,8 +150,6 @@ func parse(r io.ReaderAt, size int64, opts Options, window int) (*Parsed, error)
 		Structure:    top,
 		SearchHeader: searchHeader(h),
 	}
-	// Rendered once here, sent as it is by every FETCH ENVELOPE.
-	out.Envelope.Imap = imapenvelope.Encode(out.Envelope)
 	if d := h.get("Date"); d != "" {
 		if t, ok := parseDate(d); ok {
 			out.SentDate = t

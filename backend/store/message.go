@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	mailboxv1 "mailcluster/proto/mailbox/v1"
@@ -371,52 +370,17 @@ type FetchRow struct {
 	Header       []byte
 }
 
-// envelopeIMAPField is mailboxv1.Envelope's imap field.
-const envelopeIMAPField = 11
-
-// EnvelopeIMAP returns the IMAP wire form held in a serialized
-// mailboxv1.Envelope (its imap field), or nil for an envelope stored
-// without it (before it existed) or one that does not parse. It reads the
-// fields without decoding the message, for FETCH ENVELOPE of many rows.
-func EnvelopeIMAP(env []byte) []byte {
-	for len(env) > 0 {
-		num, typ, n := protowire.ConsumeTag(env)
-		if n < 0 {
-			return nil
-		}
-		env = env[n:]
-		if num == envelopeIMAPField && typ == protowire.BytesType {
-			v, n := protowire.ConsumeBytes(env)
-			if n < 0 || len(v) == 0 {
-				return nil
-			}
-			return v
-		}
-		n = protowire.ConsumeFieldValue(num, typ, env)
-		if n < 0 {
-			return nil
-		}
-		env = env[n:]
-	}
-	return nil
-}
-
 // Meta decodes a row into a MessageMeta. dates adds the internal date and
-// size; with imapForm, an envelope stored with its IMAP form is returned
-// as EnvelopeImap alone.
-func (r *FetchRow) Meta(dates, imapForm bool) (*mailboxv1.MessageMeta, error) {
+// size.
+func (r *FetchRow) Meta(dates bool) (*mailboxv1.MessageMeta, error) {
 	m := &mailboxv1.MessageMeta{Uid: r.UID, Flags: flagsOf(int32(r.Flags), r.Keywords), Modseq: r.Modseq, BodyId: r.BodyID, Header: r.Header}
 	if dates {
 		m.InternalDate, m.Size = r.InternalDate.Unix(), r.Size
 	}
 	if r.Envelope != nil {
-		if raw := EnvelopeIMAP(r.Envelope); imapForm && raw != nil {
-			m.EnvelopeImap = raw
-		} else {
-			m.Envelope = &mailboxv1.Envelope{}
-			if err := proto.Unmarshal(r.Envelope, m.Envelope); err != nil {
-				return nil, err
-			}
+		m.Envelope = &mailboxv1.Envelope{}
+		if err := proto.Unmarshal(r.Envelope, m.Envelope); err != nil {
+			return nil, err
 		}
 	}
 	if r.Structure != nil {

@@ -31,6 +31,9 @@ type Config struct {
 	// MaxAuthFailures is how many failed LOGIN/AUTHENTICATE attempts one
 	// connection may make before it is closed.
 	MaxAuthFailures int `name:"imap-max-auth-failures" help:"failed IMAP authentications after which a connection is closed"`
+	// EnvelopeCache bounds the bytes of rendered ENVELOPEs kept for FETCH
+	// (envcache.go); 0 turns the cache off.
+	EnvelopeCache int64 `name:"imap-envelope-cache" help:"memory for ENVELOPEs already rendered, reused by later FETCHes of the same messages (bytes; K, M, G suffixes; 0: off)"`
 	// WatchRetry is the longest wait between attempts to reopen the
 	// backend Watch stream.
 	WatchRetry time.Duration `name:"imap-watch-retry" help:"longest wait before reopening the backend watch stream after it failed"`
@@ -47,6 +50,7 @@ func DefaultConfig() Config {
 		MaxMailboxName:  512,
 		MaxAuthFailures: 5,
 		WatchRetry:      5 * time.Second,
+		EnvelopeCache:   64 << 20,
 	}
 }
 
@@ -73,6 +77,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAuthFailures < 1 {
 		errs = append(errs, errors.New("imap-max-auth-failures must be at least 1"))
+	}
+	if c.EnvelopeCache < 0 {
+		errs = append(errs, errors.New("imap-envelope-cache must not be negative"))
 	}
 	if c.WatchRetry <= 0 {
 		errs = append(errs, errors.New("imap-watch-retry must be positive"))

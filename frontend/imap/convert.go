@@ -2,12 +2,12 @@ package imap
 
 import (
 	"bytes"
+	"net/mail"
 	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 
-	"mailcluster/internal/imapenvelope"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
@@ -68,6 +68,80 @@ func validFlag(f imap.Flag) bool {
 	return s != "" && len(s) <= 128
 }
 
+func addressesFromProto(in []*mailboxv1.Address) []imap.Address {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]imap.Address, 0, len(in))
+	for _, a := range in {
+		switch {
+		case a.GroupStart:
+			out = append(out, imap.Address{Mailbox: a.Name})
+		case a.GroupEnd:
+			out = append(out, imap.Address{})
+		default:
+			out = append(out, imap.Address{Name: a.Name, Mailbox: a.Mailbox, Host: a.Host})
+		}
+	}
+	return out
+}
+
+// msgIDs returns the ids in a Message-ID or In-Reply-To header, without
+// angle brackets.
+func msgIDs(s string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(s, '<')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(s[i:], '>')
+		if j < 0 {
+			break
+		}
+		out = append(out, s[i+1:i+j])
+		s = s[i+j+1:]
+	}
+	if len(out) == 0 && strings.TrimSpace(s) != "" {
+		out = append(out, strings.TrimSpace(s))
+	}
+	return out
+}
+
+// parseDate reads a Date header; the common RFC 5322 form is tried first,
+// without the error allocations of net/mail's layout search. Unreadable
+// dates give the zero time (ENVELOPE date NIL).
+func parseDate(s string) time.Time {
+	s = strings.TrimSpace(s)
+	for _, layout := range []string{"Mon, 2 Jan 2006 15:04:05 -0700", "2 Jan 2006 15:04:05 -0700"} {
+		if len(s) >= len(layout)-2 && len(s) <= len(layout)+1 && (s[0] >= '0' && s[0] <= '9') == (layout[0] == '2') {
+			if t, err := time.Parse(layout, s); err == nil {
+				return t
+			}
+		}
+	}
+	if t, err := mail.ParseDate(s); err == nil {
+		return t
+	}
+	return time.Time{}
+}
+
+func envelopeFromProto(e *mailboxv1.Envelope) *imap.Envelope {
+	if e == nil {
+		return &imap.Envelope{}
+	}
+	out := &imap.Envelope{
+		Subject: e.Subject, From: addressesFromProto(e.From), Sender: addressesFromProto(e.Sender),
+		ReplyTo: addressesFromProto(e.ReplyTo), To: addressesFromProto(e.To), Cc: addressesFromProto(e.Cc),
+		Bcc: addressesFromProto(e.Bcc), InReplyTo: msgIDs(e.InReplyTo),
+	}
+	out.Date = parseDate(e.Date)
+	if ids := msgIDs(e.MessageId); len(ids) > 0 {
+		out.MessageID = ids[0]
+	}
+	return out
+}
+
 func dispositionOf(bs *mailboxv1.BodyStructure) *imap.BodyStructureDisposition {
 	if bs.Disposition == "" {
 		return nil
@@ -100,7 +174,7 @@ func bodyStructureFromProto(bs *mailboxv1.BodyStructure) imap.BodyStructure {
 	}
 	switch {
 	case strings.EqualFold(typ, "message") && strings.EqualFold(sub, "rfc822") && bs.Message != nil:
-		sp.MessageRFC822 = &imap.BodyStructureMessageRFC822{Envelope: imapenvelope.FromProto(bs.Envelope),
+		sp.MessageRFC822 = &imap.BodyStructureMessageRFC822{Envelope: envelopeFromProto(bs.Envelope),
 			BodyStructure: bodyStructureFromProto(bs.Message), NumLines: bs.Lines}
 	case strings.EqualFold(typ, "text"):
 		sp.Text = &imap.BodyStructureText{NumLines: bs.Lines}

@@ -40,7 +40,6 @@ type stack struct {
 	slapd    *testenv.Slapd
 	tree     testenv.Tree
 	log      *slog.Logger
-	dsn      string // the backends' PostgreSQL database
 }
 
 func testLog() *slog.Logger {
@@ -62,7 +61,7 @@ func newStack(t testing.TB, nBackends int) *stack {
 	pg, s3 := testenv.StartPostgres(t), testenv.StartS3(t)
 	dsn := storetest.Database(t, pg)
 	bucket := s3.BucketName()
-	st := &stack{t: t, log: testLog(), dsn: dsn}
+	st := &stack{t: t, log: testLog()}
 	for i := 0; i < nBackends; i++ {
 		cfg := backend.DefaultConfig()
 		cfg.QueueWorkers = 0 // no outbound delivery in these tests

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"mailcluster/internal/imapenvelope"
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
@@ -58,7 +57,7 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 	if bodyOnly(options, sel.readOnly) {
 		return ss.fetchBodies(w, targets, options)
 	}
-	req := &mailboxv1.FetchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Envelope: options.Envelope, EnvelopeImap: options.Envelope,
+	req := &mailboxv1.FetchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Envelope: options.Envelope,
 		BodyStructure: options.BodyStructure != nil, InternalDate: options.InternalDate || options.RFC822Size,
 		BatchSize: uint32(ss.srv.cfg.FetchBatch), ChangedSince: options.ChangedSince}
 	if len(options.BinarySection)+len(options.BinarySectionSize) > 0 {
@@ -165,11 +164,7 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 		rw.WriteRFC822Size(m.Size)
 	}
 	if options.Envelope {
-		if raw := m.EnvelopeImap; len(raw) > 1 && raw[0] == '(' && raw[len(raw)-1] == ')' {
-			rw.WriteEnvelopeRaw(raw)
-		} else {
-			rw.WriteEnvelope(imapenvelope.FromProto(m.Envelope))
-		}
+		rw.WriteEnvelopeRaw(ss.srv.envelopes.wire(envelopeKey{sel.mb.key.account, sel.mb.key.id, sel.mb.uidValidity, m.Uid}, m.Envelope))
 	}
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(bodyStructureFromProto(m.BodyStructure))

@@ -63,9 +63,11 @@ type Server struct {
 	open    *imapserver.Server // LOGIN allowed without TLS
 	watch   *watcher
 	metrics *metrics
-	ctx     context.Context
-	cancel  context.CancelFunc
-	connID  atomic.Uint64
+	// envelopes caches rendered ENVELOPEs (nil: off).
+	envelopes *envelopeCache
+	ctx       context.Context
+	cancel    context.CancelFunc
+	connID    atomic.Uint64
 
 	mu        sync.Mutex
 	mailboxes map[mailboxKey]*mailboxState
@@ -98,6 +100,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		sessions:  map[*session]struct{}{},
 		listeners: map[net.Listener]struct{}{},
 		metrics:   newMetrics(),
+		envelopes: newEnvelopeCache(cfg.EnvelopeCache),
 	}
 	s.caps = imap.CapSet{}
 	for _, c := range []imap.Cap{

@@ -1657,10 +1657,7 @@ type FetchRequest struct {
 	// CONDSTORE CHANGEDSINCE: only messages with modseq > changed_since.
 	ChangedSince uint64 `protobuf:"varint,8,opt,name=changed_since,json=changedSince,proto3" json:"changed_since,omitempty"`
 	// Upper bound on messages per response; 0 picks the server default.
-	BatchSize uint32 `protobuf:"varint,9,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
-	// With envelope: an envelope stored with its IMAP form (Envelope.imap)
-	// comes as MessageMeta.envelope_imap alone, not as envelope.
-	EnvelopeImap  bool `protobuf:"varint,10,opt,name=envelope_imap,json=envelopeImap,proto3" json:"envelope_imap,omitempty"`
+	BatchSize     uint32 `protobuf:"varint,9,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1758,13 +1755,6 @@ func (x *FetchRequest) GetBatchSize() uint32 {
 	return 0
 }
 
-func (x *FetchRequest) GetEnvelopeImap() bool {
-	if x != nil {
-		return x.EnvelopeImap
-	}
-	return false
-}
-
 type FetchResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Messages      []*MessageMeta         `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
@@ -1821,11 +1811,7 @@ type MessageMeta struct {
 	Header        []byte                 `protobuf:"bytes,8,opt,name=header,proto3" json:"header,omitempty"`
 	// A key that identifies the stored body across mailboxes and backends;
 	// stable for the life of the message (POP3 UIDL may derive from it).
-	BodyId string `protobuf:"bytes,9,opt,name=body_id,json=bodyId,proto3" json:"body_id,omitempty"`
-	// The ENVELOPE in IMAP wire form (Envelope.imap), sent instead of
-	// envelope when the request asked for it (FetchRequest.envelope_imap)
-	// and the message was stored with it.
-	EnvelopeImap  []byte `protobuf:"bytes,10,opt,name=envelope_imap,json=envelopeImap,proto3" json:"envelope_imap,omitempty"`
+	BodyId        string `protobuf:"bytes,9,opt,name=body_id,json=bodyId,proto3" json:"body_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1923,13 +1909,6 @@ func (x *MessageMeta) GetBodyId() string {
 	return ""
 }
 
-func (x *MessageMeta) GetEnvelopeImap() []byte {
-	if x != nil {
-		return x.EnvelopeImap
-	}
-	return nil
-}
-
 type Address struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`       // display name, decoded to UTF-8
@@ -2009,21 +1988,17 @@ func (x *Address) GetGroupEnd() bool {
 }
 
 type Envelope struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Date      string                 `protobuf:"bytes,1,opt,name=date,proto3" json:"date,omitempty"`       // the Date header as written
-	Subject   string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"` // decoded to UTF-8
-	From      []*Address             `protobuf:"bytes,3,rep,name=from,proto3" json:"from,omitempty"`
-	Sender    []*Address             `protobuf:"bytes,4,rep,name=sender,proto3" json:"sender,omitempty"`
-	ReplyTo   []*Address             `protobuf:"bytes,5,rep,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
-	To        []*Address             `protobuf:"bytes,6,rep,name=to,proto3" json:"to,omitempty"`
-	Cc        []*Address             `protobuf:"bytes,7,rep,name=cc,proto3" json:"cc,omitempty"`
-	Bcc       []*Address             `protobuf:"bytes,8,rep,name=bcc,proto3" json:"bcc,omitempty"`
-	InReplyTo string                 `protobuf:"bytes,9,opt,name=in_reply_to,json=inReplyTo,proto3" json:"in_reply_to,omitempty"`
-	MessageId string                 `protobuf:"bytes,10,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
-	// The fields above as IMAP's ENVELOPE in wire form (RFC 3501 section
-	// 7.4.2; subject and names as MIME encoded words), rendered once when the
-	// message is stored; set on a message's top-level envelope only.
-	Imap          []byte `protobuf:"bytes,11,opt,name=imap,proto3" json:"imap,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Date          string                 `protobuf:"bytes,1,opt,name=date,proto3" json:"date,omitempty"`       // the Date header as written
+	Subject       string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"` // decoded to UTF-8
+	From          []*Address             `protobuf:"bytes,3,rep,name=from,proto3" json:"from,omitempty"`
+	Sender        []*Address             `protobuf:"bytes,4,rep,name=sender,proto3" json:"sender,omitempty"`
+	ReplyTo       []*Address             `protobuf:"bytes,5,rep,name=reply_to,json=replyTo,proto3" json:"reply_to,omitempty"`
+	To            []*Address             `protobuf:"bytes,6,rep,name=to,proto3" json:"to,omitempty"`
+	Cc            []*Address             `protobuf:"bytes,7,rep,name=cc,proto3" json:"cc,omitempty"`
+	Bcc           []*Address             `protobuf:"bytes,8,rep,name=bcc,proto3" json:"bcc,omitempty"`
+	InReplyTo     string                 `protobuf:"bytes,9,opt,name=in_reply_to,json=inReplyTo,proto3" json:"in_reply_to,omitempty"`
+	MessageId     string                 `protobuf:"bytes,10,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2126,13 +2101,6 @@ func (x *Envelope) GetMessageId() string {
 		return x.MessageId
 	}
 	return ""
-}
-
-func (x *Envelope) GetImap() []byte {
-	if x != nil {
-		return x.Imap
-	}
-	return nil
 }
 
 // BodyStructure describes one MIME part and, for multiparts and
@@ -4306,7 +4274,7 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\v2%.mailcluster.mailbox.v1.MailboxStatusR\x06status\x12=\n" +
 	"\achanged\x18\x02 \x03(\v2#.mailcluster.mailbox.v1.MessageMetaR\achanged\x12:\n" +
 	"\bvanished\x18\x03 \x01(\v2\x1e.mailcluster.mailbox.v1.UIDSetR\bvanished\x122\n" +
-	"\x15expunge_log_truncated\x18\x04 \x01(\bR\x13expungeLogTruncated\"\xe9\x02\n" +
+	"\x15expunge_log_truncated\x18\x04 \x01(\bR\x13expungeLogTruncated\"\xc4\x02\n" +
 	"\fFetchRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
@@ -4319,11 +4287,9 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\rinternal_date\x18\a \x01(\bR\finternalDate\x12#\n" +
 	"\rchanged_since\x18\b \x01(\x04R\fchangedSince\x12\x1d\n" +
 	"\n" +
-	"batch_size\x18\t \x01(\rR\tbatchSize\x12#\n" +
-	"\renvelope_imap\x18\n" +
-	" \x01(\bR\fenvelopeImap\"P\n" +
+	"batch_size\x18\t \x01(\rR\tbatchSize\"P\n" +
 	"\rFetchResponse\x12?\n" +
-	"\bmessages\x18\x01 \x03(\v2#.mailcluster.mailbox.v1.MessageMetaR\bmessages\"\x87\x03\n" +
+	"\bmessages\x18\x01 \x03(\v2#.mailcluster.mailbox.v1.MessageMetaR\bmessages\"\xe2\x02\n" +
 	"\vMessageMeta\x12\x10\n" +
 	"\x03uid\x18\x01 \x01(\rR\x03uid\x123\n" +
 	"\x05flags\x18\x02 \x01(\v2\x1d.mailcluster.mailbox.v1.FlagsR\x05flags\x12\x16\n" +
@@ -4333,16 +4299,14 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\benvelope\x18\x06 \x01(\v2 .mailcluster.mailbox.v1.EnvelopeR\benvelope\x12L\n" +
 	"\x0ebody_structure\x18\a \x01(\v2%.mailcluster.mailbox.v1.BodyStructureR\rbodyStructure\x12\x16\n" +
 	"\x06header\x18\b \x01(\fR\x06header\x12\x17\n" +
-	"\abody_id\x18\t \x01(\tR\x06bodyId\x12#\n" +
-	"\renvelope_imap\x18\n" +
-	" \x01(\fR\fenvelopeImap\"\x89\x01\n" +
+	"\abody_id\x18\t \x01(\tR\x06bodyId\"\x89\x01\n" +
 	"\aAddress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\amailbox\x18\x02 \x01(\tR\amailbox\x12\x12\n" +
 	"\x04host\x18\x03 \x01(\tR\x04host\x12\x1f\n" +
 	"\vgroup_start\x18\x04 \x01(\bR\n" +
 	"groupStart\x12\x1b\n" +
-	"\tgroup_end\x18\x05 \x01(\bR\bgroupEnd\"\xca\x03\n" +
+	"\tgroup_end\x18\x05 \x01(\bR\bgroupEnd\"\xb6\x03\n" +
 	"\bEnvelope\x12\x12\n" +
 	"\x04date\x18\x01 \x01(\tR\x04date\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x123\n" +
@@ -4355,8 +4319,7 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\vin_reply_to\x18\t \x01(\tR\tinReplyTo\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\n" +
-	" \x01(\tR\tmessageId\x12\x12\n" +
-	"\x04imap\x18\v \x01(\fR\x04imap\"\xfb\x06\n" +
+	" \x01(\tR\tmessageId\"\xfb\x06\n" +
 	"\rBodyStructure\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x18\n" +
 	"\asubtype\x18\x02 \x01(\tR\asubtype\x12I\n" +
