@@ -86,7 +86,7 @@ type SMTPConfig struct {
 	MaxMessageSize   int64         `name:"smtp-max-message-size" help:"largest message accepted, in bytes (K, M, G suffixes); advertised with SIZE"`
 	MaxRecipients    int           `name:"smtp-max-recipients" help:"most RCPT commands per message; more get 452 4.5.3"`
 	MaxExpanded      int           `name:"smtp-max-expanded" help:"most accounts one message is delivered to after aliases, lists and forwards are expanded"`
-	MaxLineLength    int           `name:"smtp-max-line-length" help:"longest text line of a message in bytes including CRLF (RFC 5321 4.5.3.1.6: 1000); a longer one refuses the message and closes the connection"`
+	MaxLineLength    int           `name:"smtp-max-line-length" help:"longest text line of a message in bytes including CRLF (RFC 5321 4.5.3.1.6: 1000); a longer one refuses the message (DATA: and closes the connection)"`
 	MaxCommandLine   int           `name:"smtp-max-command-line" help:"longest command line in bytes including CRLF (RFC 5321 4.5.3.1.4: 512); MAIL gets room for its parameters, AUTH lines 12288 (RFC 4954); a longer one gets 500 5.5.2 and the session goes on"`
 	MaxHops          int           `name:"smtp-max-hops" help:"a message with this many Received fields, ours included, is a mail loop (554 5.4.6)"`
 	IdleTimeout      time.Duration `name:"smtp-idle-timeout" help:"how long a client may take to send the next command"`

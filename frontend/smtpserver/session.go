@@ -611,6 +611,8 @@ func (ss *session) resolveForLookup(ctx context.Context, addr string) (directory
 	case err == nil:
 	case errors.Is(err, directory.ErrInvalidAddress):
 		return res, errVrfySyntax
+	case errors.Is(err, directory.ErrListLimit):
+		return res, errListLimit // a permanent refusal, as for RCPT
 	default:
 		ss.log.Warn("VRFY/EXPN lookup: directory unavailable", "err", err)
 		return res, errDirectoryDown

@@ -42,12 +42,16 @@ func TestVRFYAndEXPN(t *testing.T) {
 		cfg.SMTP.MaxVrfy = 12
 		cfg.SMTP.MaxBadRecipients = 8
 		cfg.Directory.DownFor = 100 * time.Millisecond
+		cfg.Directory.ListMaxMembers = 3
 	}})
 	alice := c.user("alice", "b1", "mailLocalAddress: a.smith@"+domain)
 	bob := c.user("bob", "b2")
 	c.user("dis", "b1", "mailclusterEnabled: FALSE")
 	away := c.user("away", "", "mailRoutingAddress: someone@elsewhere.test")
 	team := c.list("team", "alice", "bob")
+	c.user("erin", "b2")
+	c.user("dave", "b1")
+	big := c.list("big", "alice", "bob", "erin", "dave")
 
 	// Port 25: nothing, whatever the settings (address harvesting).
 	cn := c.dial(frontend.ListenerSMTP)
@@ -97,6 +101,9 @@ func TestVRFYAndEXPN(t *testing.T) {
 	cn.cmd("EXPN nobody@"+domain, "550 5.1.1 ")
 	cn.cmd("EXPN dis@"+domain, "550 5.2.1 ")
 	cn.cmd("EXPN not an address", "501 5.5.4 ")
+	// Over list-max-members: refused for good, as RCPT refuses it (not
+	// 451: the directory is fine).
+	cn.cmd("EXPN "+big, "550 5.2.4 ")
 	cn.cmd("NOOP", "250 ")
 
 	// Harvesting: refusals count as bad recipients (8)...

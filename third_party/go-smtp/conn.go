@@ -886,8 +886,9 @@ func (c *Conn) handleAuth(arg string) {
 		encoded, err = c.readAuthLine()
 		if err != nil {
 			if _, ok := err.(*commandTooLongError); ok {
-				// mailcluster: RFC 4954 4.
-				c.writeResponse(500, EnhancedCode{5, 5, 6}, "Authentication Exchange line is too long")
+				// mailcluster: RFC 4954 4.; counted like any other
+				// protocol error (so a client cannot loop on it).
+				c.protocolError(500, EnhancedCode{5, 5, 6}, "Authentication Exchange line is too long")
 			}
 			return // TODO: error handling
 		}
@@ -1512,6 +1513,10 @@ func (c *Conn) readAuthLine() (string, error) {
 // returns it without CRLF (or LF), cut to limit bytes, and its size on the
 // wire. At most limit bytes are kept, so a long line costs no memory; the
 // read deadline bounds how long one line may take.
+// maxLineDiscard is how far past its limit a line is read (and dropped)
+// looking for its end before the connection is closed instead.
+const maxLineDiscard = 64 << 10
+
 func (c *Conn) readLineLimit(limit int) (line string, size int, err error) {
 	if c.readErr != nil {
 		return "", 0, c.readErr
@@ -1525,6 +1530,12 @@ func (c *Conn) readLineLimit(limit int) (line string, size int, err error) {
 	for {
 		frag, err := c.text.R.ReadSlice('\n')
 		size += len(frag)
+		if size > limit+maxLineDiscard && err == bufio.ErrBufferFull {
+			// mailcluster: a "line" that does not end is not read
+			// for ever; the connection is closed (500 5.4.0).
+			c.readErr = ErrTooLongLine
+			return "", size, ErrTooLongLine
+		}
 		if room := limit - len(buf); room > 0 {
 			if len(frag) > room {
 				frag = frag[:room]

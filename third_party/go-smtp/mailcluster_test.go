@@ -49,7 +49,7 @@ func TestCommandLineLimit(t *testing.T) {
 	// The session goes on, also after a line far longer than any limit.
 	io.WriteString(c, "NOOP\r\n")
 	expectLine(t, scanner, "250 ")
-	io.WriteString(c, lineOf("NOOP ", 100000))
+	io.WriteString(c, lineOf("NOOP ", 60000))
 	expectLine(t, scanner, "500 5.5.2 Line too long")
 	io.WriteString(c, "NOOP\r\n")
 	expectLine(t, scanner, "250 ")
@@ -60,6 +60,20 @@ func TestCommandLineLimit(t *testing.T) {
 	io.WriteString(c, lineOf("NOOP ", 513))
 	expectLine(t, scanner, "500 5.5.2 ")
 	expectLine(t, scanner, "500 5.5.1 Too many errors")
+}
+
+// A line that goes on far past its limit without ending is not read for
+// ever: 500 5.4.0 and the connection is closed.
+func TestCommandLineFlood(t *testing.T) {
+	_, s, c, scanner, _ := testServerEhlo(t, withLimits)
+	defer s.Close()
+	defer c.Close()
+
+	go io.WriteString(c, "NOOP "+strings.Repeat("x", 200000))
+	expectLine(t, scanner, "500 5.4.0 ")
+	if scanner.Scan() {
+		t.Fatalf("connection open after a line flood: %q", scanner.Text())
+	}
 }
 
 func TestCommandLineLimitMailParameters(t *testing.T) {
