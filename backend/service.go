@@ -1,8 +1,11 @@
 package backend
 
 import (
+	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -139,14 +142,48 @@ func (s *service) Fetch(r *mailboxv1.FetchRequest, stream grpc.ServerStreamingSe
 	if err := account(ctx, r.AccountId); err != nil {
 		return s.fail("Fetch", err)
 	}
+	cached := r.GetCachedEnvelopes().GetRanges()
+	if len(cached) > s.cfg.MaxUIDRanges {
+		return s.fail("Fetch", &store.InvalidError{Msg: fmt.Sprintf("cached_envelopes has more than %d ranges", s.cfg.MaxUIDRanges)})
+	}
 	err := s.store.Fetch(ctx, r.AccountId, r.MailboxId, r.Uids, store.FetchOptions{
 		Envelope: r.Envelope, Structure: r.BodyStructure, Header: r.Header, Dates: r.InternalDate,
 		ChangedSince: r.ChangedSince, BatchSize: int(r.BatchSize),
 	}, func(rows []store.FetchRow) error {
+		if len(cached) > 0 {
+			dropCachedEnvelopes(rows, cached)
+		}
 		// Sent pre-encoded: see wire.go.
 		return stream.SendMsg(&preEncoded{appendFetchResponse(nil, rows, r.InternalDate)})
 	})
 	return s.fail("Fetch", err)
+}
+
+// dropCachedEnvelopes leaves out the envelope of the rows (in UID order)
+// whose UID is in cached. One pass over both: the ranges are sorted by
+// their low end, and a range that ends below a row's UID ends below every
+// later row's.
+func dropCachedEnvelopes(rows []store.FetchRow, cached []*mailboxv1.UIDRange) {
+	type span struct{ lo, hi uint32 }
+	spans := make([]span, 0, len(cached))
+	for _, rg := range cached {
+		lo, hi := rg.GetStart(), rg.GetEnd()
+		if hi == 0 { // "*"
+			hi = 1<<32 - 1
+		}
+		spans = append(spans, span{min(lo, hi), max(lo, hi)})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+	k := 0
+	for i := range rows {
+		uid := rows[i].UID
+		for k < len(spans) && spans[k].hi < uid {
+			k++
+		}
+		if k < len(spans) && spans[k].lo <= uid {
+			rows[i].Envelope = nil
+		}
+	}
 }
 
 func (s *service) StoreFlags(ctx context.Context, r *mailboxv1.StoreFlagsRequest) (*mailboxv1.StoreFlagsResponse, error) {

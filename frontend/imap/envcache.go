@@ -17,8 +17,9 @@ import (
 // FETCH 1:* (FLAGS ENVELOPE RFC822.SIZE). A message never changes under
 // its UID within one UIDVALIDITY, so an entry is never stale; entries are
 // dropped least recently used first when the cache holds more than its
-// byte limit. The backend still sends the parsed envelope: the cache saves
-// the rendering, and keeps the gRPC API typed (DESIGN.md).
+// byte limit. FETCH tells the backend which envelopes it has
+// (FetchRequest.cached_envelopes), so those are neither read out, sent nor
+// decoded again; the gRPC API stays typed (DESIGN.md).
 type envelopeCache struct {
 	shards [envelopeCacheShards]envelopeShard
 }
@@ -63,21 +64,32 @@ func newEnvelopeCache(maxBytes int64) *envelopeCache {
 	return c
 }
 
+// get returns the cached ENVELOPE of k, or nil. The bytes stay valid
+// after the entry is dropped.
+func (c *envelopeCache) get(k envelopeKey) []byte {
+	if c == nil {
+		return nil
+	}
+	sh := &c.shards[k.uid%envelopeCacheShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if el, ok := sh.items[k]; ok {
+		sh.lru.MoveToFront(el)
+		return el.Value.(*envelopeEntry).wire
+	}
+	return nil
+}
+
 // wire returns the ENVELOPE of k in wire form, rendering e (and keeping
 // the result) when it is not cached. A nil cache renders every time.
 func (c *envelopeCache) wire(k envelopeKey, e *mailboxv1.Envelope) []byte {
 	if c == nil {
 		return imapserver.EncodeEnvelope(envelopeFromProto(e))
 	}
-	sh := &c.shards[k.uid%envelopeCacheShards]
-	sh.mu.Lock()
-	if el, ok := sh.items[k]; ok {
-		sh.lru.MoveToFront(el)
-		b := el.Value.(*envelopeEntry).wire
-		sh.mu.Unlock()
+	if b := c.get(k); b != nil {
 		return b
 	}
-	sh.mu.Unlock()
+	sh := &c.shards[k.uid%envelopeCacheShards]
 	b := imapserver.EncodeEnvelope(envelopeFromProto(e))
 	cost := int64(len(b) + len(k.account) + envelopeEntryOverhead)
 	if cost > sh.max {

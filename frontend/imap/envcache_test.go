@@ -2,12 +2,14 @@ package imap
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapserver"
+	"google.golang.org/grpc"
 
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
@@ -89,10 +91,22 @@ func TestEnvelopeFetchCached(t *testing.T) {
 		}
 		return out
 	}
-	srv, addr := st.frontend(nil, 0)
-	cached := fetch(addr)
+	rec := &recordingClient{MailboxClient: st.clients[0]}
+	srv, err := New(func() Config { c := DefaultConfig(); c.InsecureAuth = true; return c }(),
+		Deps{Auth: st.dir, Router: &testRouter{down: map[int]bool{}, clients: []mailboxv1.MailboxClient{rec}}}, st.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cached := fetch(serveOn(t, srv))
 	if n, _ := srv.envelopes.len(); n != 2 {
 		t.Errorf("%d envelopes cached, want 2", n)
+	}
+	// The first FETCH asked for both envelopes, the second for none.
+	rec.mu.Lock()
+	hints := append([]string(nil), rec.cached...)
+	rec.mu.Unlock()
+	if len(hints) != 2 || hints[0] != "" || hints[1] != "1-2" {
+		t.Errorf("cached_envelopes sent: %q, want [\"\" \"1-2\"]", hints)
 	}
 	_, offAddr := st.frontend(func(c *Config) { c.EnvelopeCache = 0 }, 0)
 	plain := fetch(offAddr)
@@ -107,4 +121,25 @@ func TestEnvelopeFetchCached(t *testing.T) {
 		!strings.HasSuffix(cached[0], `"<p@example.test>" "<m1@example.test>"))`) || strings.TrimPrefix(cached[2], "* 1") != strings.TrimPrefix(cached[0], "* 1") {
 		t.Errorf("envelopes:\n%s", strings.Join(cached, "\n"))
 	}
+}
+
+// recordingClient records the cached_envelopes of every Fetch with
+// ENVELOPE ("" for none, else "start-end,…").
+type recordingClient struct {
+	mailboxv1.MailboxClient
+	mu     sync.Mutex
+	cached []string
+}
+
+func (c *recordingClient) Fetch(ctx context.Context, in *mailboxv1.FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[mailboxv1.FetchResponse], error) {
+	if in.Envelope {
+		var parts []string
+		for _, r := range in.GetCachedEnvelopes().GetRanges() {
+			parts = append(parts, fmt.Sprintf("%d-%d", r.Start, r.End))
+		}
+		c.mu.Lock()
+		c.cached = append(c.cached, strings.Join(parts, ","))
+		c.mu.Unlock()
+	}
+	return c.MailboxClient.Fetch(ctx, in, opts...)
 }

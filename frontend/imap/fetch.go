@@ -73,7 +73,8 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 		chunk := targets[:chunkEnd(targets)]
 		targets = targets[len(chunk):]
 		req.Uids = uidSetOf(uidsOf(chunk))
-		if err := ss.fetchChunk(w, req, chunk, options); err != nil {
+		pinned := ss.cachedEnvelopes(req, chunk, options)
+		if err := ss.fetchChunk(w, req, chunk, options, pinned); err != nil {
 			if errors.Is(err, errBroken) || ss.ctx.Err() != nil {
 				ss.conn.NetConn().Close()
 				return err
@@ -88,7 +89,38 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 	return failed
 }
 
-func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchRequest, targets []target, options *imap.FetchOptions) error {
+// cachedEnvelopes returns, aligned with chunk, the ENVELOPEs this frontend
+// has cached (nil where it has none; nil without ENVELOPE or cache), and
+// names them in req.CachedEnvelopes so that the backend leaves them out.
+// The bytes are held here, so an entry dropped from the cache meanwhile
+// is still written.
+func (ss *session) cachedEnvelopes(req *mailboxv1.FetchRequest, chunk []target, options *imap.FetchOptions) [][]byte {
+	req.CachedEnvelopes = nil
+	if !options.Envelope || ss.srv.envelopes == nil {
+		return nil
+	}
+	sel := ss.sel.Load()
+	pinned := make([][]byte, len(chunk))
+	var have []uint32
+	for i, t := range chunk {
+		if b := ss.srv.envelopes.get(envelopeKey{sel.mb.key.account, sel.mb.key.id, sel.mb.uidValidity, t.uid}); b != nil {
+			pinned[i] = b
+			have = append(have, t.uid)
+		}
+	}
+	if len(have) > 0 {
+		set := uidSetOf(have)
+		if len(set.Ranges) > maxRanges {
+			set.Ranges = set.Ranges[:maxRanges] // the rest come with their envelopes
+		}
+		req.CachedEnvelopes = set
+	}
+	return pinned
+}
+
+// fetchChunk fetches the metadata of targets and writes their responses;
+// pinned (aligned with targets, or nil) holds envelopes already rendered.
+func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchRequest, targets []target, options *imap.FetchOptions, pinned [][]byte) error {
 	var written int
 	for attempt := 0; ; attempt++ {
 		c, ctx, cancel, err := ss.rpc(true)
@@ -110,7 +142,11 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchReq
 				if j == len(targets) || targets[j].uid != m.Uid {
 					continue
 				}
-				if werr := ss.writeMessage(w, targets[j].seq, m, options); werr != nil {
+				var env []byte
+				if pinned != nil {
+					env = pinned[j]
+				}
+				if werr := ss.writeMessage(w, targets[j].seq, m, options, env); werr != nil {
 					cancel()
 					return werr
 				}
@@ -130,7 +166,7 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchReq
 
 // writeMessage writes one FETCH response. Body sections without .PEEK set
 // \Seen (not in a read-only mailbox); the new flags follow the bodies.
-func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailboxv1.MessageMeta, options *imap.FetchOptions) error {
+func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailboxv1.MessageMeta, options *imap.FetchOptions, env []byte) error {
 	sel := ss.sel.Load()
 	seen := m.Flags.GetSystem()&uint32(mailboxv1.Flag_FLAG_SEEN) != 0
 	setSeen := false
@@ -164,7 +200,11 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 		rw.WriteRFC822Size(m.Size)
 	}
 	if options.Envelope {
-		rw.WriteEnvelopeRaw(ss.srv.envelopes.wire(envelopeKey{sel.mb.key.account, sel.mb.key.id, sel.mb.uidValidity, m.Uid}, m.Envelope))
+		if env == nil {
+			// Not cached when the FETCH began, so the backend sent it.
+			env = ss.srv.envelopes.wire(envelopeKey{sel.mb.key.account, sel.mb.key.id, sel.mb.uidValidity, m.Uid}, m.Envelope)
+		}
+		rw.WriteEnvelopeRaw(env)
 	}
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(bodyStructureFromProto(m.BodyStructure))
@@ -366,7 +406,7 @@ func (ss *session) fetchBodies(w *imapserver.FetchWriter, targets []target, opti
 		found, err := ss.fetchBody(w, t, req, s, options.UID)
 		if err == nil && !found {
 			err = ss.fetchChunk(w, &mailboxv1.FetchRequest{AccountId: req.AccountId, MailboxId: req.MailboxId,
-				Uids: uidSetOf([]uint32{t.uid})}, []target{t}, options)
+				Uids: uidSetOf([]uint32{t.uid})}, []target{t}, options, nil)
 		}
 		if err != nil {
 			// As in Fetch: a broken literal ends the connection, a

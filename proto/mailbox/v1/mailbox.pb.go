@@ -1657,9 +1657,13 @@ type FetchRequest struct {
 	// CONDSTORE CHANGEDSINCE: only messages with modseq > changed_since.
 	ChangedSince uint64 `protobuf:"varint,8,opt,name=changed_since,json=changedSince,proto3" json:"changed_since,omitempty"`
 	// Upper bound on messages per response; 0 picks the server default.
-	BatchSize     uint32 `protobuf:"varint,9,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	BatchSize uint32 `protobuf:"varint,9,opt,name=batch_size,json=batchSize,proto3" json:"batch_size,omitempty"`
+	// With envelope: messages in this set come without their envelope, which
+	// the caller already has (an envelope never changes under its UID). At
+	// most max-uid-ranges ranges.
+	CachedEnvelopes *UIDSet `protobuf:"bytes,10,opt,name=cached_envelopes,json=cachedEnvelopes,proto3" json:"cached_envelopes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *FetchRequest) Reset() {
@@ -1753,6 +1757,13 @@ func (x *FetchRequest) GetBatchSize() uint32 {
 		return x.BatchSize
 	}
 	return 0
+}
+
+func (x *FetchRequest) GetCachedEnvelopes() *UIDSet {
+	if x != nil {
+		return x.CachedEnvelopes
+	}
+	return nil
 }
 
 type FetchResponse struct {
@@ -4274,7 +4285,7 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\v2%.mailcluster.mailbox.v1.MailboxStatusR\x06status\x12=\n" +
 	"\achanged\x18\x02 \x03(\v2#.mailcluster.mailbox.v1.MessageMetaR\achanged\x12:\n" +
 	"\bvanished\x18\x03 \x01(\v2\x1e.mailcluster.mailbox.v1.UIDSetR\bvanished\x122\n" +
-	"\x15expunge_log_truncated\x18\x04 \x01(\bR\x13expungeLogTruncated\"\xc4\x02\n" +
+	"\x15expunge_log_truncated\x18\x04 \x01(\bR\x13expungeLogTruncated\"\x8f\x03\n" +
 	"\fFetchRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
@@ -4287,7 +4298,9 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\rinternal_date\x18\a \x01(\bR\finternalDate\x12#\n" +
 	"\rchanged_since\x18\b \x01(\x04R\fchangedSince\x12\x1d\n" +
 	"\n" +
-	"batch_size\x18\t \x01(\rR\tbatchSize\"P\n" +
+	"batch_size\x18\t \x01(\rR\tbatchSize\x12I\n" +
+	"\x10cached_envelopes\x18\n" +
+	" \x01(\v2\x1e.mailcluster.mailbox.v1.UIDSetR\x0fcachedEnvelopes\"P\n" +
 	"\rFetchResponse\x12?\n" +
 	"\bmessages\x18\x01 \x03(\v2#.mailcluster.mailbox.v1.MessageMetaR\bmessages\"\xe2\x02\n" +
 	"\vMessageMeta\x12\x10\n" +
@@ -4680,91 +4693,92 @@ var file_mailbox_v1_mailbox_proto_depIdxs = []int32{
 	29, // 10: mailcluster.mailbox.v1.ChangesResponse.changed:type_name -> mailcluster.mailbox.v1.MessageMeta
 	7,  // 11: mailcluster.mailbox.v1.ChangesResponse.vanished:type_name -> mailcluster.mailbox.v1.UIDSet
 	7,  // 12: mailcluster.mailbox.v1.FetchRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
-	29, // 13: mailcluster.mailbox.v1.FetchResponse.messages:type_name -> mailcluster.mailbox.v1.MessageMeta
-	9,  // 14: mailcluster.mailbox.v1.MessageMeta.flags:type_name -> mailcluster.mailbox.v1.Flags
-	31, // 15: mailcluster.mailbox.v1.MessageMeta.envelope:type_name -> mailcluster.mailbox.v1.Envelope
-	32, // 16: mailcluster.mailbox.v1.MessageMeta.body_structure:type_name -> mailcluster.mailbox.v1.BodyStructure
-	30, // 17: mailcluster.mailbox.v1.Envelope.from:type_name -> mailcluster.mailbox.v1.Address
-	30, // 18: mailcluster.mailbox.v1.Envelope.sender:type_name -> mailcluster.mailbox.v1.Address
-	30, // 19: mailcluster.mailbox.v1.Envelope.reply_to:type_name -> mailcluster.mailbox.v1.Address
-	30, // 20: mailcluster.mailbox.v1.Envelope.to:type_name -> mailcluster.mailbox.v1.Address
-	30, // 21: mailcluster.mailbox.v1.Envelope.cc:type_name -> mailcluster.mailbox.v1.Address
-	30, // 22: mailcluster.mailbox.v1.Envelope.bcc:type_name -> mailcluster.mailbox.v1.Address
-	60, // 23: mailcluster.mailbox.v1.BodyStructure.params:type_name -> mailcluster.mailbox.v1.BodyStructure.ParamsEntry
-	61, // 24: mailcluster.mailbox.v1.BodyStructure.disposition_params:type_name -> mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
-	32, // 25: mailcluster.mailbox.v1.BodyStructure.parts:type_name -> mailcluster.mailbox.v1.BodyStructure
-	31, // 26: mailcluster.mailbox.v1.BodyStructure.envelope:type_name -> mailcluster.mailbox.v1.Envelope
-	32, // 27: mailcluster.mailbox.v1.BodyStructure.message:type_name -> mailcluster.mailbox.v1.BodyStructure
-	2,  // 28: mailcluster.mailbox.v1.GetBodyRequest.section:type_name -> mailcluster.mailbox.v1.BodySection
-	9,  // 29: mailcluster.mailbox.v1.BodyChunk.flags:type_name -> mailcluster.mailbox.v1.Flags
-	7,  // 30: mailcluster.mailbox.v1.StoreFlagsRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
-	3,  // 31: mailcluster.mailbox.v1.StoreFlagsRequest.mode:type_name -> mailcluster.mailbox.v1.StoreMode
-	9,  // 32: mailcluster.mailbox.v1.StoreFlagsRequest.flags:type_name -> mailcluster.mailbox.v1.Flags
-	29, // 33: mailcluster.mailbox.v1.StoreFlagsResponse.messages:type_name -> mailcluster.mailbox.v1.MessageMeta
-	7,  // 34: mailcluster.mailbox.v1.StoreFlagsResponse.modified:type_name -> mailcluster.mailbox.v1.UIDSet
-	7,  // 35: mailcluster.mailbox.v1.CopyRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
-	8,  // 36: mailcluster.mailbox.v1.CopyRequest.quota:type_name -> mailcluster.mailbox.v1.Quota
-	7,  // 37: mailcluster.mailbox.v1.MoveRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
-	7,  // 38: mailcluster.mailbox.v1.ExpungeRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
-	5,  // 39: mailcluster.mailbox.v1.SearchKey.op:type_name -> mailcluster.mailbox.v1.SearchKey.Op
-	44, // 40: mailcluster.mailbox.v1.SearchKey.children:type_name -> mailcluster.mailbox.v1.SearchKey
-	7,  // 41: mailcluster.mailbox.v1.SearchKey.uids:type_name -> mailcluster.mailbox.v1.UIDSet
-	44, // 42: mailcluster.mailbox.v1.SearchRequest.criteria:type_name -> mailcluster.mailbox.v1.SearchKey
-	9,  // 43: mailcluster.mailbox.v1.AppendHeader.flags:type_name -> mailcluster.mailbox.v1.Flags
-	8,  // 44: mailcluster.mailbox.v1.AppendHeader.quota:type_name -> mailcluster.mailbox.v1.Quota
-	47, // 45: mailcluster.mailbox.v1.AppendRequest.header:type_name -> mailcluster.mailbox.v1.AppendHeader
-	8,  // 46: mailcluster.mailbox.v1.Recipient.quota:type_name -> mailcluster.mailbox.v1.Quota
-	9,  // 47: mailcluster.mailbox.v1.Recipient.flags:type_name -> mailcluster.mailbox.v1.Flags
-	50, // 48: mailcluster.mailbox.v1.DeliverHeader.recipients:type_name -> mailcluster.mailbox.v1.Recipient
-	51, // 49: mailcluster.mailbox.v1.DeliverRequest.header:type_name -> mailcluster.mailbox.v1.DeliverHeader
-	4,  // 50: mailcluster.mailbox.v1.RecipientResult.status:type_name -> mailcluster.mailbox.v1.DeliveryStatus
-	53, // 51: mailcluster.mailbox.v1.DeliverResponse.results:type_name -> mailcluster.mailbox.v1.RecipientResult
-	56, // 52: mailcluster.mailbox.v1.WatchRequest.add:type_name -> mailcluster.mailbox.v1.WatchAccount
-	12, // 53: mailcluster.mailbox.v1.Mailbox.ListMailboxes:input_type -> mailcluster.mailbox.v1.ListMailboxesRequest
-	14, // 54: mailcluster.mailbox.v1.Mailbox.CreateMailbox:input_type -> mailcluster.mailbox.v1.CreateMailboxRequest
-	16, // 55: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:input_type -> mailcluster.mailbox.v1.DeleteMailboxRequest
-	18, // 56: mailcluster.mailbox.v1.Mailbox.RenameMailbox:input_type -> mailcluster.mailbox.v1.RenameMailboxRequest
-	20, // 57: mailcluster.mailbox.v1.Mailbox.SetSubscribed:input_type -> mailcluster.mailbox.v1.SetSubscribedRequest
-	22, // 58: mailcluster.mailbox.v1.Mailbox.GetStatus:input_type -> mailcluster.mailbox.v1.GetStatusRequest
-	23, // 59: mailcluster.mailbox.v1.Mailbox.Select:input_type -> mailcluster.mailbox.v1.SelectRequest
-	25, // 60: mailcluster.mailbox.v1.Mailbox.Changes:input_type -> mailcluster.mailbox.v1.ChangesRequest
-	27, // 61: mailcluster.mailbox.v1.Mailbox.Fetch:input_type -> mailcluster.mailbox.v1.FetchRequest
-	33, // 62: mailcluster.mailbox.v1.Mailbox.GetBody:input_type -> mailcluster.mailbox.v1.GetBodyRequest
-	34, // 63: mailcluster.mailbox.v1.Mailbox.GetBodies:input_type -> mailcluster.mailbox.v1.GetBodiesRequest
-	36, // 64: mailcluster.mailbox.v1.Mailbox.StoreFlags:input_type -> mailcluster.mailbox.v1.StoreFlagsRequest
-	38, // 65: mailcluster.mailbox.v1.Mailbox.Copy:input_type -> mailcluster.mailbox.v1.CopyRequest
-	40, // 66: mailcluster.mailbox.v1.Mailbox.Move:input_type -> mailcluster.mailbox.v1.MoveRequest
-	42, // 67: mailcluster.mailbox.v1.Mailbox.Expunge:input_type -> mailcluster.mailbox.v1.ExpungeRequest
-	45, // 68: mailcluster.mailbox.v1.Mailbox.Search:input_type -> mailcluster.mailbox.v1.SearchRequest
-	48, // 69: mailcluster.mailbox.v1.Mailbox.Append:input_type -> mailcluster.mailbox.v1.AppendRequest
-	52, // 70: mailcluster.mailbox.v1.Mailbox.Deliver:input_type -> mailcluster.mailbox.v1.DeliverRequest
-	55, // 71: mailcluster.mailbox.v1.Mailbox.Watch:input_type -> mailcluster.mailbox.v1.WatchRequest
-	58, // 72: mailcluster.mailbox.v1.Mailbox.GetQuota:input_type -> mailcluster.mailbox.v1.GetQuotaRequest
-	13, // 73: mailcluster.mailbox.v1.Mailbox.ListMailboxes:output_type -> mailcluster.mailbox.v1.ListMailboxesResponse
-	15, // 74: mailcluster.mailbox.v1.Mailbox.CreateMailbox:output_type -> mailcluster.mailbox.v1.CreateMailboxResponse
-	17, // 75: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:output_type -> mailcluster.mailbox.v1.DeleteMailboxResponse
-	19, // 76: mailcluster.mailbox.v1.Mailbox.RenameMailbox:output_type -> mailcluster.mailbox.v1.RenameMailboxResponse
-	21, // 77: mailcluster.mailbox.v1.Mailbox.SetSubscribed:output_type -> mailcluster.mailbox.v1.SetSubscribedResponse
-	11, // 78: mailcluster.mailbox.v1.Mailbox.GetStatus:output_type -> mailcluster.mailbox.v1.MailboxStatus
-	24, // 79: mailcluster.mailbox.v1.Mailbox.Select:output_type -> mailcluster.mailbox.v1.SelectResponse
-	26, // 80: mailcluster.mailbox.v1.Mailbox.Changes:output_type -> mailcluster.mailbox.v1.ChangesResponse
-	28, // 81: mailcluster.mailbox.v1.Mailbox.Fetch:output_type -> mailcluster.mailbox.v1.FetchResponse
-	35, // 82: mailcluster.mailbox.v1.Mailbox.GetBody:output_type -> mailcluster.mailbox.v1.BodyChunk
-	35, // 83: mailcluster.mailbox.v1.Mailbox.GetBodies:output_type -> mailcluster.mailbox.v1.BodyChunk
-	37, // 84: mailcluster.mailbox.v1.Mailbox.StoreFlags:output_type -> mailcluster.mailbox.v1.StoreFlagsResponse
-	39, // 85: mailcluster.mailbox.v1.Mailbox.Copy:output_type -> mailcluster.mailbox.v1.CopyResponse
-	41, // 86: mailcluster.mailbox.v1.Mailbox.Move:output_type -> mailcluster.mailbox.v1.MoveResponse
-	43, // 87: mailcluster.mailbox.v1.Mailbox.Expunge:output_type -> mailcluster.mailbox.v1.ExpungeResponse
-	46, // 88: mailcluster.mailbox.v1.Mailbox.Search:output_type -> mailcluster.mailbox.v1.SearchResponse
-	49, // 89: mailcluster.mailbox.v1.Mailbox.Append:output_type -> mailcluster.mailbox.v1.AppendResponse
-	54, // 90: mailcluster.mailbox.v1.Mailbox.Deliver:output_type -> mailcluster.mailbox.v1.DeliverResponse
-	57, // 91: mailcluster.mailbox.v1.Mailbox.Watch:output_type -> mailcluster.mailbox.v1.WatchEvent
-	59, // 92: mailcluster.mailbox.v1.Mailbox.GetQuota:output_type -> mailcluster.mailbox.v1.GetQuotaResponse
-	73, // [73:93] is the sub-list for method output_type
-	53, // [53:73] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	7,  // 13: mailcluster.mailbox.v1.FetchRequest.cached_envelopes:type_name -> mailcluster.mailbox.v1.UIDSet
+	29, // 14: mailcluster.mailbox.v1.FetchResponse.messages:type_name -> mailcluster.mailbox.v1.MessageMeta
+	9,  // 15: mailcluster.mailbox.v1.MessageMeta.flags:type_name -> mailcluster.mailbox.v1.Flags
+	31, // 16: mailcluster.mailbox.v1.MessageMeta.envelope:type_name -> mailcluster.mailbox.v1.Envelope
+	32, // 17: mailcluster.mailbox.v1.MessageMeta.body_structure:type_name -> mailcluster.mailbox.v1.BodyStructure
+	30, // 18: mailcluster.mailbox.v1.Envelope.from:type_name -> mailcluster.mailbox.v1.Address
+	30, // 19: mailcluster.mailbox.v1.Envelope.sender:type_name -> mailcluster.mailbox.v1.Address
+	30, // 20: mailcluster.mailbox.v1.Envelope.reply_to:type_name -> mailcluster.mailbox.v1.Address
+	30, // 21: mailcluster.mailbox.v1.Envelope.to:type_name -> mailcluster.mailbox.v1.Address
+	30, // 22: mailcluster.mailbox.v1.Envelope.cc:type_name -> mailcluster.mailbox.v1.Address
+	30, // 23: mailcluster.mailbox.v1.Envelope.bcc:type_name -> mailcluster.mailbox.v1.Address
+	60, // 24: mailcluster.mailbox.v1.BodyStructure.params:type_name -> mailcluster.mailbox.v1.BodyStructure.ParamsEntry
+	61, // 25: mailcluster.mailbox.v1.BodyStructure.disposition_params:type_name -> mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
+	32, // 26: mailcluster.mailbox.v1.BodyStructure.parts:type_name -> mailcluster.mailbox.v1.BodyStructure
+	31, // 27: mailcluster.mailbox.v1.BodyStructure.envelope:type_name -> mailcluster.mailbox.v1.Envelope
+	32, // 28: mailcluster.mailbox.v1.BodyStructure.message:type_name -> mailcluster.mailbox.v1.BodyStructure
+	2,  // 29: mailcluster.mailbox.v1.GetBodyRequest.section:type_name -> mailcluster.mailbox.v1.BodySection
+	9,  // 30: mailcluster.mailbox.v1.BodyChunk.flags:type_name -> mailcluster.mailbox.v1.Flags
+	7,  // 31: mailcluster.mailbox.v1.StoreFlagsRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
+	3,  // 32: mailcluster.mailbox.v1.StoreFlagsRequest.mode:type_name -> mailcluster.mailbox.v1.StoreMode
+	9,  // 33: mailcluster.mailbox.v1.StoreFlagsRequest.flags:type_name -> mailcluster.mailbox.v1.Flags
+	29, // 34: mailcluster.mailbox.v1.StoreFlagsResponse.messages:type_name -> mailcluster.mailbox.v1.MessageMeta
+	7,  // 35: mailcluster.mailbox.v1.StoreFlagsResponse.modified:type_name -> mailcluster.mailbox.v1.UIDSet
+	7,  // 36: mailcluster.mailbox.v1.CopyRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
+	8,  // 37: mailcluster.mailbox.v1.CopyRequest.quota:type_name -> mailcluster.mailbox.v1.Quota
+	7,  // 38: mailcluster.mailbox.v1.MoveRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
+	7,  // 39: mailcluster.mailbox.v1.ExpungeRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
+	5,  // 40: mailcluster.mailbox.v1.SearchKey.op:type_name -> mailcluster.mailbox.v1.SearchKey.Op
+	44, // 41: mailcluster.mailbox.v1.SearchKey.children:type_name -> mailcluster.mailbox.v1.SearchKey
+	7,  // 42: mailcluster.mailbox.v1.SearchKey.uids:type_name -> mailcluster.mailbox.v1.UIDSet
+	44, // 43: mailcluster.mailbox.v1.SearchRequest.criteria:type_name -> mailcluster.mailbox.v1.SearchKey
+	9,  // 44: mailcluster.mailbox.v1.AppendHeader.flags:type_name -> mailcluster.mailbox.v1.Flags
+	8,  // 45: mailcluster.mailbox.v1.AppendHeader.quota:type_name -> mailcluster.mailbox.v1.Quota
+	47, // 46: mailcluster.mailbox.v1.AppendRequest.header:type_name -> mailcluster.mailbox.v1.AppendHeader
+	8,  // 47: mailcluster.mailbox.v1.Recipient.quota:type_name -> mailcluster.mailbox.v1.Quota
+	9,  // 48: mailcluster.mailbox.v1.Recipient.flags:type_name -> mailcluster.mailbox.v1.Flags
+	50, // 49: mailcluster.mailbox.v1.DeliverHeader.recipients:type_name -> mailcluster.mailbox.v1.Recipient
+	51, // 50: mailcluster.mailbox.v1.DeliverRequest.header:type_name -> mailcluster.mailbox.v1.DeliverHeader
+	4,  // 51: mailcluster.mailbox.v1.RecipientResult.status:type_name -> mailcluster.mailbox.v1.DeliveryStatus
+	53, // 52: mailcluster.mailbox.v1.DeliverResponse.results:type_name -> mailcluster.mailbox.v1.RecipientResult
+	56, // 53: mailcluster.mailbox.v1.WatchRequest.add:type_name -> mailcluster.mailbox.v1.WatchAccount
+	12, // 54: mailcluster.mailbox.v1.Mailbox.ListMailboxes:input_type -> mailcluster.mailbox.v1.ListMailboxesRequest
+	14, // 55: mailcluster.mailbox.v1.Mailbox.CreateMailbox:input_type -> mailcluster.mailbox.v1.CreateMailboxRequest
+	16, // 56: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:input_type -> mailcluster.mailbox.v1.DeleteMailboxRequest
+	18, // 57: mailcluster.mailbox.v1.Mailbox.RenameMailbox:input_type -> mailcluster.mailbox.v1.RenameMailboxRequest
+	20, // 58: mailcluster.mailbox.v1.Mailbox.SetSubscribed:input_type -> mailcluster.mailbox.v1.SetSubscribedRequest
+	22, // 59: mailcluster.mailbox.v1.Mailbox.GetStatus:input_type -> mailcluster.mailbox.v1.GetStatusRequest
+	23, // 60: mailcluster.mailbox.v1.Mailbox.Select:input_type -> mailcluster.mailbox.v1.SelectRequest
+	25, // 61: mailcluster.mailbox.v1.Mailbox.Changes:input_type -> mailcluster.mailbox.v1.ChangesRequest
+	27, // 62: mailcluster.mailbox.v1.Mailbox.Fetch:input_type -> mailcluster.mailbox.v1.FetchRequest
+	33, // 63: mailcluster.mailbox.v1.Mailbox.GetBody:input_type -> mailcluster.mailbox.v1.GetBodyRequest
+	34, // 64: mailcluster.mailbox.v1.Mailbox.GetBodies:input_type -> mailcluster.mailbox.v1.GetBodiesRequest
+	36, // 65: mailcluster.mailbox.v1.Mailbox.StoreFlags:input_type -> mailcluster.mailbox.v1.StoreFlagsRequest
+	38, // 66: mailcluster.mailbox.v1.Mailbox.Copy:input_type -> mailcluster.mailbox.v1.CopyRequest
+	40, // 67: mailcluster.mailbox.v1.Mailbox.Move:input_type -> mailcluster.mailbox.v1.MoveRequest
+	42, // 68: mailcluster.mailbox.v1.Mailbox.Expunge:input_type -> mailcluster.mailbox.v1.ExpungeRequest
+	45, // 69: mailcluster.mailbox.v1.Mailbox.Search:input_type -> mailcluster.mailbox.v1.SearchRequest
+	48, // 70: mailcluster.mailbox.v1.Mailbox.Append:input_type -> mailcluster.mailbox.v1.AppendRequest
+	52, // 71: mailcluster.mailbox.v1.Mailbox.Deliver:input_type -> mailcluster.mailbox.v1.DeliverRequest
+	55, // 72: mailcluster.mailbox.v1.Mailbox.Watch:input_type -> mailcluster.mailbox.v1.WatchRequest
+	58, // 73: mailcluster.mailbox.v1.Mailbox.GetQuota:input_type -> mailcluster.mailbox.v1.GetQuotaRequest
+	13, // 74: mailcluster.mailbox.v1.Mailbox.ListMailboxes:output_type -> mailcluster.mailbox.v1.ListMailboxesResponse
+	15, // 75: mailcluster.mailbox.v1.Mailbox.CreateMailbox:output_type -> mailcluster.mailbox.v1.CreateMailboxResponse
+	17, // 76: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:output_type -> mailcluster.mailbox.v1.DeleteMailboxResponse
+	19, // 77: mailcluster.mailbox.v1.Mailbox.RenameMailbox:output_type -> mailcluster.mailbox.v1.RenameMailboxResponse
+	21, // 78: mailcluster.mailbox.v1.Mailbox.SetSubscribed:output_type -> mailcluster.mailbox.v1.SetSubscribedResponse
+	11, // 79: mailcluster.mailbox.v1.Mailbox.GetStatus:output_type -> mailcluster.mailbox.v1.MailboxStatus
+	24, // 80: mailcluster.mailbox.v1.Mailbox.Select:output_type -> mailcluster.mailbox.v1.SelectResponse
+	26, // 81: mailcluster.mailbox.v1.Mailbox.Changes:output_type -> mailcluster.mailbox.v1.ChangesResponse
+	28, // 82: mailcluster.mailbox.v1.Mailbox.Fetch:output_type -> mailcluster.mailbox.v1.FetchResponse
+	35, // 83: mailcluster.mailbox.v1.Mailbox.GetBody:output_type -> mailcluster.mailbox.v1.BodyChunk
+	35, // 84: mailcluster.mailbox.v1.Mailbox.GetBodies:output_type -> mailcluster.mailbox.v1.BodyChunk
+	37, // 85: mailcluster.mailbox.v1.Mailbox.StoreFlags:output_type -> mailcluster.mailbox.v1.StoreFlagsResponse
+	39, // 86: mailcluster.mailbox.v1.Mailbox.Copy:output_type -> mailcluster.mailbox.v1.CopyResponse
+	41, // 87: mailcluster.mailbox.v1.Mailbox.Move:output_type -> mailcluster.mailbox.v1.MoveResponse
+	43, // 88: mailcluster.mailbox.v1.Mailbox.Expunge:output_type -> mailcluster.mailbox.v1.ExpungeResponse
+	46, // 89: mailcluster.mailbox.v1.Mailbox.Search:output_type -> mailcluster.mailbox.v1.SearchResponse
+	49, // 90: mailcluster.mailbox.v1.Mailbox.Append:output_type -> mailcluster.mailbox.v1.AppendResponse
+	54, // 91: mailcluster.mailbox.v1.Mailbox.Deliver:output_type -> mailcluster.mailbox.v1.DeliverResponse
+	57, // 92: mailcluster.mailbox.v1.Mailbox.Watch:output_type -> mailcluster.mailbox.v1.WatchEvent
+	59, // 93: mailcluster.mailbox.v1.Mailbox.GetQuota:output_type -> mailcluster.mailbox.v1.GetQuotaResponse
+	74, // [74:94] is the sub-list for method output_type
+	54, // [54:74] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_mailbox_v1_mailbox_proto_init() }
