@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/emersion/go-imap/v2/imapserver"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	mailboxv1 "mailcluster/proto/mailbox/v1"
@@ -100,6 +101,21 @@ func TestEnvelopeFetchCached(t *testing.T) {
 	cached := fetch(serveOn(t, srv))
 	if n, _ := srv.envelopes.len(); n != 2 {
 		t.Errorf("%d envelopes cached, want 2", n)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(srv.Collectors()...)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gauges := map[string]float64{}
+	for _, f := range families {
+		if len(f.GetMetric()) == 1 && f.GetMetric()[0].GetGauge() != nil {
+			gauges[f.GetName()] = f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	if gauges["mailcluster_imap_envelope_cache_entries"] != 2 || gauges["mailcluster_imap_envelope_cache_bytes"] <= 0 {
+		t.Errorf("envelope cache gauges: %v", gauges)
 	}
 	// The first FETCH asked for both envelopes, the second for none.
 	rec.mu.Lock()

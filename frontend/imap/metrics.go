@@ -48,7 +48,14 @@ func newMetrics() *metrics {
 // Collectors returns the server's metrics, for the frontend's registry.
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return []prometheus.Collector{m.commands, m.logins, m.sessions, m.mailboxes, m.resyncs, m.watchUp, m.watchFails, m.bodyBytes}
+	return []prometheus.Collector{m.commands, m.logins, m.sessions, m.mailboxes, m.resyncs, m.watchUp, m.watchFails, m.bodyBytes,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailcluster_imap_envelope_cache_entries",
+			Help: "Rendered ENVELOPEs held by the envelope cache (imap-envelope-cache)."},
+			func() float64 { n, _ := s.envelopes.len(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailcluster_imap_envelope_cache_bytes",
+			Help: "Memory counted against imap-envelope-cache, in bytes."},
+			func() float64 { _, b := s.envelopes.len(); return float64(b) }),
+	}
 }
 
 // command records one command; use as defer m.command("fetch", time.Now(), &err).
