@@ -116,38 +116,7 @@ func (s *service) GetBody(r *mailboxv1.GetBodyRequest, stream grpc.ServerStreami
 		end = start + r.Length
 	}
 	first.TotalSize = end - start
-	if end == start {
-		return stream.Send(first)
-	}
-	rc, err := s.blobs.Get(ctx, ref.BlobKey, start, end-start)
-	if err != nil {
-		return s.fail("GetBody", err)
-	}
-	defer rc.Close()
-	buf := make([]byte, bodyChunk)
-	sent := int64(0)
-	msg := first
-	for sent < end-start {
-		n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), end-start-sent)])
-		if n > 0 {
-			msg.Data = buf[:n]
-			if err := stream.Send(msg); err != nil {
-				return err
-			}
-			msg = &mailboxv1.BodyChunk{}
-			sent += int64(n)
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				// The stored body is shorter than its metadata says: a
-				// server fault, never silently truncated output.
-				s.log.Error("stored body is shorter than recorded", "key", ref.BlobKey, "want", end-start, "got", sent)
-				return s.fail("GetBody", errors.New("short body"))
-			}
-			return s.fail("GetBody", err)
-		}
-	}
-	return nil
+	return s.sendBlob(ctx, "GetBody", stream, first, ref.BlobKey, start, end-start, make([]byte, bodyChunk))
 }
 
 // maxBodiesPerCall bounds the UIDs of one GetBodies call.
@@ -177,22 +146,24 @@ func (s *service) GetBodies(r *mailboxv1.GetBodiesRequest, stream grpc.ServerStr
 			}
 			continue
 		}
-		if err := s.sendBlob(ctx, stream, &mailboxv1.BodyChunk{Uid: uid, TotalSize: ref.Size}, ref.BlobKey, ref.Size, buf); err != nil {
+		if err := s.sendBlob(ctx, "GetBodies", stream, &mailboxv1.BodyChunk{Uid: uid, TotalSize: ref.Size}, ref.BlobKey, 0, ref.Size, buf); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// sendBlob streams size bytes of a stored body from its start, the first
-// piece in first.
-func (s *service) sendBlob(ctx context.Context, stream grpc.ServerStreamingServer[mailboxv1.BodyChunk], first *mailboxv1.BodyChunk, key string, size int64, buf []byte) error {
+// sendBlob streams size bytes of a stored body from offset start, in
+// chunks of len(buf), the first piece in first; errors are reported as
+// method's. A body shorter than its metadata says is a server fault, never
+// silently truncated output.
+func (s *service) sendBlob(ctx context.Context, method string, stream grpc.ServerStreamingServer[mailboxv1.BodyChunk], first *mailboxv1.BodyChunk, key string, start, size int64, buf []byte) error {
 	if size == 0 {
 		return stream.Send(first)
 	}
-	rc, err := s.blobs.Get(ctx, key, 0, size)
+	rc, err := s.blobs.Get(ctx, key, start, size)
 	if err != nil {
-		return s.fail("GetBodies", err)
+		return s.fail(method, err)
 	}
 	defer rc.Close()
 	sent := int64(0)
@@ -210,9 +181,9 @@ func (s *service) sendBlob(ctx context.Context, stream grpc.ServerStreamingServe
 		if err != nil {
 			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 				s.log.Error("stored body is shorter than recorded", "key", key, "want", size, "got", sent)
-				return s.fail("GetBodies", errors.New("short body"))
+				return s.fail(method, errors.New("short body"))
 			}
-			return s.fail("GetBodies", err)
+			return s.fail(method, err)
 		}
 	}
 	return nil
