@@ -37,15 +37,8 @@ func (c *cache) get(key string) (cacheEntry, bool) {
 func (c *cache) put(key string, e cacheEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.m[key]; !ok && len(c.m) >= c.max {
-		drop := max(c.max/10, 1)
-		for k := range c.m {
-			if drop == 0 {
-				break
-			}
-			delete(c.m, k)
-			drop--
-		}
+	if _, ok := c.m[key]; !ok {
+		makeRoom(c.m, c.max)
 	}
 	c.m[key] = e
 }
@@ -209,15 +202,8 @@ func (c *credCache) put(login, password string, acc AccountInfo, now time.Time) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	es, ok := c.m[login]
-	if !ok && len(c.m) >= c.max {
-		drop := max(c.max/10, 1)
-		for k := range c.m {
-			if drop == 0 {
-				break
-			}
-			delete(c.m, k)
-			drop--
-		}
+	if !ok {
+		makeRoom(c.m, c.max)
 	}
 	kept := es[:0]
 	for _, e := range es {
@@ -237,4 +223,20 @@ func (c *credCache) forget(login string) {
 	c.mu.Lock()
 	delete(c.m, login)
 	c.mu.Unlock()
+}
+
+// makeRoom drops a tenth of m's entries (at least one, in map order, so
+// effectively at random) when m holds limit or more, before an insert.
+func makeRoom[K comparable, V any](m map[K]V, limit int) {
+	if len(m) < limit {
+		return
+	}
+	drop := max(limit/10, 1)
+	for k := range m {
+		if drop == 0 {
+			return
+		}
+		delete(m, k)
+		drop--
+	}
 }
