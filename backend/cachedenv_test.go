@@ -18,7 +18,7 @@ func TestDropCachedEnvelopes(t *testing.T) {
 		rows[i] = store.FetchRow{UID: uint32(i + 1), Envelope: []byte{1}}
 	}
 	// Unsorted, overlapping, reversed and "*" ranges.
-	dropCachedEnvelopes(rows, []*mailboxv1.UIDRange{{Start: 9, End: 3}, {Start: 4, End: 4}, {Start: 1, End: 1}, {Start: 11, End: 0}})
+	dropCachedEnvelopes(rows, sortedSpans([]*mailboxv1.UIDRange{{Start: 9, End: 3}, {Start: 4, End: 4}, {Start: 1, End: 1}, {Start: 11, End: 0}}))
 	var kept []uint32
 	for _, r := range rows {
 		if r.Envelope != nil {

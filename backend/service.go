@@ -142,10 +142,10 @@ func (s *service) Fetch(r *mailboxv1.FetchRequest, stream grpc.ServerStreamingSe
 	if err := account(ctx, r.AccountId); err != nil {
 		return s.fail("Fetch", err)
 	}
-	cached := r.GetCachedEnvelopes().GetRanges()
-	if len(cached) > s.cfg.MaxUIDRanges {
+	if len(r.GetCachedEnvelopes().GetRanges()) > s.cfg.MaxUIDRanges {
 		return s.fail("Fetch", &store.InvalidError{Msg: fmt.Sprintf("cached_envelopes has more than %d ranges", s.cfg.MaxUIDRanges)})
 	}
+	cached := sortedSpans(r.GetCachedEnvelopes().GetRanges()) // once, not per batch
 	err := s.store.Fetch(ctx, r.AccountId, r.MailboxId, r.Uids, store.FetchOptions{
 		Envelope: r.Envelope, Structure: r.BodyStructure, Header: r.Header, Dates: r.InternalDate,
 		ChangedSince: r.ChangedSince, BatchSize: int(r.BatchSize),
@@ -159,21 +159,27 @@ func (s *service) Fetch(r *mailboxv1.FetchRequest, stream grpc.ServerStreamingSe
 	return s.fail("Fetch", err)
 }
 
-// dropCachedEnvelopes leaves out the envelope of the rows (in UID order)
-// whose UID is in cached. One pass over both: the ranges are sorted by
-// their low end, and a range that ends below a row's UID ends below every
-// later row's.
-func dropCachedEnvelopes(rows []store.FetchRow, cached []*mailboxv1.UIDRange) {
-	type span struct{ lo, hi uint32 }
-	spans := make([]span, 0, len(cached))
-	for _, rg := range cached {
+// uidSpan is a UID range with lo <= hi ("*" as the highest UID).
+type uidSpan struct{ lo, hi uint32 }
+
+// sortedSpans turns a set's ranges into spans sorted by their low end.
+func sortedSpans(ranges []*mailboxv1.UIDRange) []uidSpan {
+	spans := make([]uidSpan, 0, len(ranges))
+	for _, rg := range ranges {
 		lo, hi := rg.GetStart(), rg.GetEnd()
 		if hi == 0 { // "*"
 			hi = 1<<32 - 1
 		}
-		spans = append(spans, span{min(lo, hi), max(lo, hi)})
+		spans = append(spans, uidSpan{min(lo, hi), max(lo, hi)})
 	}
-	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
+	slices.SortFunc(spans, func(a, b uidSpan) int { return cmp.Compare(a.lo, b.lo) })
+	return spans
+}
+
+// dropCachedEnvelopes leaves out the envelope of the rows (in UID order)
+// whose UID is in spans (sortedSpans). One pass over both: a span that
+// ends below a row's UID ends below every later row's.
+func dropCachedEnvelopes(rows []store.FetchRow, spans []uidSpan) {
 	k := 0
 	for i := range rows {
 		uid := rows[i].UID
