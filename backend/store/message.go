@@ -913,11 +913,13 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 		if err != nil {
 			return err
 		}
+		var rows pgx.Rows
 		if kf.all {
-			kf.ends[0] = 1<<32 - 1
+			rows, err = tx.Query(ctx, expungedSinceSQL, account, mailboxID, sqlInt(since))
+		} else {
+			rows, err = tx.Query(ctx, `SELECT m.uid FROM expunged m`+uidJoin+`
+				WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid`, account, mailboxID, kf.starts, kf.ends, sqlInt(since))
 		}
-		rows, err := tx.Query(ctx, `SELECT m.uid FROM expunged m`+uidJoin+`
-			WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid`, account, mailboxID, kf.starts, kf.ends, sqlInt(since))
 		if err != nil {
 			return err
 		}
@@ -927,8 +929,7 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 			return err
 		}
 		first.Vanished.Ranges = b.ranges
-		rows, err = tx.Query(ctx, `SELECT uid, flags, keywords, modseq FROM messages
-			WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 ORDER BY uid`, account, mailboxID, sqlInt(since))
+		rows, err = tx.Query(ctx, changedSinceSQL, account, mailboxID, sqlInt(since))
 		if err != nil {
 			return err
 		}
@@ -956,6 +957,21 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 		return nil
 	})
 }
+
+// changedSinceSQL lists a mailbox's messages changed after a MODSEQ. It
+// runs once per change for every session that has the mailbox selected, so
+// it must find them through messages_modseq, not by reading the mailbox
+// (see migration 0006 and TestChangesPlan).
+const changedSinceSQL = `SELECT uid, flags, keywords, modseq FROM messages
+	WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 ORDER BY uid`
+
+// expungedSinceSQL lists a mailbox's expunges after a MODSEQ, for Changes
+// without known UIDs (every session's case but QRESYNC's). Joined with a
+// UID range, the planner estimates one row either way and takes the
+// primary key, reading the mailbox's whole expunge log; alone it uses
+// expunged_modseq.
+const expungedSinceSQL = `SELECT uid FROM expunged
+	WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 ORDER BY uid`
 
 // AccountModseq returns the account's highest MODSEQ (0 for an unknown
 // account).

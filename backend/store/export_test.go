@@ -1,0 +1,7 @@
+package store
+
+// The statements whose plans TestChangesPlan checks.
+const (
+	ChangedSinceSQL  = changedSinceSQL
+	ExpungedSinceSQL = expungedSinceSQL
+)
