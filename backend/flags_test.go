@@ -5,10 +5,14 @@ package backend
 // Expunge, Changes (CONDSTORE/QRESYNC) and UID set semantics.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -694,5 +698,93 @@ func TestUIDSets(t *testing.T) {
 	ms, err := fetchSet(t, c, &mailboxv1.FetchRequest{AccountId: a, MailboxId: id, ChangedSince: hm})
 	if err != nil || fmtUIDs(uidsOf(ms)) != "[3]" {
 		t.Fatalf("changedsince: %v %v", ms, err)
+	}
+}
+
+// A STORE that changes nothing is answered from one read: it returns the
+// flags as they are, takes no new MODSEQ, and does not wait for the
+// account's lock, which a changing STORE or a delivery holds until commit.
+func TestStoreUnchangedTakesNoLock(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	const a = "nochange"
+	id := fillInbox(t, c, a, 3)
+	uids := func(u ...uint32) *mailboxv1.UIDSet {
+		s := &mailboxv1.UIDSet{}
+		for _, x := range u {
+			s.Ranges = append(s.Ranges, &mailboxv1.UIDRange{Start: x, End: x})
+		}
+		return s
+	}
+	store := func(ctx context.Context, mode mailboxv1.StoreMode, set *mailboxv1.UIDSet, sys uint32, kw ...string) (*mailboxv1.StoreFlagsResponse, error) {
+		return c.StoreFlags(ctx, &mailboxv1.StoreFlagsRequest{AccountId: a, MailboxId: id, Uids: set, Mode: mode,
+			Flags: &mailboxv1.Flags{System: sys, Keywords: kw}})
+	}
+	add, remove := mailboxv1.StoreMode_STORE_MODE_ADD, mailboxv1.StoreMode_STORE_MODE_REMOVE
+	r, err := store(ctxT(t), add, uids(1, 2), fSeen, "$Done")
+	if err != nil || r.Modseq == 0 {
+		t.Fatalf("first STORE: %v %v", r, err)
+	}
+	hm := selectBox(t, c, a, "INBOX").Status.HighestModseq
+
+	// Another transaction holds the account row, as a STORE or delivery
+	// in progress does.
+	conn, err := pgx.Connect(ctxT(t), e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	tx, err := conn.Begin(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctxT(t), "SELECT 1 FROM accounts WHERE account_id = $1 FOR UPDATE", a); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name string
+		mode mailboxv1.StoreMode
+		set  *mailboxv1.UIDSet
+		sys  uint32
+		kw   []string
+	}{
+		{"+FLAGS already set", add, uids(1, 2), fSeen, []string{"$Done"}},
+		{"-FLAGS not set", remove, uids(1, 3), fFlagged, []string{"$Other"}},
+		{"a UID that does not exist among them", add, uids(2, 99), fSeen, nil},
+	} {
+		r, err := store(short, tc.mode, tc.set, tc.sys, tc.kw...)
+		if err != nil {
+			t.Fatalf("%s: %v (did it wait for the account's lock?)", tc.name, err)
+		}
+		if r.Modseq != 0 || len(r.Modified.GetRanges()) != 0 || len(r.Messages) == 0 {
+			t.Errorf("%s: %v, want the messages' flags and no MODSEQ", tc.name, r)
+		}
+		for _, m := range r.Messages {
+			want := "0 []"
+			if m.Uid <= 2 {
+				want = fmt.Sprintf("%d [$Done]", fSeen)
+			}
+			if got := fmt.Sprintf("%d %v", m.Flags.System, m.Flags.Keywords); got != want {
+				t.Errorf("%s: uid %d flags %s, want %s", tc.name, m.Uid, got, want)
+			}
+		}
+	}
+	if err := tx.Rollback(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := selectBox(t, c, a, "INBOX").Status.HighestModseq; got != hm {
+		t.Errorf("HIGHESTMODSEQ %d after STOREs that changed nothing, want %d", got, hm)
+	}
+	// A STORE that changes one message of its set still changes it.
+	r, err = store(ctxT(t), add, uids(1, 3), fSeen)
+	if err != nil || r.Modseq <= hm {
+		t.Fatalf("changing STORE: %v %v", r, err)
+	}
+	ms := byUID(fetchAll(t, c, a, id, false))
+	if ms[3].Flags.System != fSeen || ms[3].Modseq != r.Modseq || ms[1].Modseq == r.Modseq {
+		t.Errorf("after +FLAGS \\Seen on 1 and 3: %v", ms)
 	}
 }

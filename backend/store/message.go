@@ -576,6 +576,55 @@ func (s *Store) Bodies(ctx context.Context, account string, mailboxID int64, uid
 
 var errNoChange = errors.New("no change")
 
+// storeUnchanged answers a STORE that would change no message, such as
+// +FLAGS (\Seen) on messages already seen, from one read outside any
+// transaction: it returns the messages' flags as they are, or nil when a
+// message would change, the set matches nothing, or it holds "*" (then the
+// caller's transaction decides). Such a STORE takes effect at the moment of
+// the read; it needs no MODSEQ and no lock on the account, which every
+// changing STORE of the account holds until its commit.
+func (s *Store) storeUnchanged(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, newFlags, newKw string, bits uint32, kw []string) (*mailboxv1.StoreFlagsResponse, error) {
+	for _, r := range set.GetRanges() {
+		if r != nil && r.End == 0 {
+			return nil, nil
+		}
+	}
+	f, err := s.uidSet(ctx, nil, account, mailboxID, set, false)
+	if err != nil || len(f.starts) == 0 {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT m.uid, m.flags, m.keywords, m.modseq, `+newFlags+` <> m.flags OR `+newKw+` <> m.keywords
+		FROM messages m`+uidJoin+`WHERE m.account_id=$1 AND m.mailbox_id=$2 ORDER BY m.uid`,
+		account, mailboxID, f.starts, f.ends, int32(bits), kw)
+	if err != nil {
+		return nil, classify(err)
+	}
+	defer rows.Close()
+	resp := &mailboxv1.StoreFlagsResponse{Modified: &mailboxv1.UIDSet{}}
+	var (
+		uid, ms int64
+		fl      int32
+		k       []string
+		change  bool
+	)
+	for rows.Next() {
+		if err := rows.Scan(&uid, &fl, &k, &ms, &change); err != nil {
+			return nil, classify(err)
+		}
+		if change {
+			return nil, nil
+		}
+		resp.Messages = append(resp.Messages, &mailboxv1.MessageMeta{Uid: uint32(uid), Flags: flagsOf(fl, k), Modseq: uint64(ms)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, classify(err)
+	}
+	if len(resp.Messages) == 0 {
+		return nil, nil
+	}
+	return resp, nil
+}
+
 // StoreFlags changes flags of the messages in set (RFC 3501 STORE, RFC 7162
 // UNCHANGEDSINCE). Messages whose flags do not change keep their MODSEQ.
 func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, mode mailboxv1.StoreMode, flags *mailboxv1.Flags, unchangedSince uint64) (*mailboxv1.StoreFlagsResponse, error) {
@@ -599,6 +648,12 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 		return nil, invalid("unknown store mode")
 	}
 	over := func(expr, alias string) string { return strings.ReplaceAll(expr, "%[1]s", alias) }
+	if unchangedSince == 0 {
+		resp, err := s.storeUnchanged(ctx, account, mailboxID, set, over(newFlags, "m"), over(newKw, "m"), bits, kw)
+		if resp != nil || err != nil {
+			return resp, err
+		}
+	}
 	var resp *mailboxv1.StoreFlagsResponse
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		resp = &mailboxv1.StoreFlagsResponse{Modified: &mailboxv1.UIDSet{}}
