@@ -1,15 +1,22 @@
 package pop3
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"mailcluster/internal/testenv"
 )
 
 // TestBenchServe serves POP3 on the real stack for ../shared/bench's
@@ -95,4 +102,100 @@ func benchBody(rng *rand.Rand, target int) []byte {
 	}
 	b.WriteString(enc + "\r\n\r\n--=_mix--\r\n")
 	return b.Bytes()
+}
+
+// BenchmarkLogin measures POP3 logins on the real stack, one at a time:
+// connect, USER, PASS (which opens the maildrop), QUIT, pipelined, for an
+// INBOX of 0, 40 (mailload's maildrops) and 1000 messages. Besides the time
+// per login it reports the CPU per login of this process (the client, the
+// POP3 frontend and the backend) and of PostgreSQL (all its processes).
+// Logins after the first are answered by the directory's login cache, so
+// slapd takes no part.
+//
+//	go test -run '^$' -bench Login -benchtime 2000x -count 3 ./frontend/pop3/
+func BenchmarkLogin(b *testing.B) {
+	s := newStack(b, stackOptions{mod: func(c *Config) { c.InsecureAuth = true }})
+	pg := testenv.StartPostgres(b).Proc.Cmd.Process.Pid
+	for _, n := range []int{0, 40, 1000} {
+		uid := fmt.Sprintf("bench%d", n)
+		acct := s.user(uid)
+		for i := 0; i < n; i++ {
+			s.deliver(acct, msg(fmt.Sprintf("message %d", i), "x"))
+		}
+		script := []byte("USER " + uid + "\r\nPASS secret\r\nQUIT\r\n")
+		want := fmt.Sprintf("+OK Logged in, %d messages", n)
+		login := func() {
+			c, err := net.Dial("tcp", s.plain)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write(script); err != nil {
+				b.Fatal(err)
+			}
+			r := bufio.NewReader(c)
+			for i := 0; i < 4; i++ { // greeting, USER, PASS, QUIT
+				line, err := r.ReadString('\n')
+				if err != nil || !strings.HasPrefix(line, "+OK") || i == 2 && !strings.HasPrefix(line, want) {
+					b.Fatalf("response %d: %q %v", i, line, err)
+				}
+			}
+		}
+		b.Run(fmt.Sprintf("messages=%d", n), func(b *testing.B) {
+			login() // fills the login cache
+			self, pgCPU := processCPU(b), postgresCPU(b, pg)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				login()
+			}
+			b.StopTimer()
+			perLogin := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(b.N) }
+			b.ReportMetric(perLogin(processCPU(b)-self), "proc-cpu-µs/login")
+			b.ReportMetric(perLogin(postgresCPU(b, pg)-pgCPU), "pg-cpu-µs/login")
+		})
+	}
+}
+
+// processCPU is the CPU time this process has used.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// postgresCPU is the CPU time PostgreSQL has used: the postmaster's own and
+// that of its children, running (from /proc) and exited.
+func postgresCPU(tb testing.TB, postmaster int) time.Duration {
+	stat := func(pid string) []string {
+		b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
+		if err != nil {
+			return nil // gone
+		}
+		// Fields after the command, which is in parentheses: state is
+		// field 3 of stat(5), so f[i] is field i+3.
+		return strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	}
+	ticks := func(f []string, fields ...int) (n int64) {
+		for _, i := range fields {
+			v, _ := strconv.ParseInt(f[i-3], 10, 64)
+			n += v
+		}
+		return n
+	}
+	pm := strconv.Itoa(postmaster)
+	f := stat(pm)
+	if f == nil {
+		tb.Fatal("postgres is not running")
+	}
+	total := ticks(f, 14, 15, 16, 17) // utime, stime, cutime, cstime
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if f := stat(d.Name()); len(f) > 12 && f[1] == pm { // field 4: ppid
+			total += ticks(f, 14, 15)
+		}
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(total) * time.Second / clockTicks
 }

@@ -57,7 +57,7 @@ type stackOptions struct {
 	listen   string // plaintext listener address ("": a free port)
 }
 
-func newStack(t *testing.T, o stackOptions) *stack {
+func newStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	if o.backends == 0 {
 		o.backends = 1
