@@ -121,6 +121,7 @@ func everyCall(ctx context.Context, c mailboxv1.MailboxClient, account string, i
 	_, out["SetSubscribed"] = c.SetSubscribed(ctx, &mailboxv1.SetSubscribedRequest{AccountId: account, Name: "Junk", Subscribed: false})
 	_, out["GetStatus"] = c.GetStatus(ctx, &mailboxv1.GetStatusRequest{AccountId: account, Name: "INBOX"})
 	_, out["Select"] = c.Select(ctx, &mailboxv1.SelectRequest{AccountId: account, Name: "INBOX"})
+	out["Maildrop"] = drain(c.Maildrop(ctx, &mailboxv1.MaildropRequest{AccountId: account, Name: "INBOX"}))
 	msg := testMessage("intruder", "x")
 	_, out["Append"] = sendAppend(ctx, c, appendHeader(&mailboxv1.AppendHeader{AccountId: account, MailboxName: "INBOX", Size: int64(len(msg))}), appendChunk(msg))
 	_, out["GetQuota"] = c.GetQuota(ctx, &mailboxv1.GetQuotaRequest{AccountId: account})
@@ -138,7 +139,7 @@ func TestWrongAndEmptyAccount(t *testing.T) {
 	// The caller is authenticated as someone else.
 	ctx := metadata.AppendToOutgoingContext(ctxT(t), AccountHeader, "attacker")
 	res := everyCall(ctx, c, victim, id)
-	if len(res) != 18 {
+	if len(res) != 19 {
 		t.Fatalf("%d calls", len(res))
 	}
 	for name, err := range res {

@@ -137,6 +137,18 @@ func (s *service) Changes(r *mailboxv1.ChangesRequest, stream grpc.ServerStreami
 	return s.fail("Changes", err)
 }
 
+// maildropBatch is the most messages in one MaildropResponse (the limit
+// mailbox.proto promises).
+const maildropBatch = 10000
+
+func (s *service) Maildrop(r *mailboxv1.MaildropRequest, stream grpc.ServerStreamingServer[mailboxv1.MaildropResponse]) error {
+	ctx := stream.Context()
+	if err := account(ctx, r.AccountId); err != nil {
+		return s.fail("Maildrop", err)
+	}
+	return s.fail("Maildrop", s.store.Maildrop(ctx, r.AccountId, r.Name, maildropBatch, stream.Send))
+}
+
 func (s *service) Fetch(r *mailboxv1.FetchRequest, stream grpc.ServerStreamingServer[mailboxv1.FetchResponse]) error {
 	ctx := stream.Context()
 	if err := account(ctx, r.AccountId); err != nil {

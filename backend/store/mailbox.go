@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -546,6 +547,88 @@ func (s *Store) Select(ctx context.Context, account, name string) (*mailboxv1.Se
 		resp.FirstUnseenUid = uint32(*first)
 	}
 	return resp, nil
+}
+
+// Maildrop emits what a POP3 session needs to open a mailbox: its id and
+// UIDVALIDITY, then every message's UID, size and system flags in UID
+// order, at most batch messages per response (see mailboxv1.Maildrop).
+// There is always at least one response. It is one statement (one
+// snapshot, one round trip): the mailbox row by (account, name), then its
+// messages in the order of the primary key (account, mailbox, uid).
+func (s *Store) Maildrop(ctx context.Context, account, name string, batch int, emit func(*mailboxv1.MaildropResponse) error) error {
+	name, err := s.normalize(name)
+	if err != nil {
+		return err
+	}
+	if err := s.ensureAccount(ctx, account); err != nil {
+		return err
+	}
+	if batch <= 0 {
+		batch = 10000
+	}
+	// A mailbox without messages is one row with UID 0 (no message has
+	// UID 0); no row means no such mailbox. The messages come in UID order
+	// from the lateral subquery, run once for the one mailbox row, so that
+	// PostgreSQL reads them in primary key order: an ORDER BY over the
+	// join made it sort them instead (EXPLAIN ANALYZE on 10,000 messages:
+	// 4 ms of 15). The loop checks the order.
+	rows, err := s.pool.Query(ctx, `SELECT b.mailbox_id, b.uid_validity, b.message_count,
+			coalesce(m.uid, 0), coalesce(m.size, 0), coalesce(m.flags, 0)
+		FROM mailboxes b LEFT JOIN LATERAL (SELECT m.uid, m.size, m.flags FROM messages m
+			WHERE m.account_id = b.account_id AND m.mailbox_id = b.mailbox_id ORDER BY m.uid) m ON true
+		WHERE b.account_id=$1 AND b.name=$2`, account, name)
+	if err != nil {
+		return classify(err)
+	}
+	defer rows.Close()
+	var (
+		id, uv, count, uid, size, last int64
+		flags                          int32
+		cur                            *mailboxv1.MaildropResponse
+		sent                           int // messages emitted
+	)
+	// next starts a response sized for the messages still to come (the
+	// message count is from the same snapshot).
+	next := func() *mailboxv1.MaildropResponse {
+		n := min(max(int(count)-sent, 0), batch)
+		return &mailboxv1.MaildropResponse{MailboxId: id, UidValidity: uint32(uv),
+			Uids: make([]uint32, 0, n), Sizes: make([]int64, 0, n), SystemFlags: make([]uint32, 0, n)}
+	}
+	for rows.Next() {
+		if err := rows.Scan(&id, &uv, &count, &uid, &size, &flags); err != nil {
+			return classify(err)
+		}
+		if cur == nil {
+			cur = next()
+		}
+		if uid == 0 {
+			continue
+		}
+		if uid <= last {
+			return fmt.Errorf("%w: Maildrop rows out of UID order (%d after %d)", ErrUnavailable, uid, last)
+		}
+		last = uid
+		cur.Uids = append(cur.Uids, uint32(uid))
+		cur.Sizes = append(cur.Sizes, size)
+		cur.SystemFlags = append(cur.SystemFlags, uint32(flags))
+		if len(cur.Uids) == batch {
+			if err := emit(cur); err != nil {
+				return err
+			}
+			sent += batch
+			cur = next()
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return classify(err)
+	}
+	if cur == nil {
+		return ErrNotFound
+	}
+	if sent == 0 || len(cur.Uids) > 0 {
+		return emit(cur)
+	}
+	return nil
 }
 
 // Quota returns the account's usage.

@@ -414,7 +414,7 @@ func (x SearchKey_Op) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SearchKey_Op.Descriptor instead.
 func (SearchKey_Op) EnumDescriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{38, 0}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{40, 0}
 }
 
 type UIDRange struct {
@@ -1501,6 +1501,145 @@ func (x *SelectResponse) GetFirstUnseenUid() uint32 {
 	return 0
 }
 
+// MaildropRequest names a mailbox by name, as SelectRequest does; NOT_FOUND
+// if the account has no such mailbox, INVALID_ARGUMENT for a name that is
+// not valid.
+type MaildropRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // "INBOX" for POP3
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MaildropRequest) Reset() {
+	*x = MaildropRequest{}
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MaildropRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MaildropRequest) ProtoMessage() {}
+
+func (x *MaildropRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MaildropRequest.ProtoReflect.Descriptor instead.
+func (*MaildropRequest) Descriptor() ([]byte, []int) {
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *MaildropRequest) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
+func (x *MaildropRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// MaildropResponse is one part of a maildrop. The server sends at least one
+// response (exactly one for an empty mailbox) and at most 10,000 messages
+// per response: a message takes at most 11 octets on the wire (for a body
+// under 32 GiB), so a response stays under 128 KiB, far below the gRPC
+// message size limits, however large the mailbox. Every response carries
+// mailbox_id and uid_validity. uids, sizes and system_flags are parallel
+// lists of equal length, entry i describing one message; being packed
+// scalars, they cost no allocation per message to decode.
+type MaildropResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MailboxId     int64                  `protobuf:"varint,1,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	UidValidity   uint32                 `protobuf:"varint,2,opt,name=uid_validity,json=uidValidity,proto3" json:"uid_validity,omitempty"`
+	Uids          []uint32               `protobuf:"varint,3,rep,packed,name=uids,proto3" json:"uids,omitempty"`                                  // ascending, across the whole stream
+	Sizes         []int64                `protobuf:"varint,4,rep,packed,name=sizes,proto3" json:"sizes,omitempty"`                                // octets, as GetBody sends the message
+	SystemFlags   []uint32               `protobuf:"varint,5,rep,packed,name=system_flags,json=systemFlags,proto3" json:"system_flags,omitempty"` // bit sets of Flag values
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MaildropResponse) Reset() {
+	*x = MaildropResponse{}
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MaildropResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MaildropResponse) ProtoMessage() {}
+
+func (x *MaildropResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MaildropResponse.ProtoReflect.Descriptor instead.
+func (*MaildropResponse) Descriptor() ([]byte, []int) {
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *MaildropResponse) GetMailboxId() int64 {
+	if x != nil {
+		return x.MailboxId
+	}
+	return 0
+}
+
+func (x *MaildropResponse) GetUidValidity() uint32 {
+	if x != nil {
+		return x.UidValidity
+	}
+	return 0
+}
+
+func (x *MaildropResponse) GetUids() []uint32 {
+	if x != nil {
+		return x.Uids
+	}
+	return nil
+}
+
+func (x *MaildropResponse) GetSizes() []int64 {
+	if x != nil {
+		return x.Sizes
+	}
+	return nil
+}
+
+func (x *MaildropResponse) GetSystemFlags() []uint32 {
+	if x != nil {
+		return x.SystemFlags
+	}
+	return nil
+}
+
 type ChangesRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	AccountId   string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -1515,7 +1654,7 @@ type ChangesRequest struct {
 
 func (x *ChangesRequest) Reset() {
 	*x = ChangesRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[19]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1527,7 +1666,7 @@ func (x *ChangesRequest) String() string {
 func (*ChangesRequest) ProtoMessage() {}
 
 func (x *ChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[19]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1540,7 +1679,7 @@ func (x *ChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangesRequest.ProtoReflect.Descriptor instead.
 func (*ChangesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{19}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ChangesRequest) GetAccountId() string {
@@ -1588,7 +1727,7 @@ type ChangesResponse struct {
 
 func (x *ChangesResponse) Reset() {
 	*x = ChangesResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[20]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1600,7 +1739,7 @@ func (x *ChangesResponse) String() string {
 func (*ChangesResponse) ProtoMessage() {}
 
 func (x *ChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[20]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1613,7 +1752,7 @@ func (x *ChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangesResponse.ProtoReflect.Descriptor instead.
 func (*ChangesResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{20}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ChangesResponse) GetStatus() *MailboxStatus {
@@ -1668,7 +1807,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[21]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1819,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[21]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1832,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{21}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FetchRequest) GetAccountId() string {
@@ -1775,7 +1914,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[22]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +1926,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[22]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +1939,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{22}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FetchResponse) GetMessages() []*MessageMeta {
@@ -1829,7 +1968,7 @@ type MessageMeta struct {
 
 func (x *MessageMeta) Reset() {
 	*x = MessageMeta{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[23]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1980,7 @@ func (x *MessageMeta) String() string {
 func (*MessageMeta) ProtoMessage() {}
 
 func (x *MessageMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[23]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1993,7 @@ func (x *MessageMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessageMeta.ProtoReflect.Descriptor instead.
 func (*MessageMeta) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{23}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MessageMeta) GetUid() uint32 {
@@ -1935,7 +2074,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[24]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2086,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[24]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2099,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{24}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Address) GetName() string {
@@ -2016,7 +2155,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[25]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2028,7 +2167,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[25]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2041,7 +2180,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{25}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Envelope) GetDate() string {
@@ -2144,7 +2283,7 @@ type BodyStructure struct {
 
 func (x *BodyStructure) Reset() {
 	*x = BodyStructure{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[26]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2295,7 @@ func (x *BodyStructure) String() string {
 func (*BodyStructure) ProtoMessage() {}
 
 func (x *BodyStructure) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[26]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2308,7 @@ func (x *BodyStructure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BodyStructure.ProtoReflect.Descriptor instead.
 func (*BodyStructure) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{26}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *BodyStructure) GetType() string {
@@ -2325,7 +2464,7 @@ type GetBodyRequest struct {
 
 func (x *GetBodyRequest) Reset() {
 	*x = GetBodyRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[27]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2337,7 +2476,7 @@ func (x *GetBodyRequest) String() string {
 func (*GetBodyRequest) ProtoMessage() {}
 
 func (x *GetBodyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[27]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2350,7 +2489,7 @@ func (x *GetBodyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBodyRequest.ProtoReflect.Descriptor instead.
 func (*GetBodyRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{27}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetBodyRequest) GetAccountId() string {
@@ -2420,7 +2559,7 @@ type GetBodiesRequest struct {
 
 func (x *GetBodiesRequest) Reset() {
 	*x = GetBodiesRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[28]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2432,7 +2571,7 @@ func (x *GetBodiesRequest) String() string {
 func (*GetBodiesRequest) ProtoMessage() {}
 
 func (x *GetBodiesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[28]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2445,7 +2584,7 @@ func (x *GetBodiesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBodiesRequest.ProtoReflect.Descriptor instead.
 func (*GetBodiesRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{28}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetBodiesRequest) GetAccountId() string {
@@ -2487,7 +2626,7 @@ type BodyChunk struct {
 
 func (x *BodyChunk) Reset() {
 	*x = BodyChunk{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[29]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2638,7 @@ func (x *BodyChunk) String() string {
 func (*BodyChunk) ProtoMessage() {}
 
 func (x *BodyChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[29]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2651,7 @@ func (x *BodyChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BodyChunk.ProtoReflect.Descriptor instead.
 func (*BodyChunk) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{29}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BodyChunk) GetTotalSize() int64 {
@@ -2572,7 +2711,7 @@ type StoreFlagsRequest struct {
 
 func (x *StoreFlagsRequest) Reset() {
 	*x = StoreFlagsRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[30]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +2723,7 @@ func (x *StoreFlagsRequest) String() string {
 func (*StoreFlagsRequest) ProtoMessage() {}
 
 func (x *StoreFlagsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[30]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +2736,7 @@ func (x *StoreFlagsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlagsRequest.ProtoReflect.Descriptor instead.
 func (*StoreFlagsRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{30}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StoreFlagsRequest) GetAccountId() string {
@@ -2659,7 +2798,7 @@ type StoreFlagsResponse struct {
 
 func (x *StoreFlagsResponse) Reset() {
 	*x = StoreFlagsResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[31]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2671,7 +2810,7 @@ func (x *StoreFlagsResponse) String() string {
 func (*StoreFlagsResponse) ProtoMessage() {}
 
 func (x *StoreFlagsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[31]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2684,7 +2823,7 @@ func (x *StoreFlagsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreFlagsResponse.ProtoReflect.Descriptor instead.
 func (*StoreFlagsResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{31}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StoreFlagsResponse) GetMessages() []*MessageMeta {
@@ -2721,7 +2860,7 @@ type CopyRequest struct {
 
 func (x *CopyRequest) Reset() {
 	*x = CopyRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[32]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +2872,7 @@ func (x *CopyRequest) String() string {
 func (*CopyRequest) ProtoMessage() {}
 
 func (x *CopyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[32]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +2885,7 @@ func (x *CopyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyRequest.ProtoReflect.Descriptor instead.
 func (*CopyRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{32}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CopyRequest) GetAccountId() string {
@@ -2795,7 +2934,7 @@ type CopyResponse struct {
 
 func (x *CopyResponse) Reset() {
 	*x = CopyResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[33]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2946,7 @@ func (x *CopyResponse) String() string {
 func (*CopyResponse) ProtoMessage() {}
 
 func (x *CopyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[33]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2959,7 @@ func (x *CopyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CopyResponse.ProtoReflect.Descriptor instead.
 func (*CopyResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{33}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CopyResponse) GetDestUidValidity() uint32 {
@@ -2856,7 +2995,7 @@ type MoveRequest struct {
 
 func (x *MoveRequest) Reset() {
 	*x = MoveRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[34]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2868,7 +3007,7 @@ func (x *MoveRequest) String() string {
 func (*MoveRequest) ProtoMessage() {}
 
 func (x *MoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[34]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2881,7 +3020,7 @@ func (x *MoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
 func (*MoveRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{34}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *MoveRequest) GetAccountId() string {
@@ -2924,7 +3063,7 @@ type MoveResponse struct {
 
 func (x *MoveResponse) Reset() {
 	*x = MoveResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[35]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2936,7 +3075,7 @@ func (x *MoveResponse) String() string {
 func (*MoveResponse) ProtoMessage() {}
 
 func (x *MoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[35]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2949,7 +3088,7 @@ func (x *MoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
 func (*MoveResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{35}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *MoveResponse) GetDestUidValidity() uint32 {
@@ -2993,7 +3132,7 @@ type ExpungeRequest struct {
 
 func (x *ExpungeRequest) Reset() {
 	*x = ExpungeRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[36]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3005,7 +3144,7 @@ func (x *ExpungeRequest) String() string {
 func (*ExpungeRequest) ProtoMessage() {}
 
 func (x *ExpungeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[36]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3018,7 +3157,7 @@ func (x *ExpungeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpungeRequest.ProtoReflect.Descriptor instead.
 func (*ExpungeRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{36}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ExpungeRequest) GetAccountId() string {
@@ -3052,7 +3191,7 @@ type ExpungeResponse struct {
 
 func (x *ExpungeResponse) Reset() {
 	*x = ExpungeResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[37]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3064,7 +3203,7 @@ func (x *ExpungeResponse) String() string {
 func (*ExpungeResponse) ProtoMessage() {}
 
 func (x *ExpungeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[37]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3077,7 +3216,7 @@ func (x *ExpungeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpungeResponse.ProtoReflect.Descriptor instead.
 func (*ExpungeResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{37}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ExpungeResponse) GetExpunged() []uint32 {
@@ -3109,7 +3248,7 @@ type SearchKey struct {
 
 func (x *SearchKey) Reset() {
 	*x = SearchKey{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[38]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3260,7 @@ func (x *SearchKey) String() string {
 func (*SearchKey) ProtoMessage() {}
 
 func (x *SearchKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[38]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3273,7 @@ func (x *SearchKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchKey.ProtoReflect.Descriptor instead.
 func (*SearchKey) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{38}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SearchKey) GetOp() SearchKey_Op {
@@ -3197,7 +3336,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[39]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3348,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[39]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3361,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{39}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SearchRequest) GetAccountId() string {
@@ -3256,7 +3395,7 @@ type SearchResponse struct {
 
 func (x *SearchResponse) Reset() {
 	*x = SearchResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[40]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3268,7 +3407,7 @@ func (x *SearchResponse) String() string {
 func (*SearchResponse) ProtoMessage() {}
 
 func (x *SearchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[40]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3281,7 +3420,7 @@ func (x *SearchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResponse.ProtoReflect.Descriptor instead.
 func (*SearchResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{40}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SearchResponse) GetUids() []uint32 {
@@ -3312,7 +3451,7 @@ type AppendHeader struct {
 
 func (x *AppendHeader) Reset() {
 	*x = AppendHeader{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[41]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3324,7 +3463,7 @@ func (x *AppendHeader) String() string {
 func (*AppendHeader) ProtoMessage() {}
 
 func (x *AppendHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[41]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3337,7 +3476,7 @@ func (x *AppendHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendHeader.ProtoReflect.Descriptor instead.
 func (*AppendHeader) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{41}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AppendHeader) GetAccountId() string {
@@ -3395,7 +3534,7 @@ type AppendRequest struct {
 
 func (x *AppendRequest) Reset() {
 	*x = AppendRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[42]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3407,7 +3546,7 @@ func (x *AppendRequest) String() string {
 func (*AppendRequest) ProtoMessage() {}
 
 func (x *AppendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[42]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3420,7 +3559,7 @@ func (x *AppendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendRequest.ProtoReflect.Descriptor instead.
 func (*AppendRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{42}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *AppendRequest) GetPart() isAppendRequest_Part {
@@ -3475,7 +3614,7 @@ type AppendResponse struct {
 
 func (x *AppendResponse) Reset() {
 	*x = AppendResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[43]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3487,7 +3626,7 @@ func (x *AppendResponse) String() string {
 func (*AppendResponse) ProtoMessage() {}
 
 func (x *AppendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[43]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3500,7 +3639,7 @@ func (x *AppendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
 func (*AppendResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{43}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AppendResponse) GetUidValidity() uint32 {
@@ -3541,7 +3680,7 @@ type Recipient struct {
 
 func (x *Recipient) Reset() {
 	*x = Recipient{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[44]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3553,7 +3692,7 @@ func (x *Recipient) String() string {
 func (*Recipient) ProtoMessage() {}
 
 func (x *Recipient) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[44]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3566,7 +3705,7 @@ func (x *Recipient) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Recipient.ProtoReflect.Descriptor instead.
 func (*Recipient) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{44}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *Recipient) GetAccountId() string {
@@ -3633,7 +3772,7 @@ type DeliverHeader struct {
 
 func (x *DeliverHeader) Reset() {
 	*x = DeliverHeader{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[45]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3645,7 +3784,7 @@ func (x *DeliverHeader) String() string {
 func (*DeliverHeader) ProtoMessage() {}
 
 func (x *DeliverHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[45]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3658,7 +3797,7 @@ func (x *DeliverHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverHeader.ProtoReflect.Descriptor instead.
 func (*DeliverHeader) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{45}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DeliverHeader) GetRecipients() []*Recipient {
@@ -3723,7 +3862,7 @@ type DeliverRequest struct {
 
 func (x *DeliverRequest) Reset() {
 	*x = DeliverRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[46]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3735,7 +3874,7 @@ func (x *DeliverRequest) String() string {
 func (*DeliverRequest) ProtoMessage() {}
 
 func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[46]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3748,7 +3887,7 @@ func (x *DeliverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverRequest.ProtoReflect.Descriptor instead.
 func (*DeliverRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{46}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DeliverRequest) GetPart() isDeliverRequest_Part {
@@ -3804,7 +3943,7 @@ type RecipientResult struct {
 
 func (x *RecipientResult) Reset() {
 	*x = RecipientResult{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[47]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3816,7 +3955,7 @@ func (x *RecipientResult) String() string {
 func (*RecipientResult) ProtoMessage() {}
 
 func (x *RecipientResult) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[47]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3829,7 +3968,7 @@ func (x *RecipientResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecipientResult.ProtoReflect.Descriptor instead.
 func (*RecipientResult) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{47}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RecipientResult) GetStatus() DeliveryStatus {
@@ -3872,7 +4011,7 @@ type DeliverResponse struct {
 
 func (x *DeliverResponse) Reset() {
 	*x = DeliverResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[48]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3884,7 +4023,7 @@ func (x *DeliverResponse) String() string {
 func (*DeliverResponse) ProtoMessage() {}
 
 func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[48]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3897,7 +4036,7 @@ func (x *DeliverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliverResponse.ProtoReflect.Descriptor instead.
 func (*DeliverResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{48}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DeliverResponse) GetResults() []*RecipientResult {
@@ -3933,7 +4072,7 @@ type WatchRequest struct {
 
 func (x *WatchRequest) Reset() {
 	*x = WatchRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[49]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3945,7 +4084,7 @@ func (x *WatchRequest) String() string {
 func (*WatchRequest) ProtoMessage() {}
 
 func (x *WatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[49]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3958,7 +4097,7 @@ func (x *WatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
 func (*WatchRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{49}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *WatchRequest) GetAdd() []*WatchAccount {
@@ -3985,7 +4124,7 @@ type WatchAccount struct {
 
 func (x *WatchAccount) Reset() {
 	*x = WatchAccount{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[50]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3997,7 +4136,7 @@ func (x *WatchAccount) String() string {
 func (*WatchAccount) ProtoMessage() {}
 
 func (x *WatchAccount) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[50]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4010,7 +4149,7 @@ func (x *WatchAccount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchAccount.ProtoReflect.Descriptor instead.
 func (*WatchAccount) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{50}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *WatchAccount) GetAccountId() string {
@@ -4039,7 +4178,7 @@ type WatchEvent struct {
 
 func (x *WatchEvent) Reset() {
 	*x = WatchEvent{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[51]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4051,7 +4190,7 @@ func (x *WatchEvent) String() string {
 func (*WatchEvent) ProtoMessage() {}
 
 func (x *WatchEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[51]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4064,7 +4203,7 @@ func (x *WatchEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEvent.ProtoReflect.Descriptor instead.
 func (*WatchEvent) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{51}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *WatchEvent) GetAccountId() string {
@@ -4097,7 +4236,7 @@ type GetQuotaRequest struct {
 
 func (x *GetQuotaRequest) Reset() {
 	*x = GetQuotaRequest{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[52]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4109,7 +4248,7 @@ func (x *GetQuotaRequest) String() string {
 func (*GetQuotaRequest) ProtoMessage() {}
 
 func (x *GetQuotaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[52]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4122,7 +4261,7 @@ func (x *GetQuotaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotaRequest.ProtoReflect.Descriptor instead.
 func (*GetQuotaRequest) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{52}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetQuotaRequest) GetAccountId() string {
@@ -4142,7 +4281,7 @@ type GetQuotaResponse struct {
 
 func (x *GetQuotaResponse) Reset() {
 	*x = GetQuotaResponse{}
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[53]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4154,7 +4293,7 @@ func (x *GetQuotaResponse) String() string {
 func (*GetQuotaResponse) ProtoMessage() {}
 
 func (x *GetQuotaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mailbox_v1_mailbox_proto_msgTypes[53]
+	mi := &file_mailbox_v1_mailbox_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4167,7 +4306,7 @@ func (x *GetQuotaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQuotaResponse.ProtoReflect.Descriptor instead.
 func (*GetQuotaResponse) Descriptor() ([]byte, []int) {
-	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{53}
+	return file_mailbox_v1_mailbox_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetQuotaResponse) GetStorageBytes() int64 {
@@ -4272,7 +4411,18 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\x06status\x18\x01 \x01(\v2%.mailcluster.mailbox.v1.MailboxStatusR\x06status\x122\n" +
 	"\x04uids\x18\x02 \x01(\v2\x1e.mailcluster.mailbox.v1.UIDSetR\x04uids\x12\x1a\n" +
 	"\bkeywords\x18\x03 \x03(\tR\bkeywords\x12(\n" +
-	"\x10first_unseen_uid\x18\x04 \x01(\rR\x0efirstUnseenUid\"\xb0\x01\n" +
+	"\x10first_unseen_uid\x18\x04 \x01(\rR\x0efirstUnseenUid\"D\n" +
+	"\x0fMaildropRequest\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xa1\x01\n" +
+	"\x10MaildropResponse\x12\x1d\n" +
+	"\n" +
+	"mailbox_id\x18\x01 \x01(\x03R\tmailboxId\x12!\n" +
+	"\fuid_validity\x18\x02 \x01(\rR\vuidValidity\x12\x12\n" +
+	"\x04uids\x18\x03 \x03(\rR\x04uids\x12\x14\n" +
+	"\x05sizes\x18\x04 \x03(\x03R\x05sizes\x12!\n" +
+	"\fsystem_flags\x18\x05 \x03(\rR\vsystemFlags\"\xb0\x01\n" +
 	"\x0eChangesRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x1d\n" +
@@ -4577,7 +4727,7 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\x1aDELIVERY_STATUS_OVER_QUOTA\x10\x01\x12\x1e\n" +
 	"\x1aDELIVERY_STATUS_NO_MAILBOX\x10\x02\x12%\n" +
 	"!DELIVERY_STATUS_TEMPORARY_FAILURE\x10\x03\x12\x1c\n" +
-	"\x18DELIVERY_STATUS_REJECTED\x10\x042\xff\x0e\n" +
+	"\x18DELIVERY_STATUS_REJECTED\x10\x042\xe0\x0f\n" +
 	"\aMailbox\x12l\n" +
 	"\rListMailboxes\x12,.mailcluster.mailbox.v1.ListMailboxesRequest\x1a-.mailcluster.mailbox.v1.ListMailboxesResponse\x12l\n" +
 	"\rCreateMailbox\x12,.mailcluster.mailbox.v1.CreateMailboxRequest\x1a-.mailcluster.mailbox.v1.CreateMailboxResponse\x12l\n" +
@@ -4586,7 +4736,8 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\rSetSubscribed\x12,.mailcluster.mailbox.v1.SetSubscribedRequest\x1a-.mailcluster.mailbox.v1.SetSubscribedResponse\x12\\\n" +
 	"\tGetStatus\x12(.mailcluster.mailbox.v1.GetStatusRequest\x1a%.mailcluster.mailbox.v1.MailboxStatus\x12W\n" +
 	"\x06Select\x12%.mailcluster.mailbox.v1.SelectRequest\x1a&.mailcluster.mailbox.v1.SelectResponse\x12\\\n" +
-	"\aChanges\x12&.mailcluster.mailbox.v1.ChangesRequest\x1a'.mailcluster.mailbox.v1.ChangesResponse0\x01\x12V\n" +
+	"\aChanges\x12&.mailcluster.mailbox.v1.ChangesRequest\x1a'.mailcluster.mailbox.v1.ChangesResponse0\x01\x12_\n" +
+	"\bMaildrop\x12'.mailcluster.mailbox.v1.MaildropRequest\x1a(.mailcluster.mailbox.v1.MaildropResponse0\x01\x12V\n" +
 	"\x05Fetch\x12$.mailcluster.mailbox.v1.FetchRequest\x1a%.mailcluster.mailbox.v1.FetchResponse0\x01\x12V\n" +
 	"\aGetBody\x12&.mailcluster.mailbox.v1.GetBodyRequest\x1a!.mailcluster.mailbox.v1.BodyChunk0\x01\x12Z\n" +
 	"\tGetBodies\x12(.mailcluster.mailbox.v1.GetBodiesRequest\x1a!.mailcluster.mailbox.v1.BodyChunk0\x01\x12c\n" +
@@ -4614,7 +4765,7 @@ func file_mailbox_v1_mailbox_proto_rawDescGZIP() []byte {
 }
 
 var file_mailbox_v1_mailbox_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_mailbox_v1_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_mailbox_v1_mailbox_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_mailbox_v1_mailbox_proto_goTypes = []any{
 	(Flag)(0),                     // 0: mailcluster.mailbox.v1.Flag
 	(SpecialUse)(0),               // 1: mailcluster.mailbox.v1.SpecialUse
@@ -4641,43 +4792,45 @@ var file_mailbox_v1_mailbox_proto_goTypes = []any{
 	(*GetStatusRequest)(nil),      // 22: mailcluster.mailbox.v1.GetStatusRequest
 	(*SelectRequest)(nil),         // 23: mailcluster.mailbox.v1.SelectRequest
 	(*SelectResponse)(nil),        // 24: mailcluster.mailbox.v1.SelectResponse
-	(*ChangesRequest)(nil),        // 25: mailcluster.mailbox.v1.ChangesRequest
-	(*ChangesResponse)(nil),       // 26: mailcluster.mailbox.v1.ChangesResponse
-	(*FetchRequest)(nil),          // 27: mailcluster.mailbox.v1.FetchRequest
-	(*FetchResponse)(nil),         // 28: mailcluster.mailbox.v1.FetchResponse
-	(*MessageMeta)(nil),           // 29: mailcluster.mailbox.v1.MessageMeta
-	(*Address)(nil),               // 30: mailcluster.mailbox.v1.Address
-	(*Envelope)(nil),              // 31: mailcluster.mailbox.v1.Envelope
-	(*BodyStructure)(nil),         // 32: mailcluster.mailbox.v1.BodyStructure
-	(*GetBodyRequest)(nil),        // 33: mailcluster.mailbox.v1.GetBodyRequest
-	(*GetBodiesRequest)(nil),      // 34: mailcluster.mailbox.v1.GetBodiesRequest
-	(*BodyChunk)(nil),             // 35: mailcluster.mailbox.v1.BodyChunk
-	(*StoreFlagsRequest)(nil),     // 36: mailcluster.mailbox.v1.StoreFlagsRequest
-	(*StoreFlagsResponse)(nil),    // 37: mailcluster.mailbox.v1.StoreFlagsResponse
-	(*CopyRequest)(nil),           // 38: mailcluster.mailbox.v1.CopyRequest
-	(*CopyResponse)(nil),          // 39: mailcluster.mailbox.v1.CopyResponse
-	(*MoveRequest)(nil),           // 40: mailcluster.mailbox.v1.MoveRequest
-	(*MoveResponse)(nil),          // 41: mailcluster.mailbox.v1.MoveResponse
-	(*ExpungeRequest)(nil),        // 42: mailcluster.mailbox.v1.ExpungeRequest
-	(*ExpungeResponse)(nil),       // 43: mailcluster.mailbox.v1.ExpungeResponse
-	(*SearchKey)(nil),             // 44: mailcluster.mailbox.v1.SearchKey
-	(*SearchRequest)(nil),         // 45: mailcluster.mailbox.v1.SearchRequest
-	(*SearchResponse)(nil),        // 46: mailcluster.mailbox.v1.SearchResponse
-	(*AppendHeader)(nil),          // 47: mailcluster.mailbox.v1.AppendHeader
-	(*AppendRequest)(nil),         // 48: mailcluster.mailbox.v1.AppendRequest
-	(*AppendResponse)(nil),        // 49: mailcluster.mailbox.v1.AppendResponse
-	(*Recipient)(nil),             // 50: mailcluster.mailbox.v1.Recipient
-	(*DeliverHeader)(nil),         // 51: mailcluster.mailbox.v1.DeliverHeader
-	(*DeliverRequest)(nil),        // 52: mailcluster.mailbox.v1.DeliverRequest
-	(*RecipientResult)(nil),       // 53: mailcluster.mailbox.v1.RecipientResult
-	(*DeliverResponse)(nil),       // 54: mailcluster.mailbox.v1.DeliverResponse
-	(*WatchRequest)(nil),          // 55: mailcluster.mailbox.v1.WatchRequest
-	(*WatchAccount)(nil),          // 56: mailcluster.mailbox.v1.WatchAccount
-	(*WatchEvent)(nil),            // 57: mailcluster.mailbox.v1.WatchEvent
-	(*GetQuotaRequest)(nil),       // 58: mailcluster.mailbox.v1.GetQuotaRequest
-	(*GetQuotaResponse)(nil),      // 59: mailcluster.mailbox.v1.GetQuotaResponse
-	nil,                           // 60: mailcluster.mailbox.v1.BodyStructure.ParamsEntry
-	nil,                           // 61: mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
+	(*MaildropRequest)(nil),       // 25: mailcluster.mailbox.v1.MaildropRequest
+	(*MaildropResponse)(nil),      // 26: mailcluster.mailbox.v1.MaildropResponse
+	(*ChangesRequest)(nil),        // 27: mailcluster.mailbox.v1.ChangesRequest
+	(*ChangesResponse)(nil),       // 28: mailcluster.mailbox.v1.ChangesResponse
+	(*FetchRequest)(nil),          // 29: mailcluster.mailbox.v1.FetchRequest
+	(*FetchResponse)(nil),         // 30: mailcluster.mailbox.v1.FetchResponse
+	(*MessageMeta)(nil),           // 31: mailcluster.mailbox.v1.MessageMeta
+	(*Address)(nil),               // 32: mailcluster.mailbox.v1.Address
+	(*Envelope)(nil),              // 33: mailcluster.mailbox.v1.Envelope
+	(*BodyStructure)(nil),         // 34: mailcluster.mailbox.v1.BodyStructure
+	(*GetBodyRequest)(nil),        // 35: mailcluster.mailbox.v1.GetBodyRequest
+	(*GetBodiesRequest)(nil),      // 36: mailcluster.mailbox.v1.GetBodiesRequest
+	(*BodyChunk)(nil),             // 37: mailcluster.mailbox.v1.BodyChunk
+	(*StoreFlagsRequest)(nil),     // 38: mailcluster.mailbox.v1.StoreFlagsRequest
+	(*StoreFlagsResponse)(nil),    // 39: mailcluster.mailbox.v1.StoreFlagsResponse
+	(*CopyRequest)(nil),           // 40: mailcluster.mailbox.v1.CopyRequest
+	(*CopyResponse)(nil),          // 41: mailcluster.mailbox.v1.CopyResponse
+	(*MoveRequest)(nil),           // 42: mailcluster.mailbox.v1.MoveRequest
+	(*MoveResponse)(nil),          // 43: mailcluster.mailbox.v1.MoveResponse
+	(*ExpungeRequest)(nil),        // 44: mailcluster.mailbox.v1.ExpungeRequest
+	(*ExpungeResponse)(nil),       // 45: mailcluster.mailbox.v1.ExpungeResponse
+	(*SearchKey)(nil),             // 46: mailcluster.mailbox.v1.SearchKey
+	(*SearchRequest)(nil),         // 47: mailcluster.mailbox.v1.SearchRequest
+	(*SearchResponse)(nil),        // 48: mailcluster.mailbox.v1.SearchResponse
+	(*AppendHeader)(nil),          // 49: mailcluster.mailbox.v1.AppendHeader
+	(*AppendRequest)(nil),         // 50: mailcluster.mailbox.v1.AppendRequest
+	(*AppendResponse)(nil),        // 51: mailcluster.mailbox.v1.AppendResponse
+	(*Recipient)(nil),             // 52: mailcluster.mailbox.v1.Recipient
+	(*DeliverHeader)(nil),         // 53: mailcluster.mailbox.v1.DeliverHeader
+	(*DeliverRequest)(nil),        // 54: mailcluster.mailbox.v1.DeliverRequest
+	(*RecipientResult)(nil),       // 55: mailcluster.mailbox.v1.RecipientResult
+	(*DeliverResponse)(nil),       // 56: mailcluster.mailbox.v1.DeliverResponse
+	(*WatchRequest)(nil),          // 57: mailcluster.mailbox.v1.WatchRequest
+	(*WatchAccount)(nil),          // 58: mailcluster.mailbox.v1.WatchAccount
+	(*WatchEvent)(nil),            // 59: mailcluster.mailbox.v1.WatchEvent
+	(*GetQuotaRequest)(nil),       // 60: mailcluster.mailbox.v1.GetQuotaRequest
+	(*GetQuotaResponse)(nil),      // 61: mailcluster.mailbox.v1.GetQuotaResponse
+	nil,                           // 62: mailcluster.mailbox.v1.BodyStructure.ParamsEntry
+	nil,                           // 63: mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
 }
 var file_mailbox_v1_mailbox_proto_depIdxs = []int32{
 	6,  // 0: mailcluster.mailbox.v1.UIDSet.ranges:type_name -> mailcluster.mailbox.v1.UIDRange
@@ -4690,50 +4843,50 @@ var file_mailbox_v1_mailbox_proto_depIdxs = []int32{
 	7,  // 7: mailcluster.mailbox.v1.SelectResponse.uids:type_name -> mailcluster.mailbox.v1.UIDSet
 	7,  // 8: mailcluster.mailbox.v1.ChangesRequest.known_uids:type_name -> mailcluster.mailbox.v1.UIDSet
 	11, // 9: mailcluster.mailbox.v1.ChangesResponse.status:type_name -> mailcluster.mailbox.v1.MailboxStatus
-	29, // 10: mailcluster.mailbox.v1.ChangesResponse.changed:type_name -> mailcluster.mailbox.v1.MessageMeta
+	31, // 10: mailcluster.mailbox.v1.ChangesResponse.changed:type_name -> mailcluster.mailbox.v1.MessageMeta
 	7,  // 11: mailcluster.mailbox.v1.ChangesResponse.vanished:type_name -> mailcluster.mailbox.v1.UIDSet
 	7,  // 12: mailcluster.mailbox.v1.FetchRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
 	7,  // 13: mailcluster.mailbox.v1.FetchRequest.cached_envelopes:type_name -> mailcluster.mailbox.v1.UIDSet
-	29, // 14: mailcluster.mailbox.v1.FetchResponse.messages:type_name -> mailcluster.mailbox.v1.MessageMeta
+	31, // 14: mailcluster.mailbox.v1.FetchResponse.messages:type_name -> mailcluster.mailbox.v1.MessageMeta
 	9,  // 15: mailcluster.mailbox.v1.MessageMeta.flags:type_name -> mailcluster.mailbox.v1.Flags
-	31, // 16: mailcluster.mailbox.v1.MessageMeta.envelope:type_name -> mailcluster.mailbox.v1.Envelope
-	32, // 17: mailcluster.mailbox.v1.MessageMeta.body_structure:type_name -> mailcluster.mailbox.v1.BodyStructure
-	30, // 18: mailcluster.mailbox.v1.Envelope.from:type_name -> mailcluster.mailbox.v1.Address
-	30, // 19: mailcluster.mailbox.v1.Envelope.sender:type_name -> mailcluster.mailbox.v1.Address
-	30, // 20: mailcluster.mailbox.v1.Envelope.reply_to:type_name -> mailcluster.mailbox.v1.Address
-	30, // 21: mailcluster.mailbox.v1.Envelope.to:type_name -> mailcluster.mailbox.v1.Address
-	30, // 22: mailcluster.mailbox.v1.Envelope.cc:type_name -> mailcluster.mailbox.v1.Address
-	30, // 23: mailcluster.mailbox.v1.Envelope.bcc:type_name -> mailcluster.mailbox.v1.Address
-	60, // 24: mailcluster.mailbox.v1.BodyStructure.params:type_name -> mailcluster.mailbox.v1.BodyStructure.ParamsEntry
-	61, // 25: mailcluster.mailbox.v1.BodyStructure.disposition_params:type_name -> mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
-	32, // 26: mailcluster.mailbox.v1.BodyStructure.parts:type_name -> mailcluster.mailbox.v1.BodyStructure
-	31, // 27: mailcluster.mailbox.v1.BodyStructure.envelope:type_name -> mailcluster.mailbox.v1.Envelope
-	32, // 28: mailcluster.mailbox.v1.BodyStructure.message:type_name -> mailcluster.mailbox.v1.BodyStructure
+	33, // 16: mailcluster.mailbox.v1.MessageMeta.envelope:type_name -> mailcluster.mailbox.v1.Envelope
+	34, // 17: mailcluster.mailbox.v1.MessageMeta.body_structure:type_name -> mailcluster.mailbox.v1.BodyStructure
+	32, // 18: mailcluster.mailbox.v1.Envelope.from:type_name -> mailcluster.mailbox.v1.Address
+	32, // 19: mailcluster.mailbox.v1.Envelope.sender:type_name -> mailcluster.mailbox.v1.Address
+	32, // 20: mailcluster.mailbox.v1.Envelope.reply_to:type_name -> mailcluster.mailbox.v1.Address
+	32, // 21: mailcluster.mailbox.v1.Envelope.to:type_name -> mailcluster.mailbox.v1.Address
+	32, // 22: mailcluster.mailbox.v1.Envelope.cc:type_name -> mailcluster.mailbox.v1.Address
+	32, // 23: mailcluster.mailbox.v1.Envelope.bcc:type_name -> mailcluster.mailbox.v1.Address
+	62, // 24: mailcluster.mailbox.v1.BodyStructure.params:type_name -> mailcluster.mailbox.v1.BodyStructure.ParamsEntry
+	63, // 25: mailcluster.mailbox.v1.BodyStructure.disposition_params:type_name -> mailcluster.mailbox.v1.BodyStructure.DispositionParamsEntry
+	34, // 26: mailcluster.mailbox.v1.BodyStructure.parts:type_name -> mailcluster.mailbox.v1.BodyStructure
+	33, // 27: mailcluster.mailbox.v1.BodyStructure.envelope:type_name -> mailcluster.mailbox.v1.Envelope
+	34, // 28: mailcluster.mailbox.v1.BodyStructure.message:type_name -> mailcluster.mailbox.v1.BodyStructure
 	2,  // 29: mailcluster.mailbox.v1.GetBodyRequest.section:type_name -> mailcluster.mailbox.v1.BodySection
 	9,  // 30: mailcluster.mailbox.v1.BodyChunk.flags:type_name -> mailcluster.mailbox.v1.Flags
 	7,  // 31: mailcluster.mailbox.v1.StoreFlagsRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
 	3,  // 32: mailcluster.mailbox.v1.StoreFlagsRequest.mode:type_name -> mailcluster.mailbox.v1.StoreMode
 	9,  // 33: mailcluster.mailbox.v1.StoreFlagsRequest.flags:type_name -> mailcluster.mailbox.v1.Flags
-	29, // 34: mailcluster.mailbox.v1.StoreFlagsResponse.messages:type_name -> mailcluster.mailbox.v1.MessageMeta
+	31, // 34: mailcluster.mailbox.v1.StoreFlagsResponse.messages:type_name -> mailcluster.mailbox.v1.MessageMeta
 	7,  // 35: mailcluster.mailbox.v1.StoreFlagsResponse.modified:type_name -> mailcluster.mailbox.v1.UIDSet
 	7,  // 36: mailcluster.mailbox.v1.CopyRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
 	8,  // 37: mailcluster.mailbox.v1.CopyRequest.quota:type_name -> mailcluster.mailbox.v1.Quota
 	7,  // 38: mailcluster.mailbox.v1.MoveRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
 	7,  // 39: mailcluster.mailbox.v1.ExpungeRequest.uids:type_name -> mailcluster.mailbox.v1.UIDSet
 	5,  // 40: mailcluster.mailbox.v1.SearchKey.op:type_name -> mailcluster.mailbox.v1.SearchKey.Op
-	44, // 41: mailcluster.mailbox.v1.SearchKey.children:type_name -> mailcluster.mailbox.v1.SearchKey
+	46, // 41: mailcluster.mailbox.v1.SearchKey.children:type_name -> mailcluster.mailbox.v1.SearchKey
 	7,  // 42: mailcluster.mailbox.v1.SearchKey.uids:type_name -> mailcluster.mailbox.v1.UIDSet
-	44, // 43: mailcluster.mailbox.v1.SearchRequest.criteria:type_name -> mailcluster.mailbox.v1.SearchKey
+	46, // 43: mailcluster.mailbox.v1.SearchRequest.criteria:type_name -> mailcluster.mailbox.v1.SearchKey
 	9,  // 44: mailcluster.mailbox.v1.AppendHeader.flags:type_name -> mailcluster.mailbox.v1.Flags
 	8,  // 45: mailcluster.mailbox.v1.AppendHeader.quota:type_name -> mailcluster.mailbox.v1.Quota
-	47, // 46: mailcluster.mailbox.v1.AppendRequest.header:type_name -> mailcluster.mailbox.v1.AppendHeader
+	49, // 46: mailcluster.mailbox.v1.AppendRequest.header:type_name -> mailcluster.mailbox.v1.AppendHeader
 	8,  // 47: mailcluster.mailbox.v1.Recipient.quota:type_name -> mailcluster.mailbox.v1.Quota
 	9,  // 48: mailcluster.mailbox.v1.Recipient.flags:type_name -> mailcluster.mailbox.v1.Flags
-	50, // 49: mailcluster.mailbox.v1.DeliverHeader.recipients:type_name -> mailcluster.mailbox.v1.Recipient
-	51, // 50: mailcluster.mailbox.v1.DeliverRequest.header:type_name -> mailcluster.mailbox.v1.DeliverHeader
+	52, // 49: mailcluster.mailbox.v1.DeliverHeader.recipients:type_name -> mailcluster.mailbox.v1.Recipient
+	53, // 50: mailcluster.mailbox.v1.DeliverRequest.header:type_name -> mailcluster.mailbox.v1.DeliverHeader
 	4,  // 51: mailcluster.mailbox.v1.RecipientResult.status:type_name -> mailcluster.mailbox.v1.DeliveryStatus
-	53, // 52: mailcluster.mailbox.v1.DeliverResponse.results:type_name -> mailcluster.mailbox.v1.RecipientResult
-	56, // 53: mailcluster.mailbox.v1.WatchRequest.add:type_name -> mailcluster.mailbox.v1.WatchAccount
+	55, // 52: mailcluster.mailbox.v1.DeliverResponse.results:type_name -> mailcluster.mailbox.v1.RecipientResult
+	58, // 53: mailcluster.mailbox.v1.WatchRequest.add:type_name -> mailcluster.mailbox.v1.WatchAccount
 	12, // 54: mailcluster.mailbox.v1.Mailbox.ListMailboxes:input_type -> mailcluster.mailbox.v1.ListMailboxesRequest
 	14, // 55: mailcluster.mailbox.v1.Mailbox.CreateMailbox:input_type -> mailcluster.mailbox.v1.CreateMailboxRequest
 	16, // 56: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:input_type -> mailcluster.mailbox.v1.DeleteMailboxRequest
@@ -4741,41 +4894,43 @@ var file_mailbox_v1_mailbox_proto_depIdxs = []int32{
 	20, // 58: mailcluster.mailbox.v1.Mailbox.SetSubscribed:input_type -> mailcluster.mailbox.v1.SetSubscribedRequest
 	22, // 59: mailcluster.mailbox.v1.Mailbox.GetStatus:input_type -> mailcluster.mailbox.v1.GetStatusRequest
 	23, // 60: mailcluster.mailbox.v1.Mailbox.Select:input_type -> mailcluster.mailbox.v1.SelectRequest
-	25, // 61: mailcluster.mailbox.v1.Mailbox.Changes:input_type -> mailcluster.mailbox.v1.ChangesRequest
-	27, // 62: mailcluster.mailbox.v1.Mailbox.Fetch:input_type -> mailcluster.mailbox.v1.FetchRequest
-	33, // 63: mailcluster.mailbox.v1.Mailbox.GetBody:input_type -> mailcluster.mailbox.v1.GetBodyRequest
-	34, // 64: mailcluster.mailbox.v1.Mailbox.GetBodies:input_type -> mailcluster.mailbox.v1.GetBodiesRequest
-	36, // 65: mailcluster.mailbox.v1.Mailbox.StoreFlags:input_type -> mailcluster.mailbox.v1.StoreFlagsRequest
-	38, // 66: mailcluster.mailbox.v1.Mailbox.Copy:input_type -> mailcluster.mailbox.v1.CopyRequest
-	40, // 67: mailcluster.mailbox.v1.Mailbox.Move:input_type -> mailcluster.mailbox.v1.MoveRequest
-	42, // 68: mailcluster.mailbox.v1.Mailbox.Expunge:input_type -> mailcluster.mailbox.v1.ExpungeRequest
-	45, // 69: mailcluster.mailbox.v1.Mailbox.Search:input_type -> mailcluster.mailbox.v1.SearchRequest
-	48, // 70: mailcluster.mailbox.v1.Mailbox.Append:input_type -> mailcluster.mailbox.v1.AppendRequest
-	52, // 71: mailcluster.mailbox.v1.Mailbox.Deliver:input_type -> mailcluster.mailbox.v1.DeliverRequest
-	55, // 72: mailcluster.mailbox.v1.Mailbox.Watch:input_type -> mailcluster.mailbox.v1.WatchRequest
-	58, // 73: mailcluster.mailbox.v1.Mailbox.GetQuota:input_type -> mailcluster.mailbox.v1.GetQuotaRequest
-	13, // 74: mailcluster.mailbox.v1.Mailbox.ListMailboxes:output_type -> mailcluster.mailbox.v1.ListMailboxesResponse
-	15, // 75: mailcluster.mailbox.v1.Mailbox.CreateMailbox:output_type -> mailcluster.mailbox.v1.CreateMailboxResponse
-	17, // 76: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:output_type -> mailcluster.mailbox.v1.DeleteMailboxResponse
-	19, // 77: mailcluster.mailbox.v1.Mailbox.RenameMailbox:output_type -> mailcluster.mailbox.v1.RenameMailboxResponse
-	21, // 78: mailcluster.mailbox.v1.Mailbox.SetSubscribed:output_type -> mailcluster.mailbox.v1.SetSubscribedResponse
-	11, // 79: mailcluster.mailbox.v1.Mailbox.GetStatus:output_type -> mailcluster.mailbox.v1.MailboxStatus
-	24, // 80: mailcluster.mailbox.v1.Mailbox.Select:output_type -> mailcluster.mailbox.v1.SelectResponse
-	26, // 81: mailcluster.mailbox.v1.Mailbox.Changes:output_type -> mailcluster.mailbox.v1.ChangesResponse
-	28, // 82: mailcluster.mailbox.v1.Mailbox.Fetch:output_type -> mailcluster.mailbox.v1.FetchResponse
-	35, // 83: mailcluster.mailbox.v1.Mailbox.GetBody:output_type -> mailcluster.mailbox.v1.BodyChunk
-	35, // 84: mailcluster.mailbox.v1.Mailbox.GetBodies:output_type -> mailcluster.mailbox.v1.BodyChunk
-	37, // 85: mailcluster.mailbox.v1.Mailbox.StoreFlags:output_type -> mailcluster.mailbox.v1.StoreFlagsResponse
-	39, // 86: mailcluster.mailbox.v1.Mailbox.Copy:output_type -> mailcluster.mailbox.v1.CopyResponse
-	41, // 87: mailcluster.mailbox.v1.Mailbox.Move:output_type -> mailcluster.mailbox.v1.MoveResponse
-	43, // 88: mailcluster.mailbox.v1.Mailbox.Expunge:output_type -> mailcluster.mailbox.v1.ExpungeResponse
-	46, // 89: mailcluster.mailbox.v1.Mailbox.Search:output_type -> mailcluster.mailbox.v1.SearchResponse
-	49, // 90: mailcluster.mailbox.v1.Mailbox.Append:output_type -> mailcluster.mailbox.v1.AppendResponse
-	54, // 91: mailcluster.mailbox.v1.Mailbox.Deliver:output_type -> mailcluster.mailbox.v1.DeliverResponse
-	57, // 92: mailcluster.mailbox.v1.Mailbox.Watch:output_type -> mailcluster.mailbox.v1.WatchEvent
-	59, // 93: mailcluster.mailbox.v1.Mailbox.GetQuota:output_type -> mailcluster.mailbox.v1.GetQuotaResponse
-	74, // [74:94] is the sub-list for method output_type
-	54, // [54:74] is the sub-list for method input_type
+	27, // 61: mailcluster.mailbox.v1.Mailbox.Changes:input_type -> mailcluster.mailbox.v1.ChangesRequest
+	25, // 62: mailcluster.mailbox.v1.Mailbox.Maildrop:input_type -> mailcluster.mailbox.v1.MaildropRequest
+	29, // 63: mailcluster.mailbox.v1.Mailbox.Fetch:input_type -> mailcluster.mailbox.v1.FetchRequest
+	35, // 64: mailcluster.mailbox.v1.Mailbox.GetBody:input_type -> mailcluster.mailbox.v1.GetBodyRequest
+	36, // 65: mailcluster.mailbox.v1.Mailbox.GetBodies:input_type -> mailcluster.mailbox.v1.GetBodiesRequest
+	38, // 66: mailcluster.mailbox.v1.Mailbox.StoreFlags:input_type -> mailcluster.mailbox.v1.StoreFlagsRequest
+	40, // 67: mailcluster.mailbox.v1.Mailbox.Copy:input_type -> mailcluster.mailbox.v1.CopyRequest
+	42, // 68: mailcluster.mailbox.v1.Mailbox.Move:input_type -> mailcluster.mailbox.v1.MoveRequest
+	44, // 69: mailcluster.mailbox.v1.Mailbox.Expunge:input_type -> mailcluster.mailbox.v1.ExpungeRequest
+	47, // 70: mailcluster.mailbox.v1.Mailbox.Search:input_type -> mailcluster.mailbox.v1.SearchRequest
+	50, // 71: mailcluster.mailbox.v1.Mailbox.Append:input_type -> mailcluster.mailbox.v1.AppendRequest
+	54, // 72: mailcluster.mailbox.v1.Mailbox.Deliver:input_type -> mailcluster.mailbox.v1.DeliverRequest
+	57, // 73: mailcluster.mailbox.v1.Mailbox.Watch:input_type -> mailcluster.mailbox.v1.WatchRequest
+	60, // 74: mailcluster.mailbox.v1.Mailbox.GetQuota:input_type -> mailcluster.mailbox.v1.GetQuotaRequest
+	13, // 75: mailcluster.mailbox.v1.Mailbox.ListMailboxes:output_type -> mailcluster.mailbox.v1.ListMailboxesResponse
+	15, // 76: mailcluster.mailbox.v1.Mailbox.CreateMailbox:output_type -> mailcluster.mailbox.v1.CreateMailboxResponse
+	17, // 77: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:output_type -> mailcluster.mailbox.v1.DeleteMailboxResponse
+	19, // 78: mailcluster.mailbox.v1.Mailbox.RenameMailbox:output_type -> mailcluster.mailbox.v1.RenameMailboxResponse
+	21, // 79: mailcluster.mailbox.v1.Mailbox.SetSubscribed:output_type -> mailcluster.mailbox.v1.SetSubscribedResponse
+	11, // 80: mailcluster.mailbox.v1.Mailbox.GetStatus:output_type -> mailcluster.mailbox.v1.MailboxStatus
+	24, // 81: mailcluster.mailbox.v1.Mailbox.Select:output_type -> mailcluster.mailbox.v1.SelectResponse
+	28, // 82: mailcluster.mailbox.v1.Mailbox.Changes:output_type -> mailcluster.mailbox.v1.ChangesResponse
+	26, // 83: mailcluster.mailbox.v1.Mailbox.Maildrop:output_type -> mailcluster.mailbox.v1.MaildropResponse
+	30, // 84: mailcluster.mailbox.v1.Mailbox.Fetch:output_type -> mailcluster.mailbox.v1.FetchResponse
+	37, // 85: mailcluster.mailbox.v1.Mailbox.GetBody:output_type -> mailcluster.mailbox.v1.BodyChunk
+	37, // 86: mailcluster.mailbox.v1.Mailbox.GetBodies:output_type -> mailcluster.mailbox.v1.BodyChunk
+	39, // 87: mailcluster.mailbox.v1.Mailbox.StoreFlags:output_type -> mailcluster.mailbox.v1.StoreFlagsResponse
+	41, // 88: mailcluster.mailbox.v1.Mailbox.Copy:output_type -> mailcluster.mailbox.v1.CopyResponse
+	43, // 89: mailcluster.mailbox.v1.Mailbox.Move:output_type -> mailcluster.mailbox.v1.MoveResponse
+	45, // 90: mailcluster.mailbox.v1.Mailbox.Expunge:output_type -> mailcluster.mailbox.v1.ExpungeResponse
+	48, // 91: mailcluster.mailbox.v1.Mailbox.Search:output_type -> mailcluster.mailbox.v1.SearchResponse
+	51, // 92: mailcluster.mailbox.v1.Mailbox.Append:output_type -> mailcluster.mailbox.v1.AppendResponse
+	56, // 93: mailcluster.mailbox.v1.Mailbox.Deliver:output_type -> mailcluster.mailbox.v1.DeliverResponse
+	59, // 94: mailcluster.mailbox.v1.Mailbox.Watch:output_type -> mailcluster.mailbox.v1.WatchEvent
+	61, // 95: mailcluster.mailbox.v1.Mailbox.GetQuota:output_type -> mailcluster.mailbox.v1.GetQuotaResponse
+	75, // [75:96] is the sub-list for method output_type
+	54, // [54:75] is the sub-list for method input_type
 	54, // [54:54] is the sub-list for extension type_name
 	54, // [54:54] is the sub-list for extension extendee
 	0,  // [0:54] is the sub-list for field type_name
@@ -4786,11 +4941,11 @@ func file_mailbox_v1_mailbox_proto_init() {
 	if File_mailbox_v1_mailbox_proto != nil {
 		return
 	}
-	file_mailbox_v1_mailbox_proto_msgTypes[42].OneofWrappers = []any{
+	file_mailbox_v1_mailbox_proto_msgTypes[44].OneofWrappers = []any{
 		(*AppendRequest_Header)(nil),
 		(*AppendRequest_Chunk)(nil),
 	}
-	file_mailbox_v1_mailbox_proto_msgTypes[46].OneofWrappers = []any{
+	file_mailbox_v1_mailbox_proto_msgTypes[48].OneofWrappers = []any{
 		(*DeliverRequest_Header)(nil),
 		(*DeliverRequest_Chunk)(nil),
 	}
@@ -4800,7 +4955,7 @@ func file_mailbox_v1_mailbox_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mailbox_v1_mailbox_proto_rawDesc), len(file_mailbox_v1_mailbox_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   56,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

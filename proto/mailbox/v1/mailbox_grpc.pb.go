@@ -50,6 +50,7 @@ const (
 	Mailbox_GetStatus_FullMethodName     = "/mailcluster.mailbox.v1.Mailbox/GetStatus"
 	Mailbox_Select_FullMethodName        = "/mailcluster.mailbox.v1.Mailbox/Select"
 	Mailbox_Changes_FullMethodName       = "/mailcluster.mailbox.v1.Mailbox/Changes"
+	Mailbox_Maildrop_FullMethodName      = "/mailcluster.mailbox.v1.Mailbox/Maildrop"
 	Mailbox_Fetch_FullMethodName         = "/mailcluster.mailbox.v1.Mailbox/Fetch"
 	Mailbox_GetBody_FullMethodName       = "/mailcluster.mailbox.v1.Mailbox/GetBody"
 	Mailbox_GetBodies_FullMethodName     = "/mailcluster.mailbox.v1.Mailbox/GetBodies"
@@ -80,6 +81,13 @@ type MailboxClient interface {
 	// Changes returns what happened in a mailbox after a MODSEQ: messages added
 	// or whose flags changed, and UIDs expunged (QRESYNC VANISHED).
 	Changes(ctx context.Context, in *ChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ChangesResponse], error)
+	// Maildrop returns what a POP3 session needs to open a mailbox, from one
+	// read (one snapshot): its id and UIDVALIDITY and, for every message, its
+	// UID, size and system flags, in ascending UID order. It takes the place
+	// of Select followed by Fetch, leaving out what POP3 does not use
+	// (counts, keywords, MODSEQs, dates, envelopes). Messages flagged
+	// \Deleted are included. See MaildropResponse for how the list is split.
+	Maildrop(ctx context.Context, in *MaildropRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MaildropResponse], error)
 	// Fetch streams message metadata for a UID set in batches, in UID order.
 	// It never reads the blob store.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error)
@@ -209,9 +217,28 @@ func (c *mailboxClient) Changes(ctx context.Context, in *ChangesRequest, opts ..
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Mailbox_ChangesClient = grpc.ServerStreamingClient[ChangesResponse]
 
+func (c *mailboxClient) Maildrop(ctx context.Context, in *MaildropRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[MaildropResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[1], Mailbox_Maildrop_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[MaildropRequest, MaildropResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Mailbox_MaildropClient = grpc.ServerStreamingClient[MaildropResponse]
+
 func (c *mailboxClient) Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[1], Mailbox_Fetch_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[2], Mailbox_Fetch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +257,7 @@ type Mailbox_FetchClient = grpc.ServerStreamingClient[FetchResponse]
 
 func (c *mailboxClient) GetBody(ctx context.Context, in *GetBodyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BodyChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[2], Mailbox_GetBody_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[3], Mailbox_GetBody_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +276,7 @@ type Mailbox_GetBodyClient = grpc.ServerStreamingClient[BodyChunk]
 
 func (c *mailboxClient) GetBodies(ctx context.Context, in *GetBodiesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BodyChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[3], Mailbox_GetBodies_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[4], Mailbox_GetBodies_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -318,7 +345,7 @@ func (c *mailboxClient) Search(ctx context.Context, in *SearchRequest, opts ...g
 
 func (c *mailboxClient) Append(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendRequest, AppendResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[4], Mailbox_Append_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[5], Mailbox_Append_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +358,7 @@ type Mailbox_AppendClient = grpc.ClientStreamingClient[AppendRequest, AppendResp
 
 func (c *mailboxClient) Deliver(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[DeliverRequest, DeliverResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[5], Mailbox_Deliver_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[6], Mailbox_Deliver_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -344,7 +371,7 @@ type Mailbox_DeliverClient = grpc.ClientStreamingClient[DeliverRequest, DeliverR
 
 func (c *mailboxClient) Watch(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[WatchRequest, WatchEvent], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[6], Mailbox_Watch_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Mailbox_ServiceDesc.Streams[7], Mailbox_Watch_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -381,6 +408,13 @@ type MailboxServer interface {
 	// Changes returns what happened in a mailbox after a MODSEQ: messages added
 	// or whose flags changed, and UIDs expunged (QRESYNC VANISHED).
 	Changes(*ChangesRequest, grpc.ServerStreamingServer[ChangesResponse]) error
+	// Maildrop returns what a POP3 session needs to open a mailbox, from one
+	// read (one snapshot): its id and UIDVALIDITY and, for every message, its
+	// UID, size and system flags, in ascending UID order. It takes the place
+	// of Select followed by Fetch, leaving out what POP3 does not use
+	// (counts, keywords, MODSEQs, dates, envelopes). Messages flagged
+	// \Deleted are included. See MaildropResponse for how the list is split.
+	Maildrop(*MaildropRequest, grpc.ServerStreamingServer[MaildropResponse]) error
 	// Fetch streams message metadata for a UID set in batches, in UID order.
 	// It never reads the blob store.
 	Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error
@@ -444,6 +478,9 @@ func (UnimplementedMailboxServer) Select(context.Context, *SelectRequest) (*Sele
 }
 func (UnimplementedMailboxServer) Changes(*ChangesRequest, grpc.ServerStreamingServer[ChangesResponse]) error {
 	return status.Error(codes.Unimplemented, "method Changes not implemented")
+}
+func (UnimplementedMailboxServer) Maildrop(*MaildropRequest, grpc.ServerStreamingServer[MaildropResponse]) error {
+	return status.Error(codes.Unimplemented, "method Maildrop not implemented")
 }
 func (UnimplementedMailboxServer) Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error {
 	return status.Error(codes.Unimplemented, "method Fetch not implemented")
@@ -638,6 +675,17 @@ func _Mailbox_Changes_Handler(srv interface{}, stream grpc.ServerStream) error {
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Mailbox_ChangesServer = grpc.ServerStreamingServer[ChangesResponse]
+
+func _Mailbox_Maildrop_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(MaildropRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(MailboxServer).Maildrop(m, &grpc.GenericServerStream[MaildropRequest, MaildropResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Mailbox_MaildropServer = grpc.ServerStreamingServer[MaildropResponse]
 
 func _Mailbox_Fetch_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(FetchRequest)
@@ -865,6 +913,11 @@ var Mailbox_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Changes",
 			Handler:       _Mailbox_Changes_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Maildrop",
+			Handler:       _Mailbox_Maildrop_Handler,
 			ServerStreams: true,
 		},
 		{
