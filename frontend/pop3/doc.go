@@ -9,10 +9,10 @@
 //
 // # Contracts
 //
-//   - The maildrop is the INBOX as it was at login (Select, then Fetch of
-//     those UIDs' sizes and flags). Messages are numbered in UID order and
-//     keep their numbers for the session; mail that arrives later is seen
-//     at the next login.
+//   - The maildrop is the INBOX as it was at login (one Maildrop call: the
+//     UIDVALIDITY and every UID with its size and flags, from one
+//     snapshot). Messages are numbered in UID order and keep their numbers
+//     for the session; mail that arrives later is seen at the next login.
 //   - UIDL is Dovecot's default pop3_uidl_format, %08Xu%08Xv: the UID and
 //     the UIDVALIDITY in hex. Both live in PostgreSQL, so the UIDL is the
 //     same in every session and through every backend, and users migrated

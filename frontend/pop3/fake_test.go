@@ -62,33 +62,29 @@ func newFakeMailbox(bodies ...string) *fakeMailbox {
 
 var errUnavailable = status.Error(codes.Unavailable, "backend-internal detail: connection refused to 10.0.0.7")
 
-func (f *fakeMailbox) Select(ctx context.Context, r *mailboxv1.SelectRequest, _ ...grpc.CallOption) (*mailboxv1.SelectResponse, error) {
+// Maildrop sends at most two messages per response, so that the session's
+// handling of a maildrop in several parts is exercised.
+func (f *fakeMailbox) Maildrop(ctx context.Context, r *mailboxv1.MaildropRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[mailboxv1.MaildropResponse], error) {
 	if r.AccountId == "down" {
 		return nil, errUnavailable
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	resp := &mailboxv1.SelectResponse{Status: &mailboxv1.MailboxStatus{MailboxId: 7, UidValidity: 42, Messages: uint32(len(f.bodies))}, Uids: &mailboxv1.UIDSet{}}
+	st := &fakeStream[mailboxv1.MaildropResponse]{}
+	resp := &mailboxv1.MaildropResponse{MailboxId: 7, UidValidity: 42}
 	for uid := uint32(1); uid < 100; uid++ {
-		if _, ok := f.bodies[uid]; ok {
-			resp.Uids.Ranges = append(resp.Uids.Ranges, &mailboxv1.UIDRange{Start: uid, End: uid})
-		}
-	}
-	return resp, nil
-}
-
-func (f *fakeMailbox) Fetch(ctx context.Context, r *mailboxv1.FetchRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[mailboxv1.FetchResponse], error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	resp := &mailboxv1.FetchResponse{}
-	for _, rg := range r.Uids.GetRanges() {
-		for uid := rg.Start; uid <= rg.End; uid++ {
-			if b, ok := f.bodies[uid]; ok {
-				resp.Messages = append(resp.Messages, &mailboxv1.MessageMeta{Uid: uid, Size: int64(len(b)), Flags: &mailboxv1.Flags{System: f.flags[uid]}})
+		if b, ok := f.bodies[uid]; ok {
+			if len(resp.Uids) == 2 {
+				st.items = append(st.items, resp)
+				resp = &mailboxv1.MaildropResponse{MailboxId: 7, UidValidity: 42}
 			}
+			resp.Uids = append(resp.Uids, uid)
+			resp.Sizes = append(resp.Sizes, int64(len(b)))
+			resp.SystemFlags = append(resp.SystemFlags, f.flags[uid])
 		}
 	}
-	return &fakeStream[mailboxv1.FetchResponse]{items: []*mailboxv1.FetchResponse{resp}}, nil
+	st.items = append(st.items, resp)
+	return st, nil
 }
 
 func (f *fakeMailbox) GetBody(ctx context.Context, r *mailboxv1.GetBodyRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[mailboxv1.BodyChunk], error) {

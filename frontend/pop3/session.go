@@ -513,31 +513,21 @@ func (s *session) backend() (mailboxv1.MailboxClient, context.Context, context.C
 	return b.Client, ctx, cancel, nil
 }
 
-// openMaildrop takes the INBOX as it is now: Select for its id and UIDs,
-// then Fetch of those UIDs' sizes and flags. Messages are numbered in UID
-// order; a message delivered after Select is not part of this session.
+// openMaildrop takes the INBOX as it is now, with one Maildrop call: its
+// id, UIDVALIDITY and every message's UID, size and flags, from one
+// snapshot. Messages are numbered in UID order; a message delivered later
+// is not part of this session.
 func (s *session) openMaildrop() error {
 	cl, ctx, cancel, err := s.backend()
 	if err != nil {
 		return err
 	}
 	defer cancel()
-	sel, err := cl.Select(ctx, &mailboxv1.SelectRequest{AccountId: s.account.ID, Name: "INBOX"})
+	st, err := cl.Maildrop(ctx, &mailboxv1.MaildropRequest{AccountId: s.account.ID, Name: "INBOX"})
 	if err != nil {
 		return err
 	}
 	s.msgs, s.live, s.liveSize = nil, 0, 0
-	s.mailboxID = sel.GetStatus().GetMailboxId()
-	s.uidValidity = sel.GetStatus().GetUidValidity()
-	s.msgs = make([]message, 0, sel.GetStatus().GetMessages())
-	if len(sel.GetUids().GetRanges()) == 0 {
-		return nil // empty: a Fetch of no UIDs would mean all
-	}
-	st, err := cl.Fetch(ctx, &mailboxv1.FetchRequest{AccountId: s.account.ID, MailboxId: s.mailboxID,
-		Uids: sel.Uids, InternalDate: true, BatchSize: 5000})
-	if err != nil {
-		return err
-	}
 	for {
 		resp, err := st.Recv()
 		if err == io.EOF {
@@ -546,14 +536,24 @@ func (s *session) openMaildrop() error {
 		if err != nil {
 			return err
 		}
-		for _, m := range resp.Messages {
-			sys := m.GetFlags().GetSystem()
-			s.msgs = append(s.msgs, message{uid: m.Uid, size: m.Size,
-				wasDeleted: sys&uint32(mailboxv1.Flag_FLAG_DELETED) != 0,
-				wasSeen:    sys&uint32(mailboxv1.Flag_FLAG_SEEN) != 0})
-			s.live++
-			s.liveSize += m.Size
+		uids, sizes, flags := resp.Uids, resp.Sizes, resp.SystemFlags
+		if len(sizes) != len(uids) || len(flags) != len(uids) {
+			return fmt.Errorf("pop3: Maildrop response with %d uids, %d sizes, %d flags", len(uids), len(sizes), len(flags))
 		}
+		if s.msgs == nil {
+			s.mailboxID, s.uidValidity = resp.MailboxId, resp.UidValidity
+			s.msgs = make([]message, 0, len(uids))
+		}
+		for i, uid := range uids {
+			s.msgs = append(s.msgs, message{uid: uid, size: sizes[i],
+				wasDeleted: flags[i]&uint32(mailboxv1.Flag_FLAG_DELETED) != 0,
+				wasSeen:    flags[i]&uint32(mailboxv1.Flag_FLAG_SEEN) != 0})
+			s.liveSize += sizes[i]
+		}
+		s.live += len(uids)
+	}
+	if s.msgs == nil {
+		return errors.New("pop3: Maildrop sent no response")
 	}
 	return nil
 }
