@@ -1016,7 +1016,7 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 // changedSinceSQL lists a mailbox's messages changed after a MODSEQ. It
 // runs once per change for every session that has the mailbox selected, so
 // it must find them through messages_modseq, not by reading the mailbox
-// (see migration 0006 and TestChangesPlan).
+// (see migration 0006 and TestHotStatementPlans).
 const changedSinceSQL = `SELECT uid, flags, keywords, modseq FROM messages
 	WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 ORDER BY uid`
 

@@ -12,11 +12,12 @@ import (
 	"mailcluster/backend/store"
 	"mailcluster/backend/store/storetest"
 	"mailcluster/internal/testenv"
+	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// TestChangesPlan checks that the statements behind Changes, run once per
+// TestHotStatementPlans checks that the statements behind Changes, run once per
 // change by every session watching a mailbox, read the new messages and
 // expunges through the MODSEQ indexes and not the whole mailbox, on a database shaped
 // like a real one: many accounts, each with a few mailboxes, after ANALYZE.
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // the selectivities of account_id and mailbox_id, expects under one row per
 // mailbox, and may walk the primary key to save a sort (it did on a
 // development database: 367 buffers instead of 9).
-func TestChangesPlan(t *testing.T) {
+func TestHotStatementPlans(t *testing.T) {
 	pg := testenv.StartPostgres(t)
 	dsn := storetest.Database(t, pg)
 	st, err := store.Open(context.Background(), store.Config{DSN: dsn, MaxConns: 2})
@@ -89,10 +90,29 @@ ANALYZE;`
 	if got := planIndexes(ctx, t, conn, store.ExpungedSinceSQL, "a77", 770, 299); got != "expunged_modseq" {
 		t.Errorf("Changes reads the expunge log with indexes %q, want expunged_modseq", got)
 	}
+
+	// SEARCH UNSEEN reads only the index once VACUUM has marked the pages
+	// all-visible (migration 0008).
+	if _, err := conn.Exec(ctx, "VACUUM messages"); err != nil {
+		t.Fatal(err)
+	}
+	st, err = store.Open(ctx, store.Config{DSN: dsn, MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	unseen := &mailboxv1.SearchKey{Op: mailboxv1.SearchKey_OP_NO_FLAG, Number: uint64(mailboxv1.Flag_FLAG_SEEN)}
+	sql, args, err := st.SearchSQL(ctx, "a0", 0, unseen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := planIndexes(ctx, t, conn, sql, args...); got != "messages_unseen (index only)" {
+		t.Errorf("SEARCH UNSEEN is planned with indexes %q, want messages_unseen (index only)", got)
+	}
 }
 
 // planIndexes returns the indexes of the plan of sql with args, comma
-// separated, and logs the plan.
+// separated and marked when scanned index only, and logs the plan.
 func planIndexes(ctx context.Context, t *testing.T, conn *pgx.Conn, sql string, args ...any) string {
 	t.Helper()
 	var plan []byte
@@ -109,6 +129,9 @@ func planIndexes(ctx context.Context, t *testing.T, conn *pgx.Conn, sql string, 
 		switch n := n.(type) {
 		case map[string]any:
 			if name, ok := n["Index Name"].(string); ok {
+				if n["Node Type"] == "Index Only Scan" {
+					name += " (index only)"
+				}
 				indexes = append(indexes, name)
 			}
 			for _, c := range n {

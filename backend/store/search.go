@@ -28,13 +28,11 @@ func (s *Store) Search(ctx context.Context, account string, mailboxID int64, key
 	var highest uint64
 	run := func(q querier, tx pgx.Tx) error {
 		uids, highest = nil, 0
-		b := &sqlBuilder{args: []any{account, mailboxID}}
-		where, err := b.key(ctx, s, tx, account, mailboxID, key)
+		sql, args, err := s.searchSQL(ctx, tx, account, mailboxID, key)
 		if err != nil {
 			return err
 		}
-		rows, err := q.Query(ctx, "SELECT m.uid, m.modseq FROM messages m WHERE m.account_id=$1 AND m.mailbox_id=$2 AND ("+
-			where+") ORDER BY m.uid", b.args...)
+		rows, err := q.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
@@ -75,6 +73,19 @@ func (s *Store) Search(ctx context.Context, account string, mailboxID int64, key
 		return run(tx, tx)
 	})
 	return uids, highest, err
+}
+
+// searchSQL returns the statement that evaluates a validated criteria tree
+// and its arguments. tx reads the highest UID for "*" (nil when the tree
+// has none).
+func (s *Store) searchSQL(ctx context.Context, tx pgx.Tx, account string, mailboxID int64, key *mailboxv1.SearchKey) (string, []any, error) {
+	b := &sqlBuilder{args: []any{account, mailboxID}}
+	where, err := b.key(ctx, s, tx, account, mailboxID, key)
+	if err != nil {
+		return "", nil, err
+	}
+	return "SELECT m.uid, m.modseq FROM messages m WHERE m.account_id=$1 AND m.mailbox_id=$2 AND (" +
+		where + ") ORDER BY m.uid", b.args, nil
 }
 
 // hasStar reports whether a UID set in the tree has "*" (end 0).
