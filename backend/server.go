@@ -53,7 +53,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	pub := newPublisher(log)
 	st, err := store.Open(ctx, store.Config{
 		Observe: m.observePostgres, Published: pub.enqueue,
-		DSN: cfg.PostgresDSN, MaxConns: int32(cfg.PostgresMaxConns),
+		DSN: cfg.PostgresDSN, MaxConns: int32(cfg.PostgresMaxConns), RandomPageCost: cfg.PostgresRandomPageCost,
 		MaxUIDRanges: cfg.MaxUIDRanges, MaxSearchDepth: cfg.MaxSearchDepth, MaxSearchKeys: cfg.MaxSearchKeys,
 		MaxMailboxNameLen: cfg.MaxMailboxNameLen, MaxMailboxDepth: cfg.MaxMailboxDepth, MaxMailboxes: cfg.MaxMailboxes,
 	})

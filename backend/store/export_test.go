@@ -16,3 +16,8 @@ const (
 func (s *Store) SearchSQL(ctx context.Context, account string, mailboxID int64, key *mailboxv1.SearchKey) (string, []any, error) {
 	return s.searchSQL(ctx, nil, account, mailboxID, key)
 }
+
+// FetchSQL is fetchSQL, for the plan test.
+func FetchSQL(envelope bool, ranges int) string {
+	return fetchSQL(FetchOptions{Envelope: envelope}, ranges)
+}

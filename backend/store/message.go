@@ -445,19 +445,12 @@ type querier interface {
 
 // fetchRows runs Fetch's query and returns how many rows it emitted.
 func fetchRows(ctx context.Context, q querier, account string, mailboxID int64, f uidFilter, o FetchOptions, emit func([]FetchRow) error) (int, error) {
-	cols := "m.uid, m.flags, m.keywords, m.modseq, m.size, m.blob_key, m.internal_date"
-	for _, c := range []struct {
-		want bool
-		col  string
-	}{{o.Envelope, "m.envelope"}, {o.Structure, "m.structure"}, {o.Header, "m.header"}} {
-		if c.want {
-			cols += ", " + c.col
-		} else {
-			cols += ", NULL::bytea"
-		}
+	var starts, ends any = f.starts, f.ends
+	if len(f.starts) == 1 {
+		starts, ends = f.starts[0], f.ends[0]
 	}
-	sql := "SELECT " + cols + " FROM messages m" + uidJoin + "WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid"
-	rows, err := q.Query(ctx, sql, account, mailboxID, f.starts, f.ends, sqlInt(o.ChangedSince))
+	sql := fetchSQL(o, len(f.starts))
+	rows, err := q.Query(ctx, sql, account, mailboxID, starts, ends, sqlInt(o.ChangedSince))
 	if err != nil {
 		return 0, err
 	}
@@ -493,6 +486,33 @@ func fetchRows(ctx context.Context, q querier, account string, mailboxID int64, 
 		return n, emit(batch)
 	}
 	return n, nil
+}
+
+// fetchSQL returns the statement of fetchRows for a UID set of the given
+// number of ranges. Its arguments are the account, the mailbox id, the
+// ranges' starts and ends (scalars for one range, arrays otherwise) and the
+// CHANGEDSINCE MODSEQ.
+func fetchSQL(o FetchOptions, ranges int) string {
+	cols := "m.uid, m.flags, m.keywords, m.modseq, m.size, m.blob_key, m.internal_date"
+	for _, c := range []struct {
+		want bool
+		col  string
+	}{{o.Envelope, "m.envelope"}, {o.Structure, "m.structure"}, {o.Header, "m.header"}} {
+		if c.want {
+			cols += ", " + c.col
+		} else {
+			cols += ", NULL::bytea"
+		}
+	}
+	// One range (1:*, or the new messages n:*) is written with its bounds,
+	// not joined with a list of ranges: for the join the planner cannot
+	// see how many rows match, nor that they come out in UID order, and
+	// it sorted a 10,000-message mailbox on disk (51 ms; 19 ms read in
+	// primary key order).
+	if ranges == 1 {
+		return "SELECT " + cols + " FROM messages m WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.uid BETWEEN $3 AND $4 AND m.modseq > $5 ORDER BY m.uid"
+	}
+	return "SELECT " + cols + " FROM messages m" + uidJoin + "WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.modseq > $5 ORDER BY m.uid"
 }
 
 // BodyRef locates a stored body.

@@ -84,11 +84,20 @@ ANALYZE;`
 		t.Errorf("the planner expects %v rows in a 300-message mailbox", r)
 	}
 	// The newest message of a 300-message INBOX, and its expunge log.
-	if got := planIndexes(ctx, t, conn, store.ChangedSinceSQL, "a77", 770, 299); got != "messages_modseq" {
+	if got := planIndexes(ctx, t, conn, store.ChangedSinceSQL, "a77", 770, 299); got != "sort,messages_modseq" {
 		t.Errorf("Changes reads messages with indexes %q, want messages_modseq", got)
 	}
-	if got := planIndexes(ctx, t, conn, store.ExpungedSinceSQL, "a77", 770, 299); got != "expunged_modseq" {
+	if got := planIndexes(ctx, t, conn, store.ExpungedSinceSQL, "a77", 770, 299); got != "sort,expunged_modseq" {
 		t.Errorf("Changes reads the expunge log with indexes %q, want expunged_modseq", got)
+	}
+
+	// FETCH 1:* (FLAGS ENVELOPE ...) reads the mailbox in UID order, not
+	// sorted afterwards, with the backend's random_page_cost.
+	if _, err := conn.Exec(ctx, "SET random_page_cost = 1.1"); err != nil {
+		t.Fatal(err)
+	}
+	if got := planIndexes(ctx, t, conn, store.FetchSQL(true, 1), "a0", 0, 1, 1<<32-1, 0); got != "messages_pkey" {
+		t.Errorf("FETCH 1:* is planned with %q, want messages_pkey and no sort", got)
 	}
 
 	// SEARCH UNSEEN reads only the index once VACUUM has marked the pages
@@ -111,8 +120,9 @@ ANALYZE;`
 	}
 }
 
-// planIndexes returns the indexes of the plan of sql with args, comma
-// separated and marked when scanned index only, and logs the plan.
+// planIndexes returns the sorts and indexes of the plan of sql with args,
+// comma separated, indexes marked when scanned index only, and logs the
+// plan.
 func planIndexes(ctx context.Context, t *testing.T, conn *pgx.Conn, sql string, args ...any) string {
 	t.Helper()
 	var plan []byte
@@ -128,6 +138,9 @@ func planIndexes(ctx context.Context, t *testing.T, conn *pgx.Conn, sql string, 
 	walk = func(n any) {
 		switch n := n.(type) {
 		case map[string]any:
+			if n["Node Type"] == "Sort" {
+				indexes = append(indexes, "sort")
+			}
 			if name, ok := n["Index Name"].(string); ok {
 				if n["Node Type"] == "Index Only Scan" {
 					name += " (index only)"

@@ -18,6 +18,7 @@ import (
 	"net"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -86,6 +87,9 @@ func sqlTime(sec int64) time.Time {
 type Config struct {
 	DSN      string
 	MaxConns int32
+	// RandomPageCost, if not 0, is set as random_page_cost on every
+	// connection.
+	RandomPageCost float64
 	// Limits on input, checked before any SQL runs.
 	MaxUIDRanges      int // ranges in one UID set
 	MaxSearchDepth    int // nesting of a search criteria tree
@@ -161,6 +165,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// to change one message (STORE: 19 ms instead of under 1 ms).
 	// Planning again costs a fraction of that.
 	pc.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	if cfg.RandomPageCost != 0 {
+		pc.ConnConfig.RuntimeParams["random_page_cost"] = strconv.FormatFloat(cfg.RandomPageCost, 'f', -1, 64)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
