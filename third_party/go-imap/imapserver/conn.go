@@ -40,8 +40,14 @@ type Conn struct {
 	bw       *bufio.Writer
 	encMutex sync.Mutex
 	// batching (guarded by encMutex) holds responses in bw until the
-	// command ends; see beginBatch.
+	// command ends; see beginBatch. During a batch bw is a large pooled
+	// writer and small holds the connection's own; batchN counts the
+	// responses of the batch.
 	batching bool
+	small    *bufio.Writer
+	batchN   int
+	// w is what bw writes to (the connection, or its TLS layer).
+	w io.Writer
 
 	mutex   sync.Mutex
 	conn    net.Conn
@@ -60,6 +66,7 @@ func newConn(c net.Conn, server *Server) *Conn {
 		server:  server,
 		br:      br,
 		bw:      bw,
+		w:       rw,
 		enabled: make(imap.CapSet),
 	}
 }
@@ -522,12 +529,26 @@ type responseEncoder struct {
 // beginBatch makes the responses written until endBatch stay in the
 // buffered writer (which still writes whenever it is full) instead of
 // being flushed one by one: a FETCH of many messages costs a write per
-// buffer, not a write per message. endBatch flushes what is left; the
-// tagged status response that follows would flush it too.
+// buffer, not a write per message. For the batch the connection writes
+// through a 64 KiB writer from a pool rather than its own 4 KiB one (kept
+// small for the many idle connections), and the write deadline is renewed
+// every batchDeadlineEvery responses rather than set and cleared around
+// each. endBatch flushes what is left; the tagged status response that
+// follows would flush it too.
 func (c *Conn) beginBatch() {
 	c.encMutex.Lock()
+	defer c.encMutex.Unlock()
+	if c.batching {
+		return
+	}
 	c.batching = true
-	c.encMutex.Unlock()
+	c.batchN = 0
+	if c.bw.Buffered() > 0 {
+		return // keep the order of what is already buffered
+	}
+	big := batchWriters.Get().(*bufio.Writer)
+	big.Reset(c.w)
+	c.small, c.bw = c.bw, big
 }
 
 func (c *Conn) endBatch() error {
@@ -536,20 +557,36 @@ func (c *Conn) endBatch() error {
 	c.batching = false
 	c.setWriteTimeout(respWriteTimeout)
 	defer c.setWriteTimeout(0)
-	return c.bw.Flush()
+	err := c.bw.Flush()
+	if c.small != nil {
+		big := c.bw
+		c.bw, c.small = c.small, nil
+		big.Reset(io.Discard)
+		batchWriters.Put(big)
+	}
+	return err
 }
+
+// batchWriters are the large writers of batches.
+var batchWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(io.Discard, 64<<10) }}
+
+// batchDeadlineEvery is how often, in responses, a batch renews its write
+// deadline.
+const batchDeadlineEvery = 64
 
 func newResponseEncoder(conn *Conn) *responseEncoder {
 	conn.mutex.Lock()
 	quotedUTF8 := conn.enabled.Has(imap.CapIMAP4rev2) || conn.enabled.Has(imap.CapUTF8Accept)
 	conn.mutex.Unlock()
 
+	conn.encMutex.Lock() // released by responseEncoder.end
 	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
-
-	conn.encMutex.Lock() // released by responseEncoder.end
 	wireEnc.NoFlush = conn.batching
-	conn.setWriteTimeout(respWriteTimeout)
+	if !conn.batching || conn.batchN%batchDeadlineEvery == 0 {
+		conn.setWriteTimeout(respWriteTimeout)
+	}
+	conn.batchN++
 	return &responseEncoder{
 		Encoder: wireEnc,
 		conn:    conn,
@@ -561,7 +598,9 @@ func (enc *responseEncoder) end() {
 		panic("imapserver: responseEncoder.end called twice")
 	}
 	enc.Encoder = nil
-	enc.conn.setWriteTimeout(0)
+	if !enc.conn.batching {
+		enc.conn.setWriteTimeout(0)
+	}
 	enc.conn.encMutex.Unlock()
 }
 
