@@ -41,11 +41,9 @@ type Conn struct {
 	encMutex sync.Mutex
 	// batching (guarded by encMutex) holds responses in bw until the
 	// command ends; see beginBatch. During a batch bw is a large pooled
-	// writer and small holds the connection's own; batchN counts the
-	// responses of the batch.
+	// writer and small holds the connection's own.
 	batching bool
 	small    *bufio.Writer
-	batchN   int
 	// w is what bw writes to (the connection, or its TLS layer).
 	w io.Writer
 
@@ -531,10 +529,10 @@ type responseEncoder struct {
 // being flushed one by one: a FETCH of many messages costs a write per
 // buffer, not a write per message. For the batch the connection writes
 // through a 64 KiB writer from a pool rather than its own 4 KiB one (kept
-// small for the many idle connections), and the write deadline is renewed
-// every batchDeadlineEvery responses rather than set and cleared around
-// each. endBatch flushes what is left; the tagged status response that
-// follows would flush it too.
+// small for the many idle connections), and the write deadline is set
+// before each write of that buffer instead of around every response.
+// endBatch flushes what is left; the tagged status response that follows
+// would flush it too.
 func (c *Conn) beginBatch() {
 	c.encMutex.Lock()
 	defer c.encMutex.Unlock()
@@ -542,12 +540,11 @@ func (c *Conn) beginBatch() {
 		return
 	}
 	c.batching = true
-	c.batchN = 0
 	if c.bw.Buffered() > 0 {
 		return // keep the order of what is already buffered
 	}
 	big := batchWriters.Get().(*bufio.Writer)
-	big.Reset(c.w)
+	big.Reset(deadlineWriter{c})
 	c.small, c.bw = c.bw, big
 }
 
@@ -559,6 +556,13 @@ func (c *Conn) endBatch() error {
 	defer c.setWriteTimeout(0)
 	err := c.bw.Flush()
 	if c.small != nil {
+		if err != nil {
+			// The batch writer keeps its error, so that nothing more is
+			// written after a response cut short (the connection's own
+			// writer would carry on as if it were whole).
+			c.small = nil
+			return err
+		}
 		big := c.bw
 		c.bw, c.small = c.small, nil
 		big.Reset(io.Discard)
@@ -570,9 +574,14 @@ func (c *Conn) endBatch() error {
 // batchWriters are the large writers of batches.
 var batchWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(io.Discard, 64<<10) }}
 
-// batchDeadlineEvery is how often, in responses, a batch renews its write
-// deadline.
-const batchDeadlineEvery = 64
+// deadlineWriter writes to the connection with a write deadline of
+// respWriteTimeout from the start of each write.
+type deadlineWriter struct{ c *Conn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	w.c.setWriteTimeout(respWriteTimeout)
+	return w.c.w.Write(p)
+}
 
 func newResponseEncoder(conn *Conn) *responseEncoder {
 	conn.mutex.Lock()
@@ -583,10 +592,9 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
 	wireEnc.NoFlush = conn.batching
-	if !conn.batching || conn.batchN%batchDeadlineEvery == 0 {
+	if !conn.batching {
 		conn.setWriteTimeout(respWriteTimeout)
 	}
-	conn.batchN++
 	return &responseEncoder{
 		Encoder: wireEnc,
 		conn:    conn,
