@@ -98,14 +98,26 @@ type bodyStream struct {
 	recv func() (*mailboxv1.BodyChunk, error)
 	buf  []byte
 	seen *mailboxv1.BodyChunk // the chunk with the flags set_seen changed
+	// total is the first chunk's total_size, got the octets received.
+	total, got int64
+	started    bool
 }
 
+// Read reads the section's octets; a stream that ends before total_size
+// octets came is io.ErrUnexpectedEOF, not a shorter body.
 func (b *bodyStream) Read(p []byte) (int, error) {
 	for len(b.buf) == 0 {
 		ch, err := b.recv()
+		if err == io.EOF && b.got != b.total {
+			err = io.ErrUnexpectedEOF
+		}
 		if err != nil {
 			return 0, err
 		}
+		if !b.started {
+			b.started, b.total = true, ch.TotalSize
+		}
+		b.got += int64(len(ch.Data))
 		if ch.Flags != nil {
 			b.seen = ch
 		}

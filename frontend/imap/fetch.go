@@ -214,6 +214,7 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 	for _, s := range options.BodySection {
 		ch, err := ss.writeSection(rw, m, s, setSeen && !s.Peek)
 		if errors.Is(err, errBroken) {
+			rw.Close() // writes nothing into the open literal; frees the encoder
 			return err
 		}
 		if err != nil {
@@ -227,6 +228,7 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 	if len(options.BinarySection)+len(options.BinarySectionSize) > 0 {
 		ch, err := ss.writeBinary(rw, m, options, setSeen)
 		if errors.Is(err, errBroken) {
+			rw.Close() // writes nothing into the open literal; frees the encoder
 			return err
 		}
 		if err != nil {
@@ -455,6 +457,9 @@ func (ss *session) fetchBody(w *imapserver.FetchWriter, t target, req *mailboxv1
 			rw.WriteUID(imap.UID(t.uid))
 		}
 		if err := ss.copyBody(rw.WriteBodySection(s, first.TotalSize), stream, first, t.uid); err != nil {
+			// The response writer holds the connection's encoder until
+			// closed; with the literal open, Close writes nothing.
+			rw.Close()
 			return true, err
 		}
 		return true, rw.Close()
