@@ -596,11 +596,15 @@ func (s *Store) Bodies(ctx context.Context, account string, mailboxID int64, uid
 
 var errNoChange = errors.New("no change")
 
+// maxUnchangedSpan is the most UIDs a STORE's set may span for
+// storeUnchanged to try it.
+const maxUnchangedSpan = 1000
+
 // storeUnchanged answers a STORE that would change no message, such as
 // +FLAGS (\Seen) on messages already seen, from one read outside any
 // transaction: it returns the messages' flags as they are, or nil when a
-// message would change, the set matches nothing, or it holds "*" (then the
-// caller's transaction decides). Such a STORE takes effect at the moment of
+// message would change, the set matches nothing, holds "*" or spans more
+// than maxUnchangedSpan UIDs (then the caller's transaction decides). Such a STORE takes effect at the moment of
 // the read; it needs no MODSEQ and no lock on the account, which every
 // changing STORE of the account holds until its commit.
 func (s *Store) storeUnchanged(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, newFlags, newKw string, bits uint32, kw []string) (*mailboxv1.StoreFlagsResponse, error) {
@@ -612,6 +616,15 @@ func (s *Store) storeUnchanged(ctx context.Context, account string, mailboxID in
 	f, err := s.uidSet(ctx, nil, account, mailboxID, set, false)
 	if err != nil || len(f.starts) == 0 {
 		return nil, err
+	}
+	// A large set is left to the transaction: were it to change, it would
+	// be read twice.
+	span := int64(0)
+	for i := range f.starts {
+		span += f.ends[i] - f.starts[i] + 1
+	}
+	if span > maxUnchangedSpan {
+		return nil, nil
 	}
 	rows, err := s.pool.Query(ctx, `SELECT m.uid, m.flags, m.keywords, m.modseq, `+newFlags+` <> m.flags OR `+newKw+` <> m.keywords
 		FROM messages m`+uidJoin+`WHERE m.account_id=$1 AND m.mailbox_id=$2 ORDER BY m.uid`,

@@ -172,7 +172,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	// system call, PostgreSQL's own send size, and for a FETCH of 10,000
 	// messages (6 MB of rows) those reads were a fifth of the backend's
 	// CPU. Under load several of PostgreSQL's writes wait in the socket
-	// and one read takes them all. 64 KiB per connection.
+	// and one read takes them all. 64 KiB per connection. (pgconn's
+	// SyncConn cannot see bytes held in this buffer; the store never
+	// hijacks a pgconn.)
 	pc.ConnConfig.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
 		return pgproto3.NewFrontend(bufio.NewReaderSize(r, 64<<10), w)
 	}

@@ -4,8 +4,12 @@
 -- unseen messages of a 10,000-message mailbox. With the MODSEQ in the index
 -- these are index-only scans (59 buffers, 1.7 ms) on pages that VACUUM has
 -- marked all-visible.
+-- The new index is built before the old one is dropped: the build lets
+-- reads go on (writes wait), and DROP INDEX, which stops reads too, then
+-- holds its lock only for the rest of this short transaction.
+CREATE INDEX messages_unseen_modseq ON messages (account_id, mailbox_id, uid) INCLUDE (modseq) WHERE flags & 1 = 0;
 DROP INDEX messages_unseen;
-CREATE INDEX messages_unseen ON messages (account_id, mailbox_id, uid) INCLUDE (modseq) WHERE flags & 1 = 0;
+ALTER INDEX messages_unseen_modseq RENAME TO messages_unseen;
 -- Index-only scans skip the heap only on all-visible pages. Deliveries are
 -- inserts and flag changes leave dead rows; vacuum messages after 2 % of
 -- it changed, not PostgreSQL's default 20 % (on a large store that would
