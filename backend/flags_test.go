@@ -539,7 +539,7 @@ func TestChanges(t *testing.T) {
 	storeFlags(t, c, &mailboxv1.StoreFlagsRequest{AccountId: a, MailboxId: id, Uids: uidSet(1, 1, 3, 4),
 		Mode: mailboxv1.StoreMode_STORE_MODE_ADD, Flags: &mailboxv1.Flags{System: fDeleted}})
 	storeFlags(t, c, &mailboxv1.StoreFlagsRequest{AccountId: a, MailboxId: id, Uids: uidSet(2, 2),
-		Mode: mailboxv1.StoreMode_STORE_MODE_ADD, Flags: &mailboxv1.Flags{Keywords: []string{"Seen2"}}})
+		Mode: mailboxv1.StoreMode_STORE_MODE_ADD, Flags: &mailboxv1.Flags{Keywords: []string{"Seen2", "$Label1"}}})
 	if _, err := c.Expunge(ctxT(t), &mailboxv1.ExpungeRequest{AccountId: a, MailboxId: id, Uids: uidSet(3, 4)}); err != nil {
 		t.Fatal(err)
 	}
@@ -555,6 +555,9 @@ func TestChanges(t *testing.T) {
 		t.Fatalf("changes: changed %v vanished %v", uidsOf(ch.changed), ch.vanished)
 	}
 	cur := byUID(fetchAll(t, c, a, id, false))
+	if kw := cur[2].Flags.GetKeywords(); len(kw) != 2 {
+		t.Fatalf("keywords of 2: %q", kw)
+	}
 	for _, m := range ch.changed {
 		if !proto.Equal(m.Flags, cur[m.Uid].Flags) || m.Modseq != cur[m.Uid].Modseq || m.Modseq <= s0.HighestModseq || m.Envelope != nil {
 			t.Fatalf("changed %v, current %v", m, cur[m.Uid])

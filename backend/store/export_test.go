@@ -10,6 +10,7 @@ import (
 const (
 	ChangedSinceSQL  = changedSinceSQL
 	ExpungedSinceSQL = expungedSinceSQL
+	ChangesSQL       = changesSQL
 )
 
 // SearchSQL is searchSQL, for the plan test (trees without "*").

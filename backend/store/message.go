@@ -987,6 +987,9 @@ func (s *Store) Expunge(ctx context.Context, account string, mailboxID int64, se
 // changed flags (UID, flags, MODSEQ), and the UIDs expunged (only those in
 // known, if given).
 func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, since uint64, known *mailboxv1.UIDSet, emit func(*mailboxv1.ChangesResponse) error) error {
+	if len(known.GetRanges()) == 0 {
+		return s.changesOne(ctx, account, mailboxID, since, emit)
+	}
 	return s.readTx(ctx, func(tx pgx.Tx) error {
 		m, err := mailboxByID(ctx, tx, account, mailboxID, false)
 		if err != nil {
@@ -1044,6 +1047,74 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 		}
 		return nil
 	})
+}
+
+// changesSQL reads Changes without known UIDs in one statement, one
+// snapshot and one round trip (instead of a read-only transaction of four
+// statements): the mailbox row, then the UIDs expunged and the messages
+// changed after MODSEQ $3 as arrays in UID order (keywords of a message
+// joined by spaces, which no keyword contains). Every session that has a
+// mailbox selected asks for this after each change to it. The two
+// subqueries are changedSinceSQL and expungedSinceSQL.
+const changesSQL = `SELECT b.` + "mailbox_id, b.name, b.special_use, b.uid_validity, b.uid_next, b.highest_modseq, b.message_count, b.total_size, b.keywords, b.vanished_floor" + `,
+		ARRAY(SELECT uid FROM expunged WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 ORDER BY uid),
+		c.uids, c.flags, c.keywords, c.modseqs
+	FROM mailboxes b, LATERAL (SELECT coalesce(array_agg(uid ORDER BY uid), '{}') AS uids,
+			coalesce(array_agg(flags ORDER BY uid), '{}') AS flags,
+			coalesce(array_agg(array_to_string(keywords, ' ') ORDER BY uid), '{}') AS keywords,
+			coalesce(array_agg(modseq ORDER BY uid), '{}') AS modseqs
+		FROM messages WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3) c
+	WHERE b.account_id=$1 AND b.mailbox_id=$2`
+
+// changesOne is Changes without known UIDs, with changesSQL.
+func (s *Store) changesOne(ctx context.Context, account string, mailboxID int64, since uint64, emit func(*mailboxv1.ChangesResponse) error) (err error) {
+	if s.cfg.Observe != nil {
+		start := time.Now()
+		defer func() { s.cfg.Observe("Changes", time.Since(start), err) }()
+	}
+	var (
+		m                   Mailbox
+		uv, un, hm, mc, vf  int64
+		expunged, uids, mss []int64
+		flags               []int32
+		kws                 []string
+	)
+	err = s.pool.QueryRow(ctx, changesSQL, account, mailboxID, sqlInt(since)).Scan(&m.ID, &m.Name, &m.SpecialUse, &uv, &un, &hm, &mc, &m.Size, &m.Keywords, &vf,
+		&expunged, &uids, &flags, &kws, &mss)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return classify(err)
+	}
+	if len(flags) != len(uids) || len(kws) != len(uids) || len(mss) != len(uids) {
+		return fmt.Errorf("%w: Changes arrays of different lengths", ErrUnavailable)
+	}
+	m.UIDValidity, m.UIDNext, m.HighestModseq, m.Messages, m.VanishedFloor = uint32(uv), uint32(un), uint64(hm), uint32(mc), uint64(vf)
+	first := &mailboxv1.ChangesResponse{Status: statusNoCounts(&m), Vanished: &mailboxv1.UIDSet{}, ExpungeLogTruncated: since < m.VanishedFloor}
+	var b rangeBuilder
+	for _, u := range expunged {
+		b.add(uint32(u))
+	}
+	first.Vanished.Ranges = b.ranges
+	cur := first
+	for i, u := range uids {
+		var kw []string
+		if kws[i] != "" {
+			kw = strings.Split(kws[i], " ")
+		}
+		cur.Changed = append(cur.Changed, &mailboxv1.MessageMeta{Uid: uint32(u), Flags: flagsOf(flags[i], kw), Modseq: uint64(mss[i])})
+		if len(cur.Changed) == 2000 {
+			if err := emit(cur); err != nil {
+				return err
+			}
+			cur = &mailboxv1.ChangesResponse{}
+		}
+	}
+	if cur == first || len(cur.Changed) > 0 {
+		return emit(cur)
+	}
+	return nil
 }
 
 // changedSinceSQL lists a mailbox's messages changed after a MODSEQ. It

@@ -90,6 +90,11 @@ ANALYZE;`
 	if got := planIndexes(ctx, t, conn, store.ExpungedSinceSQL, "a77", 770, 299); got != "sort,expunged_modseq" {
 		t.Errorf("Changes reads the expunge log with indexes %q, want expunged_modseq", got)
 	}
+	// The one statement of Changes, with both.
+	if got := planIndexes(ctx, t, conn, store.ChangesSQL, "a77", 770, 299); strings.Contains(got, "messages_pkey") || strings.Contains(got, "expunged_pkey") ||
+		!strings.Contains(got, "messages_modseq") || !strings.Contains(got, "expunged_modseq") {
+		t.Errorf("Changes is planned with %q, want messages_modseq and expunged_modseq", got)
+	}
 
 	// FETCH 1:* (FLAGS ENVELOPE ...) reads the mailbox in UID order, not
 	// sorted afterwards, with the backend's random_page_cost.
