@@ -36,26 +36,57 @@ type spool struct {
 	conv          []byte
 }
 
-// Write stores p with bare LFs turned into CRLF.
+// Write stores p with bare LFs turned into CRLF. A chunk without a bare LF,
+// as nearly all mail is, is stored as it is; one with bare LFs is copied in
+// runs between them (byte by byte, this loop was a fifth of the backend's
+// CPU when storing 1 MiB messages).
 func (s *spool) Write(p []byte) (int, error) {
 	s.raw += int64(len(p))
-	if bytes.IndexByte(p, '\n') < 0 {
-		if len(p) > 0 {
-			s.lastCR = p[len(p)-1] == '\r'
+	if len(p) == 0 {
+		return 0, nil
+	}
+	bare := -1 // the first LF not preceded by CR
+	for off := 0; ; {
+		i := bytes.IndexByte(p[off:], '\n')
+		if i < 0 {
+			break
 		}
+		i += off
+		if !(i > 0 && p[i-1] == '\r' || i == 0 && s.lastCR) {
+			bare = i
+			break
+		}
+		off = i + 1
+	}
+	lastCR := p[len(p)-1] == '\r'
+	if bare < 0 {
+		s.lastCR = lastCR
 		if _, err := s.write(p); err != nil {
 			return 0, err
 		}
 		return len(p), nil
 	}
-	out := s.conv[:0]
-	for i, c := range p {
-		if c == '\n' && !(i > 0 && p[i-1] == '\r' || i == 0 && s.lastCR) {
+	out := append(s.conv[:0], p[:bare]...)
+	for q := p[bare:]; ; {
+		i := bytes.IndexByte(q, '\n')
+		if i < 0 {
+			out = append(out, q...)
+			break
+		}
+		out = append(out, q[:i]...)
+		// The octet before this LF as received: the last one out, or the
+		// previous chunk's last when none is out yet.
+		prevCR := s.lastCR
+		if len(out) > 0 {
+			prevCR = out[len(out)-1] == '\r'
+		}
+		if !prevCR {
 			out = append(out, '\r')
 		}
-		out = append(out, c)
+		out = append(out, '\n')
+		q = q[i+1:]
 	}
-	s.lastCR = p[len(p)-1] == '\r'
+	s.lastCR = lastCR
 	s.conv = out
 	if _, err := s.write(out); err != nil {
 		return 0, err

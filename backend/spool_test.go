@@ -3,6 +3,7 @@ package backend
 import (
 	"bytes"
 	"io"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -47,4 +48,36 @@ func TestSpoolSizeLimitCountsStoredOctets(t *testing.T) {
 		return
 	}
 	t.Fatal("6 stored octets accepted with a 5-octet limit")
+}
+
+// Random streams of a, CR and LF in random chunks are stored as the
+// definition says: every LF not preceded by CR in the stream gets one.
+func TestSpoolMatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n < 2000; n++ {
+		in := make([]byte, rng.IntN(200))
+		for i := range in {
+			in[i] = "a\r\n"[rng.IntN(3)]
+		}
+		var want []byte
+		for i, c := range in {
+			if c == '\n' && (i == 0 || in[i-1] != '\r') {
+				want = append(want, '\r')
+			}
+			want = append(want, c)
+		}
+		sp := &spool{max: 1 << 20, memLimit: 1 << 20}
+		for rest := in; len(rest) > 0; {
+			k := 1 + rng.IntN(len(rest))
+			if _, err := sp.Write(rest[:k]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[k:]
+		}
+		got, _ := io.ReadAll(io.NewSectionReader(sp.ReaderAt(), 0, sp.size))
+		if !bytes.Equal(got, want) || sp.raw != int64(len(in)) {
+			t.Fatalf("%q: stored %q, want %q", in, got, want)
+		}
+		sp.Close()
+	}
 }
