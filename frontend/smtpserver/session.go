@@ -773,7 +773,7 @@ func (ss *session) data(r io.Reader) error {
 		return ss.deliverFailed(log, b, recvErr(st, err))
 	}
 	sc := scanner{maxLine: ss.s.cfg.MaxLineLength, inHeader: true, maxHops: ss.s.cfg.MaxHops}
-	buf := make([]byte, 0, 64<<10)
+	buf := make([]byte, 0, deliverChunk)
 	buf = append(buf, ss.received(id, &tx)...)
 	// Submitted mail gets the Date and Message-ID its client left out (RFC
 	// 6409 8.2, 8.3; large receivers refuse mail without Message-ID): the
@@ -816,7 +816,7 @@ func (ss *session) data(r io.Reader) error {
 				// (go-smtp does) and report what the backend said.
 				return ss.deliverFailed(log, b, recvErr(st, err))
 			}
-			buf = make([]byte, 0, 64<<10)
+			buf = make([]byte, 0, deliverChunk)
 		}
 		if rerr == io.EOF {
 			break
@@ -839,6 +839,12 @@ func (ss *session) data(r io.Reader) error {
 
 // maxHeldHeader bounds the header section held back to complete it.
 const maxHeldHeader = 256 << 10
+
+// deliverChunk is the size of the body chunks sent to Deliver: 64 KiB less
+// room for the protobuf framing, so that a chunk's message fits gRPC's
+// 64 KiB pool buffers on both sides (at 64 KiB it took 128 KiB ones, which
+// gRPC zeroes on every use: a sixth of the frontend's CPU with 1 MiB mail).
+const deliverChunk = 64<<10 - 64
 
 // addMissingFields inserts a Date and a Message-ID field at offset at of
 // msg (the start of the client's header section) when the header section
