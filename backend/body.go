@@ -11,7 +11,10 @@ import (
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
-const bodyChunk = 64 << 10
+// bodyChunk is the most body octets in one BodyChunk: 64 KiB less room for
+// the chunk's other fields, so that each message fits gRPC's 64 KiB pool
+// buffers, which gRPC zeroes on every use (a 64 KiB body took 128 KiB ones).
+const bodyChunk = 64<<10 - 1024
 
 // sectionRange returns the byte range [start, end) of a body section, from
 // the offsets recorded at delivery (RFC 3501 section 6.4.5, part numbers).
