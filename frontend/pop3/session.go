@@ -515,8 +515,8 @@ func (s *session) backend() (mailboxv1.MailboxClient, context.Context, context.C
 
 // openMaildrop takes the INBOX as it is now, with one Maildrop call: its
 // id, UIDVALIDITY and every message's UID, size and flags, from one
-// snapshot. Messages are numbered in UID order; a message delivered later
-// is not part of this session.
+// snapshot, or the oldest Config.MaxMessages of them. Messages are numbered
+// in UID order; a message delivered later is not part of this session.
 func (s *session) openMaildrop() error {
 	cl, ctx, cancel, err := s.backend()
 	if err != nil {
@@ -544,6 +544,13 @@ func (s *session) openMaildrop() error {
 			s.mailboxID, s.uidValidity = resp.MailboxId, resp.UidValidity
 			s.msgs = make([]message, 0, len(uids))
 		}
+		if max := s.srv.cfg.MaxMessages; max > 0 && len(s.msgs)+len(uids) > max {
+			// The oldest max messages: the client can delete them and
+			// get the next ones in its next session. The rest of the
+			// stream is cancelled.
+			n := max - len(s.msgs)
+			uids, sizes, flags = uids[:n], sizes[:n], flags[:n]
+		}
 		for i, uid := range uids {
 			s.msgs = append(s.msgs, message{uid: uid, size: sizes[i],
 				wasDeleted: flags[i]&uint32(mailboxv1.Flag_FLAG_DELETED) != 0,
@@ -551,6 +558,10 @@ func (s *session) openMaildrop() error {
 			s.liveSize += sizes[i]
 		}
 		s.live += len(uids)
+		if max := s.srv.cfg.MaxMessages; max > 0 && len(s.msgs) == max {
+			s.log.Info("maildrop limited to the oldest messages", "limit", max)
+			break
+		}
 	}
 	if s.msgs == nil {
 		return errors.New("pop3: Maildrop sent no response")

@@ -629,8 +629,9 @@ func TestConfigValidate(t *testing.T) {
 	cfg.IdleTimeout = 9 * time.Minute
 	cfg.MaxLineLength = 100
 	cfg.MaxAuthFailures = 0
+	cfg.MaxMessages = -1
 	err := cfg.Validate()
-	for _, name := range []string{"pop3-idle-timeout", "pop3-max-line-length", "pop3-max-auth-failures"} {
+	for _, name := range []string{"pop3-idle-timeout", "pop3-max-line-length", "pop3-max-auth-failures", "pop3-max-messages"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Fatalf("%v does not name %s", err, name)
 		}
@@ -749,4 +750,39 @@ func testutilGauge(t testing.TB, srv *Server) float64 {
 		t.Fatal(mfs, err)
 	}
 	return mfs[0].Metric[0].Gauge.GetValue()
+}
+
+// A maildrop larger than pop3-max-messages offers its oldest messages; once
+// the client has deleted them, the next session offers the next ones.
+func TestMaxMessages(t *testing.T) {
+	s := newStack(t, stackOptions{mod: func(c *Config) { c.MaxMessages = 3 }})
+	acct := s.user("hugo")
+	var msgs []string
+	for i := 1; i <= 5; i++ {
+		msgs = append(msgs, msg(fmt.Sprint("m", i), "body"))
+	}
+	s.deliver(acct, msgs...)
+	c := s.login("hugo")
+	size := len(msgs[0]) + len(msgs[1]) + len(msgs[2])
+	c.expect("STAT", fmt.Sprintf("+OK 3 %d", size))
+	c.expect("LIST", "+OK")
+	if l := c.lines(); len(l) != 3 {
+		t.Fatalf("LIST: %q", l)
+	}
+	c.expect("RETR 4", "-ERR")
+	for i := 1; i <= 3; i++ {
+		c.expect(fmt.Sprintf("RETR %d", i), "+OK")
+		if got := string(c.body()); !strings.Contains(got, fmt.Sprintf("Subject: m%d\r\n", i)) {
+			t.Fatalf("RETR %d: %q", i, got)
+		}
+		c.expect(fmt.Sprintf("DELE %d", i), "+OK")
+	}
+	c.expect("QUIT", "+OK")
+	c = s.login("hugo")
+	c.expect("STAT", fmt.Sprintf("+OK 2 %d", len(msgs[3])+len(msgs[4])))
+	c.expect("RETR 1", "+OK")
+	if got := string(c.body()); !strings.Contains(got, "Subject: m4\r\n") {
+		t.Fatalf("RETR 1 of the second session: %q", got)
+	}
+	c.expect("QUIT", "+OK")
 }
