@@ -802,7 +802,7 @@ func (ss *session) data(r io.Reader) error {
 				buf = addMissingFields(buf, headerAt, ss.s.cfg.Hostname, id, time.Now())
 				completeHeader = false
 			case len(buf) == cap(buf) && cap(buf) < maxHeldHeader:
-				nb := make([]byte, len(buf), 2*cap(buf))
+				nb := make([]byte, len(buf), min(2*cap(buf), maxHeldHeader))
 				copy(nb, buf)
 				buf = nb
 				continue
