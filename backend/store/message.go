@@ -988,7 +988,9 @@ func (s *Store) Expunge(ctx context.Context, account string, mailboxID int64, se
 // known, if given).
 func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, since uint64, known *mailboxv1.UIDSet, emit func(*mailboxv1.ChangesResponse) error) error {
 	if len(known.GetRanges()) == 0 {
-		return s.changesOne(ctx, account, mailboxID, since, emit)
+		if done, err := s.changesOne(ctx, account, mailboxID, since, emit); done {
+			return err
+		}
 	}
 	return s.readTx(ctx, func(tx pgx.Tx) error {
 		m, err := mailboxByID(ctx, tx, account, mailboxID, false)
@@ -1057,17 +1059,25 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 // mailbox selected asks for this after each change to it. The two
 // subqueries are changedSinceSQL and expungedSinceSQL.
 const changesSQL = `SELECT b.` + "mailbox_id, b.name, b.special_use, b.uid_validity, b.uid_next, b.highest_modseq, b.message_count, b.total_size, b.keywords, b.vanished_floor" + `,
-		ARRAY(SELECT uid FROM expunged WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 ORDER BY uid),
+		ARRAY(SELECT uid FROM (SELECT uid FROM expunged WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 LIMIT $4) e ORDER BY uid),
 		c.uids, c.flags, c.keywords, c.modseqs
 	FROM mailboxes b, LATERAL (SELECT coalesce(array_agg(uid ORDER BY uid), '{}') AS uids,
 			coalesce(array_agg(flags ORDER BY uid), '{}') AS flags,
 			coalesce(array_agg(array_to_string(keywords, ' ') ORDER BY uid), '{}') AS keywords,
 			coalesce(array_agg(modseq ORDER BY uid), '{}') AS modseqs
-		FROM messages WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3) c
+		FROM (SELECT uid, flags, keywords, modseq FROM messages
+			WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 LIMIT $4) m) c
 	WHERE b.account_id=$1 AND b.mailbox_id=$2`
 
-// changesOne is Changes without known UIDs, with changesSQL.
-func (s *Store) changesOne(ctx context.Context, account string, mailboxID int64, since uint64, emit func(*mailboxv1.ChangesResponse) error) (err error) {
+// changesOneMax is the most expunges and changed messages changesOne
+// reads, each; beyond, Changes streams them from a transaction instead of
+// holding them all (STORE 1:* on a large mailbox).
+const changesOneMax = 2000
+
+// changesOne is Changes without known UIDs, with changesSQL. It reports
+// done false, having emitted nothing, when there are more than
+// changesOneMax expunges or changes.
+func (s *Store) changesOne(ctx context.Context, account string, mailboxID int64, since uint64, emit func(*mailboxv1.ChangesResponse) error) (done bool, err error) {
 	if s.cfg.Observe != nil {
 		start := time.Now()
 		defer func() { s.cfg.Observe("Changes", time.Since(start), err) }()
@@ -1079,16 +1089,19 @@ func (s *Store) changesOne(ctx context.Context, account string, mailboxID int64,
 		flags               []int32
 		kws                 []string
 	)
-	err = s.pool.QueryRow(ctx, changesSQL, account, mailboxID, sqlInt(since)).Scan(&m.ID, &m.Name, &m.SpecialUse, &uv, &un, &hm, &mc, &m.Size, &m.Keywords, &vf,
+	err = s.pool.QueryRow(ctx, changesSQL, account, mailboxID, sqlInt(since), changesOneMax+1).Scan(&m.ID, &m.Name, &m.SpecialUse, &uv, &un, &hm, &mc, &m.Size, &m.Keywords, &vf,
 		&expunged, &uids, &flags, &kws, &mss)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return ErrNotFound
+		return true, ErrNotFound
 	}
 	if err != nil {
-		return classify(err)
+		return true, classify(err)
+	}
+	if len(expunged) > changesOneMax || len(uids) > changesOneMax {
+		return false, nil
 	}
 	if len(flags) != len(uids) || len(kws) != len(uids) || len(mss) != len(uids) {
-		return fmt.Errorf("%w: Changes arrays of different lengths", ErrUnavailable)
+		return true, fmt.Errorf("%w: Changes arrays of different lengths", ErrUnavailable)
 	}
 	m.UIDValidity, m.UIDNext, m.HighestModseq, m.Messages, m.VanishedFloor = uint32(uv), uint32(un), uint64(hm), uint32(mc), uint64(vf)
 	first := &mailboxv1.ChangesResponse{Status: statusNoCounts(&m), Vanished: &mailboxv1.UIDSet{}, ExpungeLogTruncated: since < m.VanishedFloor}
@@ -1106,15 +1119,15 @@ func (s *Store) changesOne(ctx context.Context, account string, mailboxID int64,
 		cur.Changed = append(cur.Changed, &mailboxv1.MessageMeta{Uid: uint32(u), Flags: flagsOf(flags[i], kw), Modseq: uint64(mss[i])})
 		if len(cur.Changed) == 2000 {
 			if err := emit(cur); err != nil {
-				return err
+				return true, err
 			}
 			cur = &mailboxv1.ChangesResponse{}
 		}
 	}
 	if cur == first || len(cur.Changed) > 0 {
-		return emit(cur)
+		return true, emit(cur)
 	}
-	return nil
+	return true, nil
 }
 
 // changedSinceSQL lists a mailbox's messages changed after a MODSEQ. It

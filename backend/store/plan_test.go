@@ -91,7 +91,7 @@ ANALYZE;`
 		t.Errorf("Changes reads the expunge log with indexes %q, want expunged_modseq", got)
 	}
 	// The one statement of Changes, with both.
-	if got := planIndexes(ctx, t, conn, store.ChangesSQL, "a77", 770, 299); strings.Contains(got, "messages_pkey") || strings.Contains(got, "expunged_pkey") ||
+	if got := planIndexes(ctx, t, conn, store.ChangesSQL, "a77", 770, 299, 2001); strings.Contains(got, "messages_pkey") || strings.Contains(got, "expunged_pkey") ||
 		!strings.Contains(got, "messages_modseq") || !strings.Contains(got, "expunged_modseq") {
 		t.Errorf("Changes is planned with %q, want messages_modseq and expunged_modseq", got)
 	}
@@ -115,6 +115,26 @@ ANALYZE;`
 		t.Fatal(err)
 	}
 	defer st.Close()
+	// Changes: a few changes in one statement; 20,000 (more than it holds
+	// at once) streamed from the transaction, 2,000 per response.
+	for _, tc := range []struct {
+		account            string
+		mailbox            int64
+		since              uint64
+		changed, responses int
+	}{{"a77", 770, 299, 1, 1}, {"a0", 0, 0, 20000, 10}} {
+		changed, responses := 0, 0
+		err := st.Changes(ctx, tc.account, tc.mailbox, tc.since, nil, func(r *mailboxv1.ChangesResponse) error {
+			changed += len(r.Changed)
+			responses++
+			return nil
+		})
+		if err != nil || changed != tc.changed || responses != tc.responses {
+			t.Errorf("Changes of %s since %d: %d changed in %d responses, %v; want %d in %d",
+				tc.account, tc.since, changed, responses, err, tc.changed, tc.responses)
+		}
+	}
+
 	unseen := &mailboxv1.SearchKey{Op: mailboxv1.SearchKey_OP_NO_FLAG, Number: uint64(mailboxv1.Flag_FLAG_SEEN)}
 	sql, args, err := st.SearchSQL(ctx, "a0", 0, unseen)
 	if err != nil {
