@@ -27,7 +27,7 @@ type Config struct {
 	MaxAuthCommands  int           `name:"pop3-max-auth-commands" help:"commands a POP3 client may send before it has logged in"`
 	MaxBadCommands   int           `name:"pop3-max-bad-commands" help:"unknown, malformed or out-of-state POP3 commands before the connection is closed"`
 	MaxAuthFailures  int           `name:"pop3-max-auth-failures" help:"failed POP3 logins per connection before it is closed"`
-	MaxMessages      int           `name:"pop3-max-messages" help:"most messages a POP3 session offers: the oldest this many of the INBOX, so that a client can empty a huge mailbox in turns (0: all)"`
+	MaxMessages      int           `name:"pop3-max-messages" help:"most messages a POP3 session offers: the newest this many of the INBOX (0: all)"`
 	ReadAhead        int           `name:"pop3-read-ahead" help:"messages after the one a RETR asks for that are fetched from the backend ahead, in memory, for the RETRs that follow, in batches of at least half this many per call (0: none)"`
 	ReadAheadMemory  int64         `name:"pop3-read-ahead-memory" help:"bytes all POP3 sessions of this frontend may hold read ahead together (K, M, G suffixes)"`
 	AuthFailureDelay time.Duration `name:"pop3-auth-failure-delay" help:"wait before answering a failed POP3 login (on top of the directory's per-address backoff)"`

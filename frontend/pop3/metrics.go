@@ -16,6 +16,7 @@ type metrics struct {
 	retrieved prometheus.Counter
 	expunged  prometheus.Counter
 	ahead     *prometheus.CounterVec
+	limited   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -34,13 +35,15 @@ func newMetrics() *metrics {
 			Help: "Messages removed by QUIT in the UPDATE state."}),
 		ahead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailcluster_pop3_read_ahead_total",
 			Help: "RETRs of messages read ahead, by whether the body was used (hit) or fetched again (miss)."}, []string{"result"}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailcluster_pop3_limited_maildrops_total",
+			Help: "Logins whose INBOX had more than -pop3-max-messages messages (only the newest were offered)."}),
 	}
 }
 
 // Collectors returns the server's metrics, for the frontend's registry.
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return []prometheus.Collector{m.commands, m.logins, m.sessions, m.retrieved, m.expunged, m.ahead}
+	return []prometheus.Collector{m.commands, m.logins, m.sessions, m.retrieved, m.expunged, m.ahead, m.limited}
 }
 
 func (m *metrics) command(name string, start time.Time, result string) {

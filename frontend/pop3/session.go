@@ -515,7 +515,7 @@ func (s *session) backend() (mailboxv1.MailboxClient, context.Context, context.C
 
 // openMaildrop takes the INBOX as it is now, with one Maildrop call: its
 // id, UIDVALIDITY and every message's UID, size and flags, from one
-// snapshot, or the oldest Config.MaxMessages of them. Messages are numbered
+// snapshot, or the newest Config.MaxMessages of them. Messages are numbered
 // in UID order; a message delivered later is not part of this session.
 func (s *session) openMaildrop() error {
 	cl, ctx, cancel, err := s.backend()
@@ -528,6 +528,7 @@ func (s *session) openMaildrop() error {
 		return err
 	}
 	s.msgs, s.live, s.liveSize = nil, 0, 0
+	limited := false
 	for {
 		resp, err := st.Recv()
 		if err == io.EOF {
@@ -544,25 +545,31 @@ func (s *session) openMaildrop() error {
 			s.mailboxID, s.uidValidity = resp.MailboxId, resp.UidValidity
 			s.msgs = make([]message, 0, len(uids))
 		}
-		if max := s.srv.cfg.MaxMessages; max > 0 && len(s.msgs)+len(uids) > max {
-			// The oldest max messages: the client can delete them and
-			// get the next ones in its next session. The rest of the
-			// stream is cancelled.
-			n := max - len(s.msgs)
-			uids, sizes, flags = uids[:n], sizes[:n], flags[:n]
-		}
 		for i, uid := range uids {
 			s.msgs = append(s.msgs, message{uid: uid, size: sizes[i],
 				wasDeleted: flags[i]&uint32(mailboxv1.Flag_FLAG_DELETED) != 0,
 				wasSeen:    flags[i]&uint32(mailboxv1.Flag_FLAG_SEEN) != 0})
-			s.liveSize += sizes[i]
 		}
-		s.live += len(uids)
-		if max := s.srv.cfg.MaxMessages; max > 0 && len(s.msgs) == max {
-			s.log.Info("maildrop limited to the oldest messages", "limit", max)
-			break
+		if max := s.srv.cfg.MaxMessages; max > 0 && len(s.msgs) >= 2*max {
+			// Keep the newest max (UIDs come in ascending order), so
+			// that no more than twice that and one response is held
+			// while reading.
+			s.msgs = append(s.msgs[:0], s.msgs[len(s.msgs)-max:]...)
+			limited = true
 		}
 	}
+	if max := s.srv.cfg.MaxMessages; max > 0 && len(s.msgs) > max {
+		s.msgs = append(s.msgs[:0], s.msgs[len(s.msgs)-max:]...)
+		limited = true
+	}
+	if limited {
+		s.log.Warn("maildrop limited to the newest messages", "limit", s.srv.cfg.MaxMessages)
+		s.srv.metrics.limited.Inc()
+	}
+	for _, m := range s.msgs {
+		s.liveSize += m.size
+	}
+	s.live = len(s.msgs)
 	if s.msgs == nil {
 		return errors.New("pop3: Maildrop sent no response")
 	}

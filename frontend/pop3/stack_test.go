@@ -752,8 +752,9 @@ func testutilGauge(t testing.TB, srv *Server) float64 {
 	return mfs[0].Metric[0].Gauge.GetValue()
 }
 
-// A maildrop larger than pop3-max-messages offers its oldest messages; once
-// the client has deleted them, the next session offers the next ones.
+// A maildrop larger than pop3-max-messages offers its newest messages (a
+// client that leaves mail on the server still sees new mail); once the
+// client has deleted them, the next session offers the next newest.
 func TestMaxMessages(t *testing.T) {
 	s := newStack(t, stackOptions{mod: func(c *Config) { c.MaxMessages = 3 }})
 	acct := s.user("hugo")
@@ -763,7 +764,7 @@ func TestMaxMessages(t *testing.T) {
 	}
 	s.deliver(acct, msgs...)
 	c := s.login("hugo")
-	size := len(msgs[0]) + len(msgs[1]) + len(msgs[2])
+	size := len(msgs[2]) + len(msgs[3]) + len(msgs[4])
 	c.expect("STAT", fmt.Sprintf("+OK 3 %d", size))
 	c.expect("LIST", "+OK")
 	if l := c.lines(); len(l) != 3 {
@@ -772,17 +773,23 @@ func TestMaxMessages(t *testing.T) {
 	c.expect("RETR 4", "-ERR")
 	for i := 1; i <= 3; i++ {
 		c.expect(fmt.Sprintf("RETR %d", i), "+OK")
-		if got := string(c.body()); !strings.Contains(got, fmt.Sprintf("Subject: m%d\r\n", i)) {
+		if got := string(c.body()); !strings.Contains(got, fmt.Sprintf("Subject: m%d\r\n", i+2)) {
 			t.Fatalf("RETR %d: %q", i, got)
 		}
 		c.expect(fmt.Sprintf("DELE %d", i), "+OK")
 	}
 	c.expect("QUIT", "+OK")
 	c = s.login("hugo")
-	c.expect("STAT", fmt.Sprintf("+OK 2 %d", len(msgs[3])+len(msgs[4])))
+	c.expect("STAT", fmt.Sprintf("+OK 2 %d", len(msgs[0])+len(msgs[1])))
 	c.expect("RETR 1", "+OK")
-	if got := string(c.body()); !strings.Contains(got, "Subject: m4\r\n") {
+	if got := string(c.body()); !strings.Contains(got, "Subject: m1\r\n") {
 		t.Fatalf("RETR 1 of the second session: %q", got)
 	}
 	c.expect("QUIT", "+OK")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.srv.metrics.limited)
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || mfs[0].Metric[0].Counter.GetValue() != 1 {
+		t.Errorf("limited maildrops: %v %v, want a count of 1", mfs, err)
+	}
 }
