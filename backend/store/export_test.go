@@ -22,3 +22,6 @@ func (s *Store) SearchSQL(ctx context.Context, account string, mailboxID int64, 
 func FetchSQL(envelope bool, ranges int) string {
 	return fetchSQL(FetchOptions{Envelope: envelope}, ranges)
 }
+
+// OutsideTx is outsideTx, for its test.
+func OutsideTx(sql string) ([]string, bool) { return outsideTx(sql) }

@@ -225,8 +225,23 @@ func (s *Store) migrate(ctx context.Context) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", int64(migrationLock)); err != nil {
-		return fmt.Errorf("postgres: migration lock: %w", err)
+	// The lock is polled, not waited for: a session blocked in
+	// pg_advisory_lock holds a snapshot, and CREATE INDEX CONCURRENTLY in
+	// the backend that migrates waits for every older snapshot, which
+	// would close a cycle with the backends waiting for its lock.
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", int64(migrationLock)).Scan(&got); err != nil {
+			return fmt.Errorf("postgres: migration lock: %w", err)
+		}
+		if got {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("postgres: migration lock: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(migrationLock))
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -251,18 +266,55 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, string(sql)); err != nil {
-				return err
+		if stmts, ok := outsideTx(string(sql)); ok {
+			for _, st := range stmts {
+				if _, err = conn.Exec(ctx, st); err != nil {
+					break
+				}
 			}
-			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", version)
-			return err
-		})
+			if err == nil {
+				_, err = conn.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", version)
+			}
+		} else {
+			err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, string(sql)); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", version)
+				return err
+			})
+		}
 		if err != nil {
 			return fmt.Errorf("postgres: migration %s: %w", version, err)
 		}
 	}
 	return nil
+}
+
+// noTxMarker, as a migration's first line, makes it run statement by
+// statement outside a transaction (CREATE INDEX CONCURRENTLY cannot run in
+// one). Such a migration must be safe to run again from the start, since a
+// crash may stop it half-way, and its statements must not contain ';'.
+const noTxMarker = "-- mailcluster: outside a transaction"
+
+// outsideTx splits a migration marked with noTxMarker into its statements;
+// ok is false for an ordinary migration.
+func outsideTx(sql string) (stmts []string, ok bool) {
+	if !strings.HasPrefix(sql, noTxMarker+"\n") {
+		return nil, false
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(sql, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "--") {
+			b.WriteString(line + "\n")
+		}
+	}
+	for _, st := range strings.Split(b.String(), ";") {
+		if st = strings.TrimSpace(st); st != "" {
+			stmts = append(stmts, st)
+		}
+	}
+	return stmts, true
 }
 
 // tx runs fn in a transaction, retrying serialization failures and deadlocks
