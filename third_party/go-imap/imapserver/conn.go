@@ -592,7 +592,9 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
 	wireEnc.NoFlush = conn.batching
-	if !conn.batching {
+	if !conn.batching || conn.small == nil {
+		// Not writing through the batch writer (whose deadlineWriter
+		// sets the deadline): the deadline is set around each response.
 		conn.setWriteTimeout(respWriteTimeout)
 	}
 	return &responseEncoder{
@@ -606,7 +608,7 @@ func (enc *responseEncoder) end() {
 		panic("imapserver: responseEncoder.end called twice")
 	}
 	enc.Encoder = nil
-	if !enc.conn.batching {
+	if !enc.conn.batching || enc.conn.small == nil {
 		enc.conn.setWriteTimeout(0)
 	}
 	enc.conn.encMutex.Unlock()
