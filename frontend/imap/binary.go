@@ -101,17 +101,23 @@ type bodyStream struct {
 	// total is the first chunk's total_size, got the octets received.
 	total, got int64
 	started    bool
+	err        error // sticky: a reader that dropped one error sees it again
 }
 
 // Read reads the section's octets; a stream that ends before total_size
-// octets came is io.ErrUnexpectedEOF, not a shorter body.
+// octets came (or before its first chunk) is io.ErrUnexpectedEOF, not a
+// shorter body.
 func (b *bodyStream) Read(p []byte) (int, error) {
 	for len(b.buf) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
 		ch, err := b.recv()
-		if err == io.EOF && b.got != b.total {
+		if err == io.EOF && (!b.started || b.got != b.total) {
 			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {
+			b.err = err
 			return 0, err
 		}
 		if !b.started {
