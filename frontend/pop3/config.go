@@ -44,7 +44,7 @@ func DefaultConfig() Config {
 		MaxBadCommands:   20,
 		MaxAuthFailures:  3,
 		MaxMessages:      100000,
-		ReadAhead:        16,
+		ReadAhead:        32,
 		ReadAheadMemory:  64 << 20,
 		AuthFailureDelay: 2 * time.Second,
 		BackendTimeout:   30 * time.Second,
