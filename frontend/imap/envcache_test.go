@@ -140,22 +140,36 @@ func TestEnvelopeFetchCached(t *testing.T) {
 }
 
 // recordingClient records the cached_envelopes of every Fetch with
-// ENVELOPE ("" for none, else "start-end,…").
+// ENVELOPE and the UID set of every Fetch ("" for none, else
+// "start-end,…").
 type recordingClient struct {
 	mailboxv1.MailboxClient
 	mu     sync.Mutex
 	cached []string
+	sets   []string
+}
+
+func rangesString(set *mailboxv1.UIDSet) string {
+	var parts []string
+	for _, r := range set.GetRanges() {
+		parts = append(parts, fmt.Sprintf("%d-%d", r.Start, r.End))
+	}
+	return strings.Join(parts, ",")
 }
 
 func (c *recordingClient) Fetch(ctx context.Context, in *mailboxv1.FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[mailboxv1.FetchResponse], error) {
+	c.mu.Lock()
 	if in.Envelope {
-		var parts []string
-		for _, r := range in.GetCachedEnvelopes().GetRanges() {
-			parts = append(parts, fmt.Sprintf("%d-%d", r.Start, r.End))
-		}
-		c.mu.Lock()
-		c.cached = append(c.cached, strings.Join(parts, ","))
-		c.mu.Unlock()
+		c.cached = append(c.cached, rangesString(in.GetCachedEnvelopes()))
 	}
+	c.sets = append(c.sets, rangesString(in.GetUids()))
+	c.mu.Unlock()
 	return c.MailboxClient.Fetch(ctx, in, opts...)
+}
+
+// lastSet is the UID set of the latest Fetch.
+func (c *recordingClient) lastSet() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sets[len(c.sets)-1]
 }
