@@ -228,18 +228,40 @@ func isValidFlag(s string) bool {
 	return len(s) > 0
 }
 
+// Number writes v. The digits are formatted into the buffered writer's own
+// free space (mailcluster change: strconv.FormatUint allocated a string for
+// every number from 100 up, and FETCH and SEARCH responses write several
+// per message).
 func (enc *Encoder) Number(v uint32) *Encoder {
-	return enc.writeString(strconv.FormatUint(uint64(v), 10))
+	return enc.decimal(uint64(v), false)
+}
+
+// decimal writes v, or -v when neg, without allocating (see Number).
+func (enc *Encoder) decimal(v uint64, neg bool) *Encoder {
+	if enc.err != nil || enc.literal {
+		return enc.writeString("") // the same error handling
+	}
+	b := enc.w.AvailableBuffer()
+	if neg {
+		b = append(b, '-')
+	}
+	if _, err := enc.w.Write(strconv.AppendUint(b, v, 10)); err != nil {
+		enc.err = err
+	}
+	return enc
 }
 
 func (enc *Encoder) Number64(v int64) *Encoder {
 	// TODO: disallow negative values
-	return enc.writeString(strconv.FormatInt(v, 10))
+	if v < 0 {
+		return enc.decimal(uint64(-v), true)
+	}
+	return enc.decimal(uint64(v), false)
 }
 
 func (enc *Encoder) ModSeq(v uint64) *Encoder {
 	// TODO: disallow zero values
-	return enc.writeString(strconv.FormatUint(v, 10))
+	return enc.decimal(v, false)
 }
 
 // List writes a parenthesized list.
