@@ -312,6 +312,35 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 	return nil
 }
 
+// addSeq adds n to set. SEARCH results come in ascending order, so n
+// usually extends the last range or starts a new one; set.AddNum searched
+// and inserted for each number (a sixth of the frontend's CPU for SEARCH
+// UNSEEN on 5,000 messages) and is the fallback.
+func addSeq(set imap.SeqSet, n uint32) imap.SeqSet {
+	switch last := len(set) - 1; {
+	case last >= 0 && set[last].Stop != 0 && set[last].Stop+1 == n:
+		set[last].Stop = n
+	case last < 0 || set[last].Stop < n:
+		set = append(set, imap.SeqRange{Start: n, Stop: n})
+	default:
+		set.AddNum(n)
+	}
+	return set
+}
+
+// addUID is addSeq for UIDs.
+func addUID(set imap.UIDSet, u imap.UID) imap.UIDSet {
+	switch last := len(set) - 1; {
+	case last >= 0 && set[last].Stop != 0 && set[last].Stop+1 == u:
+		set[last].Stop = u
+	case last < 0 || set[last].Stop < u:
+		set = append(set, imap.UIDRange{Start: u, Stop: u})
+	default:
+		set.AddNum(u)
+	}
+	return set
+}
+
 func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
 	defer ss.track("search", &err)()
 	sel := ss.sel.Load()
@@ -343,9 +372,9 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		num := c
 		if kind == imapserver.NumKindUID {
 			num = u
-			uids.AddNum(imap.UID(u))
+			uids = addUID(uids, imap.UID(u))
 		} else {
-			seqs.AddNum(c)
+			seqs = addSeq(seqs, c)
 		}
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
