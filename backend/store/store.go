@@ -244,6 +244,11 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", int64(migrationLock))
+	// A backend stopped during a long migration (an index build) closes
+	// its connection, but PostgreSQL notices only when it next writes to
+	// it: the session would finish the build and hold the lock meanwhile.
+	// Have it check the connection every 2 s (PostgreSQL 14 and later).
+	conn.Exec(ctx, "SET client_connection_check_interval = '2s'")
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("postgres: %w", err)

@@ -9,7 +9,9 @@
 -- The index is rebuilt CONCURRENTLY, so that deliveries and flag changes go
 -- on while it is built on a large store, under another name first and then
 -- swapped. Every statement may run again after a crash half-way: a
--- leftover (possibly invalid) new index is dropped first.
+-- leftover (possibly invalid) new index is dropped first. (After a crash
+-- between the drop of the old index and the end, the next start builds the
+-- index again: only time is lost.)
 DROP INDEX CONCURRENTLY IF EXISTS messages_unseen_modseq;
 CREATE INDEX CONCURRENTLY messages_unseen_modseq ON messages (account_id, mailbox_id, uid) INCLUDE (modseq) WHERE flags & 1 = 0;
 DROP INDEX CONCURRENTLY IF EXISTS messages_unseen;
