@@ -23,9 +23,11 @@ import (
 // the backend. The bodies are the backend's bytes, so what RETR sends does
 // not change; a read-ahead that failed, or a message gone since login, is
 // simply done again by the RETR itself, which answers its errors as usual.
-// Only messages up to maxAheadSize are read ahead, and all sessions of a
-// server together hold at most Config.ReadAheadMemory bytes: memory bounded
-// per message, session and node, no mail on disk (DESIGN.md rule 7).
+// Only messages up to maxAheadSize are read ahead, one session holds at
+// most a sixteenth of Config.ReadAheadMemory (at most 8 MiB), and all
+// sessions of a server together hold at most Config.ReadAheadMemory bytes:
+// memory bounded per message, session and node, no mail on disk (DESIGN.md
+// rule 7).
 
 const maxAheadSize = 1 << 20
 
@@ -69,6 +71,11 @@ func (s *session) readAhead(i int) {
 	}
 	var want []int
 	n, have := 0, 0
+	// One session holds at most a sixteenth of the server's budget (and
+	// at least one largest message), so that a few sessions downloading
+	// large mail do not take every other session's read-ahead.
+	limit := max(min(s.srv.cfg.ReadAheadMemory/16, 8<<20), maxAheadSize)
+	var held int64 // bytes of the window read or being read ahead
 	for j := i; j < len(s.msgs) && n < window; j++ {
 		m := &s.msgs[j]
 		if m.deleted || m.retrieved {
@@ -78,8 +85,10 @@ func (s *session) readAhead(i int) {
 		switch {
 		case s.ahead[j] != nil:
 			have++
-		case m.size <= maxAheadSize:
+			held += m.size
+		case m.size <= maxAheadSize && held+m.size <= limit:
 			want = append(want, j)
+			held += m.size
 		}
 	}
 	if len(want) == 0 || have > window/2 {

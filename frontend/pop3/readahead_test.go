@@ -129,3 +129,28 @@ func aheadCount(t testing.TB, srv *Server, result string) float64 {
 	}
 	return 0
 }
+
+// One session reads ahead at most a sixteenth of the server's budget (or
+// one largest message): here 1 MiB of 400 KB messages, not the window's 32.
+func TestReadAheadSessionLimit(t *testing.T) {
+	s := newStack(t, stackOptions{mod: func(c *Config) { c.ReadAhead = 32; c.ReadAheadMemory = 4 << 20 }})
+	acct := s.user("ivan")
+	var msgs []string
+	for i := 1; i <= 5; i++ {
+		msgs = append(msgs, msg(fmt.Sprint("m", i), strings.Repeat("z", 400<<10)))
+	}
+	s.deliver(acct, msgs...)
+	c := s.login("ivan")
+	c.expect("RETR 1", "+OK")
+	c.body()
+	if used := s.srv.aheadUsed.Load(); used > 1<<20 {
+		t.Errorf("%d bytes read ahead after RETR 1, want at most 1 MiB", used)
+	}
+	for i := 2; i <= 5; i++ {
+		c.expect(fmt.Sprintf("RETR %d", i), "+OK")
+		if got, want := c.body(), wantOnWire([]byte(msgs[i-1])); !bytes.Equal(got, want) {
+			t.Fatalf("RETR %d: %d octets, want %d", i, len(got), len(want))
+		}
+	}
+	c.expect("QUIT", "+OK")
+}
