@@ -1080,7 +1080,11 @@ const changesOneMax = 2000
 func (s *Store) changesOne(ctx context.Context, account string, mailboxID int64, since uint64, emit func(*mailboxv1.ChangesResponse) error) (done bool, err error) {
 	if s.cfg.Observe != nil {
 		start := time.Now()
-		defer func() { s.cfg.Observe("Changes", time.Since(start), err) }()
+		defer func() {
+			if done { // otherwise the transaction that follows is observed
+				s.cfg.Observe("Changes", time.Since(start), err)
+			}
+		}()
 	}
 	var (
 		m                   Mailbox

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -563,6 +564,7 @@ func (s *session) openMaildrop() error {
 		limited = true
 	}
 	if limited {
+		s.msgs = slices.Clone(s.msgs) // not the trimmed array's capacity, for the whole session
 		s.log.Warn("maildrop limited to the newest messages", "limit", s.srv.cfg.MaxMessages)
 		s.srv.metrics.limited.Inc()
 	}
