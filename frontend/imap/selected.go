@@ -312,33 +312,23 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 	return nil
 }
 
-// addSeq adds n to set. SEARCH results come in ascending order, so n
-// usually extends the last range or starts a new one; set.AddNum searched
-// and inserted for each number (a sixth of the frontend's CPU for SEARCH
-// UNSEEN on 5,000 messages) and is the fallback.
-func addSeq(set imap.SeqSet, n uint32) imap.SeqSet {
-	switch last := len(set) - 1; {
-	case last >= 0 && set[last].Stop != 0 && set[last].Stop+1 == n:
-		set[last].Stop = n
-	case last < 0 || set[last].Stop < n:
-		set = append(set, imap.SeqRange{Start: n, Stop: n})
-	default:
-		set.AddNum(n)
+// numRanges merges message numbers into ascending ranges [start, stop].
+// SEARCH results come in ascending order, so this is one pass (AddNum per
+// number searched and inserted each: a sixth of the frontend's CPU for
+// SEARCH UNSEEN on 5,000 messages); other input is sorted first.
+func numRanges(nums []uint32) [][2]uint32 {
+	if !slices.IsSorted(nums) {
+		nums = slices.Sorted(slices.Values(nums))
 	}
-	return set
-}
-
-// addUID is addSeq for UIDs.
-func addUID(set imap.UIDSet, u imap.UID) imap.UIDSet {
-	switch last := len(set) - 1; {
-	case last >= 0 && set[last].Stop != 0 && set[last].Stop+1 == u:
-		set[last].Stop = u
-	case last < 0 || set[last].Stop < u:
-		set = append(set, imap.UIDRange{Start: u, Stop: u})
-	default:
-		set.AddNum(u)
+	var out [][2]uint32
+	for _, n := range nums {
+		if last := len(out) - 1; last >= 0 && n <= out[last][1]+1 {
+			out[last][1] = max(out[last][1], n)
+			continue
+		}
+		out = append(out, [2]uint32{n, n})
 	}
-	return set
+	return out
 }
 
 func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
@@ -355,9 +345,7 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		return nil, ss.fail("search", err, nil)
 	}
 	data := &imap.SearchData{}
-	var seqs imap.SeqSet
-	var uids imap.UIDSet
-	var saved []uint32
+	var nums, saved []uint32
 	sel.mb.mu.Lock()
 	for _, u := range resp.Uids {
 		n := sel.mb.seqOf(u)
@@ -372,10 +360,8 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		num := c
 		if kind == imapserver.NumKindUID {
 			num = u
-			uids = addUID(uids, imap.UID(u))
-		} else {
-			seqs = addSeq(seqs, c)
 		}
+		nums = append(nums, num)
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
 		}
@@ -383,6 +369,15 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		data.Count++
 	}
 	sel.mb.mu.Unlock()
+	var seqs imap.SeqSet
+	var uids imap.UIDSet
+	for _, r := range numRanges(nums) {
+		if kind == imapserver.NumKindUID {
+			uids = append(uids, imap.UIDRange{Start: imap.UID(r[0]), Stop: imap.UID(r[1])})
+		} else {
+			seqs = append(seqs, imap.SeqRange{Start: r[0], Stop: r[1]})
+		}
+	}
 	if kind == imapserver.NumKindUID {
 		data.All = uids
 	} else {
