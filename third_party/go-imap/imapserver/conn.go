@@ -584,12 +584,21 @@ func (w deadlineWriter) Write(p []byte) (int, error) {
 }
 
 func newResponseEncoder(conn *Conn) *responseEncoder {
+	enc := &responseEncoder{}
+	enc.begin(conn, new(imapwire.Encoder))
+	return enc
+}
+
+// begin starts a response on conn with wireEnc, which it resets
+// (mailcluster: split out of newResponseEncoder so that FetchWriter can
+// reuse one encoder for the responses of a command).
+func (enc *responseEncoder) begin(conn *Conn, wireEnc *imapwire.Encoder) {
 	conn.mutex.Lock()
 	quotedUTF8 := conn.enabled.Has(imap.CapIMAP4rev2) || conn.enabled.Has(imap.CapUTF8Accept)
 	conn.mutex.Unlock()
 
 	conn.encMutex.Lock() // released by responseEncoder.end
-	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
+	wireEnc.Reset(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
 	wireEnc.NoFlush = conn.batching
 	if !conn.batching || conn.small == nil {
@@ -597,10 +606,7 @@ func newResponseEncoder(conn *Conn) *responseEncoder {
 		// sets the deadline): the deadline is set around each response.
 		conn.setWriteTimeout(respWriteTimeout)
 	}
-	return &responseEncoder{
-		Encoder: wireEnc,
-		conn:    conn,
-	}
+	enc.Encoder, enc.conn = wireEnc, conn
 }
 
 func (enc *responseEncoder) end() {

@@ -47,6 +47,13 @@ func NewEncoder(w *bufio.Writer, side ConnSide) *Encoder {
 	return &Encoder{w: w, side: side}
 }
 
+// Reset makes enc a new encoder of w, as NewEncoder would return
+// (mailcluster addition: the server reuses the encoder of each FETCH
+// response of a command instead of allocating one per message).
+func (enc *Encoder) Reset(w *bufio.Writer, side ConnSide) {
+	*enc = Encoder{w: w, side: side}
+}
+
 func (enc *Encoder) setErr(err error) {
 	if enc.err == nil {
 		enc.err = err
@@ -104,7 +111,18 @@ func (enc *Encoder) SP() *Encoder {
 }
 
 func (enc *Encoder) Special(ch byte) *Encoder {
-	return enc.writeString(string(ch))
+	// mailcluster: one byte written as a byte; string(ch) allocated.
+	if enc.err != nil {
+		return enc
+	}
+	if enc.literal {
+		enc.err = fmt.Errorf("imapwire: cannot encode while a literal is open")
+		return enc
+	}
+	if err := enc.w.WriteByte(ch); err != nil {
+		enc.err = err
+	}
+	return enc
 }
 
 func (enc *Encoder) Quoted(s string) *Encoder {
