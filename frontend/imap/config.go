@@ -34,6 +34,11 @@ type Config struct {
 	// EnvelopeCache bounds the bytes of rendered ENVELOPEs kept for FETCH
 	// (envcache.go); 0 turns the cache off.
 	EnvelopeCache int64 `name:"imap-envelope-cache" help:"memory for ENVELOPEs already rendered, reused by later FETCHes of the same messages (bytes; K, M, G suffixes; 0: off)"`
+	// MessageCache bounds the memory, over all selected mailboxes, of
+	// what the frontend keeps of each message (flags, MODSEQ, size,
+	// INTERNALDATE, ENVELOPE) to answer FETCH and SEARCH without the
+	// backend (msgcache.go); 0 turns it off.
+	MessageCache int64 `name:"imap-message-cache" help:"memory for the flags, sizes, dates and ENVELOPEs of the messages of selected mailboxes, with which the frontend answers FETCH and SEARCH itself (bytes; K, M, G suffixes; 0: off)"`
 	// WatchRetry is the longest wait between attempts to reopen the
 	// backend Watch stream.
 	WatchRetry time.Duration `name:"imap-watch-retry" help:"longest wait before reopening the backend watch stream after it failed"`
@@ -51,6 +56,7 @@ func DefaultConfig() Config {
 		MaxAuthFailures: 5,
 		WatchRetry:      5 * time.Second,
 		EnvelopeCache:   64 << 20,
+		MessageCache:    128 << 20,
 	}
 }
 
@@ -80,6 +86,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EnvelopeCache < 0 {
 		errs = append(errs, errors.New("imap-envelope-cache must not be negative"))
+	}
+	if c.MessageCache < 0 {
+		errs = append(errs, errors.New("imap-message-cache must not be negative"))
 	}
 	if c.WatchRetry <= 0 {
 		errs = append(errs, errors.New("imap-watch-retry must be positive"))

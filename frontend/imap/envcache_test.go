@@ -93,7 +93,8 @@ func TestEnvelopeFetchCached(t *testing.T) {
 		return out
 	}
 	rec := &recordingClient{MailboxClient: st.clients[0]}
-	srv, err := New(func() Config { c := DefaultConfig(); c.InsecureAuth = true; return c }(),
+	// MessageCache 0: the envelope hints reach the backend only without the message cache.
+	srv, err := New(func() Config { c := DefaultConfig(); c.InsecureAuth, c.MessageCache = true, 0; return c }(),
 		Deps{Auth: st.dir, Router: &testRouter{down: map[int]bool{}, clients: []mailboxv1.MailboxClient{rec}}}, st.log)
 	if err != nil {
 		t.Fatal(err)

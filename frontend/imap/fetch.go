@@ -76,8 +76,24 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 	if bodyOnly(options, sel.readOnly) {
 		return ss.fetchBodies(w, targets, options)
 	}
+	hits, targets := ss.fetchCached(targets, options)
+	if hits != nil {
+		for i := range *hits {
+			if err := writeCached(w, &(*hits)[i], options); err != nil {
+				putHits(hits)
+				return err
+			}
+		}
+		ss.srv.metrics.cached.WithLabelValues("fetch").Add(float64(len(*hits)))
+		putHits(hits)
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	// Sizes and dates are always asked for when the message cache is on:
+	// they cost a few bytes a message and make its entries whole.
 	req := &mailboxv1.FetchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Envelope: options.Envelope,
-		BodyStructure: options.BodyStructure != nil, InternalDate: options.InternalDate || options.RFC822Size,
+		BodyStructure: options.BodyStructure != nil, InternalDate: options.InternalDate || options.RFC822Size || ss.srv.cfg.MessageCache > 0,
 		BatchSize: uint32(ss.srv.cfg.FetchBatch), ChangedSince: options.ChangedSince}
 	if len(options.BinarySection)+len(options.BinarySectionSize) > 0 {
 		req.BodyStructure = true // to find each part's transfer encoding
@@ -141,6 +157,8 @@ func (ss *session) cachedEnvelopes(req *mailboxv1.FetchRequest, chunk []target, 
 // pinned (aligned with targets, or nil) holds envelopes already rendered.
 func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchRequest, targets []target, options *imap.FetchOptions, pinned [][]byte) error {
 	var written int
+	mb := ss.sel.Load().mb
+	var idx []int // per row of a response: its target, or -1
 	for attempt := 0; ; attempt++ {
 		c, ctx, cancel, err := ss.rpc(true)
 		if err != nil {
@@ -154,18 +172,43 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchReq
 			if err != nil {
 				break
 			}
-			for _, m := range r.Messages {
+			// The rows (and the ENVELOPEs rendered for them) go into the
+			// message cache before the responses are written, so that a
+			// \Seen set while writing is newer than what is recorded.
+			idx = idx[:0]
+			var envs [][]byte
+			if options.Envelope {
+				envs = make([][]byte, len(r.Messages))
+			}
+			for i, m := range r.Messages {
 				for j < len(targets) && targets[j].uid < m.Uid {
 					j++
 				}
 				if j == len(targets) || targets[j].uid != m.Uid {
+					idx = append(idx, -1)
+					continue
+				}
+				idx = append(idx, j)
+				if envs != nil {
+					if pinned != nil {
+						envs[i] = pinned[j]
+					}
+					if envs[i] == nil {
+						// Not cached when the FETCH began, so the backend sent it.
+						envs[i] = ss.srv.envelopes.wire(envelopeKey{mb.key.account, mb.key.id, mb.uidValidity, m.Uid}, m.Envelope)
+					}
+				}
+			}
+			mb.noteRows(r.Messages, req.InternalDate, envs)
+			for i, m := range r.Messages {
+				if idx[i] < 0 {
 					continue
 				}
 				var env []byte
-				if pinned != nil {
-					env = pinned[j]
+				if envs != nil {
+					env = envs[i]
 				}
-				if werr := ss.writeMessage(w, targets[j].seq, m, options, env); werr != nil {
+				if werr := ss.writeMessage(w, targets[idx[i]].seq, m, options, env); werr != nil {
 					cancel()
 					return werr
 				}
@@ -259,6 +302,9 @@ func (ss *session) writeMessage(w *imapserver.FetchWriter, seq uint32, m *mailbo
 	}
 	if (options.Flags && deferred) || flags != m.Flags {
 		rw.WriteFlags(flagsFromProto(flags))
+	}
+	if modseq > m.Modseq {
+		sel.mb.noteFlags(m.Uid, flags, modseq) // \Seen set by a body read
 	}
 	if options.ModSeq && deferred {
 		rw.WriteModSeq(modseq)

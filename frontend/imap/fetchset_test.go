@@ -32,7 +32,8 @@ func TestFetchSetAcrossHoles(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recordingClient{MailboxClient: st.clients[0]}
-	srv, err := New(func() Config { c := DefaultConfig(); c.InsecureAuth = true; return c }(),
+	// MessageCache 0: the sets reach the backend only without the message cache.
+	srv, err := New(func() Config { c := DefaultConfig(); c.InsecureAuth, c.MessageCache = true, 0; return c }(),
 		Deps{Auth: st.dir, Router: &testRouter{down: map[int]bool{}, clients: []mailboxv1.MailboxClient{rec}}}, st.log)
 	if err != nil {
 		t.Fatal(err)

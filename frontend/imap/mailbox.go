@@ -48,6 +48,9 @@ type mailboxState struct {
 	modseq      uint64
 	uidValidity uint32
 	keywords    map[string]bool // for FLAGS
+	meta        []msgMeta       // the message cache, aligned with uids (msgcache.go); nil: none
+	metaBytes   int64           // what meta is counted as against Server.metaLeft
+	released    bool            // no session uses the state: cache nothing more
 	tracker     *imapserver.MailboxTracker
 
 	kickMu  sync.Mutex
@@ -91,6 +94,7 @@ func (s *Server) release(mb *mailboxState) {
 	s.mu.Unlock()
 	if last {
 		s.watch.remove(mb)
+		mb.releaseMeta()
 	}
 }
 
@@ -377,6 +381,7 @@ func (mb *mailboxState) apply(vanished *mailboxv1.UIDSet, changed []*mailboxv1.M
 		for i := len(expunged) - 1; i >= 0; i-- {
 			mb.tracker.QueueExpungeUID(expunged[i], imap.UID(uids[i]))
 		}
+		mb.removeMetaLocked(expunged)
 	}
 	grown := false
 	for _, m := range changed {
@@ -397,12 +402,15 @@ func (mb *mailboxState) apply(vanished *mailboxv1.UIDSet, changed []*mailboxv1.M
 		switch {
 		case m.Uid > mb.uids.last():
 			mb.uids.push(m.Uid)
+			mb.pushMetaLocked()
 			mb.tracker.QueueNumMessages(mb.uids.len())
+			mb.noteLocked(m.Uid, m.Flags, m.Modseq, false, 0, 0)
 		default:
 			seq := mb.seqOf(m.Uid)
 			if seq == 0 {
 				continue
 			}
+			mb.noteLocked(m.Uid, m.Flags, m.Modseq, false, 0, 0)
 			src := (*imapserver.SessionTracker)(nil)
 			if _, ok := slices.BinarySearch(quiet, m.Uid); ok {
 				src = source

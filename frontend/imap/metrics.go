@@ -20,6 +20,7 @@ type metrics struct {
 	watchUp    prometheus.Gauge
 	watchFails prometheus.Counter
 	bodyBytes  prometheus.Counter
+	cached     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -42,19 +43,24 @@ func newMetrics() *metrics {
 			Help: "Times the shared backend Watch stream failed and was reopened."}),
 		bodyBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailcluster_imap_body_bytes_total",
 			Help: "Message octets streamed to clients by FETCH BODY[...]."}),
+		cached: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailcluster_imap_cache_answers_total",
+			Help: "Answers the frontend gave from its message cache without a backend call (imap-message-cache), by kind (fetch: messages of a FETCH; search: SEARCH commands)."}, []string{"kind"}),
 	}
 }
 
 // Collectors returns the server's metrics, for the frontend's registry.
 func (s *Server) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return []prometheus.Collector{m.commands, m.logins, m.sessions, m.mailboxes, m.resyncs, m.watchUp, m.watchFails, m.bodyBytes,
+	return []prometheus.Collector{m.commands, m.logins, m.sessions, m.mailboxes, m.resyncs, m.watchUp, m.watchFails, m.bodyBytes, m.cached,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailcluster_imap_envelope_cache_entries",
 			Help: "Rendered ENVELOPEs held by the envelope cache (imap-envelope-cache)."},
 			func() float64 { n, _ := s.envelopes.len(); return float64(n) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailcluster_imap_envelope_cache_bytes",
 			Help: "Memory counted against imap-envelope-cache, in bytes."},
 			func() float64 { _, b := s.envelopes.len(); return float64(b) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailcluster_imap_message_cache_bytes",
+			Help: "Memory counted against imap-message-cache, in bytes, over all selected mailboxes."},
+			func() float64 { return float64(s.cfg.MessageCache - s.metaLeft.Load()) }),
 	}
 }
 

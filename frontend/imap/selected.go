@@ -338,11 +338,17 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	if depthOf(key) > ss.srv.cfg.MaxSearchDepth {
 		return nil, no(imap.ResponseCodeLimit, "SEARCH nested too deeply")
 	}
-	resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.SearchResponse, error) {
-		return c.Search(ctx, &mailboxv1.SearchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Criteria: key})
-	})
-	if err != nil {
-		return nil, ss.fail("search", err, nil)
+	resp := &mailboxv1.SearchResponse{}
+	if uids, highest, ok := sel.mb.searchCached(key); ok {
+		resp.Uids, resp.HighestModseq = uids, highest
+		ss.srv.metrics.cached.WithLabelValues("search").Inc()
+	} else {
+		resp, err = call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.SearchResponse, error) {
+			return c.Search(ctx, &mailboxv1.SearchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Criteria: key})
+		})
+		if err != nil {
+			return nil, ss.fail("search", err, nil)
+		}
 	}
 	data := &imap.SearchData{}
 	var nums, saved []uint32

@@ -65,9 +65,11 @@ type Server struct {
 	metrics *metrics
 	// envelopes caches rendered ENVELOPEs (nil: off).
 	envelopes *envelopeCache
-	ctx       context.Context
-	cancel    context.CancelFunc
-	connID    atomic.Uint64
+	// metaLeft is what remains of cfg.MessageCache (msgcache.go).
+	metaLeft atomic.Int64
+	ctx      context.Context
+	cancel   context.CancelFunc
+	connID   atomic.Uint64
 
 	mu        sync.Mutex
 	mailboxes map[mailboxKey]*mailboxState
@@ -102,6 +104,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) (*Server, error) {
 		metrics:   newMetrics(),
 		envelopes: newEnvelopeCache(cfg.EnvelopeCache),
 	}
+	s.metaLeft.Store(cfg.MessageCache)
 	s.caps = imap.CapSet{}
 	for _, c := range []imap.Cap{
 		imap.CapIMAP4rev1, imap.CapIMAP4rev2, imap.CapNamespace, imap.CapUIDPlus,

@@ -1,0 +1,444 @@
+package imap
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
+)
+
+// The message cache: what a mailboxState knows of each message (flags,
+// MODSEQ, size, INTERNALDATE and the rendered ENVELOPE), so that the FETCH
+// of a client's resync (FLAGS, ENVELOPE, RFC822.SIZE, INTERNALDATE of 1:*)
+// and a SEARCH on flags, dates and sizes are answered by the frontend
+// without a backend call.
+//
+// The entries are a slice aligned with the state's UID list (entry i is
+// sequence number i+1 of the server view), so that answering for a whole
+// mailbox reads memory in order. An entry is filled from the rows of a
+// backend Fetch, and every change the state applies (apply: the backend's
+// Changes, this frontend's own STORE and EXPUNGE results) updates it; a
+// body read that set \Seen updates it too. A message's MODSEQ grows with
+// every change of its flags, so of two views of one message the one with
+// the higher MODSEQ is the newer, whatever the order they arrive in
+// (noteLocked). Size, INTERNALDATE and ENVELOPE never change.
+//
+// The state answers from the cache only while it is current: the Watch
+// stream is open and no resynchronisation of the mailbox is running or
+// pending. It then shows every change whose event has reached this
+// frontend, which is what NOOP and IDLE show too; this session's own
+// changes are applied before their tagged OK.
+//
+// Memory is counted against Config.MessageCache over all mailboxes of the
+// Server: metaSlot bytes per message of a cached mailbox, plus its
+// ENVELOPE. A mailbox whose entries do not fit has none (and answers from
+// the backend as before); a cache that stops fitting as the mailbox grows
+// is dropped whole.
+
+// msgMeta is one message's cached metadata.
+type msgMeta struct {
+	kw     []string // keywords; shared, never modified
+	env    []byte   // rendered ENVELOPE; shared, never modified
+	modseq uint64
+	date   int64 // INTERNALDATE, Unix seconds; valid when full
+	size   int64 // RFC822.SIZE; valid when full
+	sys    uint32
+	known  bool // flags and modseq are set
+	full   bool // size and date too (Changes carries flags only)
+}
+
+// metaSlot is what one entry is counted as (the struct and the slice's
+// spare capacity).
+const metaSlot = 96
+
+// sysFlagLists holds the rendered flag lists of every combination of the
+// five system flags, so that writing FLAGS allocates nothing when a
+// message has no keywords. Written once, read only.
+var sysFlagLists = func() (out [64][]imap.Flag) {
+	for bits := range out {
+		out[bits] = flagsFromProto(&mailboxv1.Flags{System: uint32(bits)})
+	}
+	return out
+}()
+
+// flags returns the message's flags for a FETCH response.
+func (e *msgMeta) flags() []imap.Flag {
+	if len(e.kw) == 0 && e.sys < uint32(len(sysFlagLists)) {
+		return sysFlagLists[e.sys]
+	}
+	return flagsFromProto(&mailboxv1.Flags{System: e.sys, Keywords: e.kw})
+}
+
+// current reports whether the state may answer for the backend (see the
+// comment at the top of this file).
+func (mb *mailboxState) current() bool {
+	if mb.srv.cfg.MessageCache == 0 || !mb.srv.watch.healthy.Load() {
+		return false
+	}
+	mb.kickMu.Lock()
+	defer mb.kickMu.Unlock()
+	return !mb.running
+}
+
+// charge takes n bytes of the budget, or reports that they do not fit.
+func (s *Server) charge(n int64) bool {
+	if s.metaLeft.Add(-n) < 0 {
+		s.metaLeft.Add(n)
+		return false
+	}
+	return true
+}
+
+// metaLocked returns the entries, allocating them when the budget allows;
+// nil when it does not or the state is released. mu must be held.
+func (mb *mailboxState) metaLocked() []msgMeta {
+	if mb.meta == nil && !mb.released && mb.srv.cfg.MessageCache > 0 {
+		n := int64(mb.uids.len())
+		if mb.srv.charge(n * metaSlot) {
+			mb.meta, mb.metaBytes = make([]msgMeta, n), n*metaSlot
+		}
+	}
+	return mb.meta
+}
+
+// dropMetaLocked gives the state's entries back to the budget. mu must be
+// held.
+func (mb *mailboxState) dropMetaLocked() {
+	mb.srv.metaLeft.Add(mb.metaBytes)
+	mb.meta, mb.metaBytes = nil, 0
+}
+
+// pushMetaLocked adds the entry of a message appended to the UID list.
+func (mb *mailboxState) pushMetaLocked() {
+	if mb.meta == nil {
+		return
+	}
+	if !mb.srv.charge(metaSlot) {
+		mb.dropMetaLocked()
+		return
+	}
+	mb.metaBytes += metaSlot
+	mb.meta = append(mb.meta, msgMeta{})
+}
+
+// removeMetaLocked drops the entries at the 1-based positions gone
+// (ascending), as uidList.removeIf did.
+func (mb *mailboxState) removeMetaLocked(gone []uint32) {
+	if mb.meta == nil || len(gone) == 0 {
+		return
+	}
+	var freed int64
+	out, k := mb.meta[:0], 0
+	for i := range mb.meta {
+		if k < len(gone) && uint32(i+1) == gone[k] {
+			k++
+			freed += metaSlot + int64(len(mb.meta[i].env))
+			continue
+		}
+		out = append(out, mb.meta[i])
+	}
+	clear(mb.meta[len(out):]) // let go of keywords and envelopes
+	mb.meta = out
+	mb.metaBytes -= freed
+	mb.srv.metaLeft.Add(freed)
+}
+
+// release gives everything back when no session uses the state any more;
+// nothing is recorded in it afterwards.
+func (mb *mailboxState) releaseMeta() {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	mb.released = true
+	mb.dropMetaLocked()
+}
+
+// noteLocked records what the backend says of message uid at modseq: the
+// flags when they are newer than the entry's, and the size and date when
+// full. A UID the state does not list is not recorded. mu must be held.
+func (mb *mailboxState) noteLocked(uid uint32, flags *mailboxv1.Flags, modseq uint64, full bool, size, date int64) {
+	if mb.meta == nil {
+		return
+	}
+	seq := mb.seqOf(uid)
+	if seq == 0 {
+		return
+	}
+	e := &mb.meta[seq-1]
+	if !e.known || modseq > e.modseq {
+		e.sys, e.kw, e.modseq, e.known = flags.GetSystem(), flags.GetKeywords(), modseq, true
+	}
+	if full && !e.full {
+		e.full, e.size, e.date = true, size, date
+	}
+}
+
+// noteEnvLocked keeps the rendered ENVELOPE of uid, if it fits.
+func (mb *mailboxState) noteEnvLocked(uid uint32, env []byte) {
+	if mb.meta == nil || env == nil {
+		return
+	}
+	seq := mb.seqOf(uid)
+	if seq == 0 || mb.meta[seq-1].env != nil || !mb.srv.charge(int64(len(env))) {
+		return
+	}
+	mb.meta[seq-1].env = env
+	mb.metaBytes += int64(len(env))
+}
+
+// noteRows records the rows of a backend Fetch, full when the request
+// asked for sizes and dates, with the ENVELOPEs written for them (envs
+// aligned with ms, or nil).
+func (mb *mailboxState) noteRows(ms []*mailboxv1.MessageMeta, full bool, envs [][]byte) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if mb.metaLocked() == nil {
+		return
+	}
+	for i, m := range ms {
+		mb.noteLocked(m.Uid, m.Flags, m.Modseq, full, m.Size, m.InternalDate)
+		if envs != nil {
+			mb.noteEnvLocked(m.Uid, envs[i])
+		}
+	}
+}
+
+// noteFlags records new flags a body read set (\Seen).
+func (mb *mailboxState) noteFlags(uid uint32, flags *mailboxv1.Flags, modseq uint64) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if seq := mb.seqOf(uid); mb.meta != nil && seq != 0 && mb.meta[seq-1].known {
+		mb.noteLocked(uid, flags, modseq, false, 0, 0)
+	}
+}
+
+// cachedFetch reports whether a FETCH with options can be answered from
+// the cache: only items the cache holds.
+func cachedFetch(o *imap.FetchOptions) bool {
+	return o.BodyStructure == nil && len(o.BodySection)+len(o.BinarySection)+len(o.BinarySectionSize) == 0
+}
+
+// hit is a target answered from the cache.
+type hit struct {
+	target
+	meta msgMeta
+}
+
+// hitPool recycles the hits of large FETCHes.
+var hitPool = sync.Pool{New: func() any { return new([]hit) }}
+
+// fetchCached splits targets into those the cache answers and the rest
+// (misses, ascending by UID), or returns no hits when the state is not
+// current. An ENVELOPE not yet in an entry is taken from the envelope
+// cache when it is there (and kept in the entry). Return the hits with
+// putHits.
+func (ss *session) fetchCached(targets []target, options *imap.FetchOptions) (hits *[]hit, misses []target) {
+	mb := ss.sel.Load().mb
+	if !cachedFetch(options) || !mb.current() {
+		return nil, targets
+	}
+	needFull := options.InternalDate || options.RFC822Size
+	hits = hitPool.Get().(*[]hit)
+	out := (*hits)[:0]
+	var envMiss []int // indexes into out of hits still without ENVELOPE
+	mb.mu.Lock()
+	if mb.meta == nil {
+		mb.mu.Unlock()
+		putHits(hits)
+		return nil, targets
+	}
+	for _, t := range targets {
+		seq := mb.seqOf(t.uid)
+		if seq == 0 {
+			continue // expunged; as the backend, which finds no row
+		}
+		e := &mb.meta[seq-1]
+		if !e.known || (needFull && !e.full) {
+			misses = append(misses, t)
+			continue
+		}
+		if options.ChangedSince != 0 && e.modseq <= options.ChangedSince {
+			continue
+		}
+		if options.Envelope && e.env == nil {
+			envMiss = append(envMiss, len(out))
+		}
+		out = append(out, hit{target: t, meta: *e})
+	}
+	mb.mu.Unlock()
+	if len(envMiss) > 0 {
+		kept, k := out[:0], 0
+		var found []int
+		for i := range out {
+			if k < len(envMiss) && envMiss[k] == i {
+				k++
+				out[i].meta.env = ss.srv.envelopes.get(envelopeKey{mb.key.account, mb.key.id, mb.uidValidity, out[i].uid})
+				if out[i].meta.env == nil {
+					misses = append(misses, out[i].target)
+					continue
+				}
+				found = append(found, len(kept))
+			}
+			kept = append(kept, out[i])
+		}
+		out = kept
+		if len(found) > 0 {
+			mb.mu.Lock()
+			for _, i := range found {
+				mb.noteEnvLocked(out[i].uid, out[i].meta.env)
+			}
+			mb.mu.Unlock()
+		}
+		slices.SortFunc(misses, func(a, b target) int { return int(int64(a.uid) - int64(b.uid)) })
+	}
+	*hits = out
+	return hits, misses
+}
+
+// putHits returns hits to the pool; large ones are let go.
+func putHits(hits *[]hit) {
+	if hits == nil || cap(*hits) > 1<<16 {
+		return
+	}
+	clear(*hits)
+	*hits = (*hits)[:0]
+	hitPool.Put(hits)
+}
+
+// writeCached writes the FETCH response of a cache hit, with the items in
+// the order writeMessage writes them.
+func writeCached(w *imapserver.FetchWriter, h *hit, options *imap.FetchOptions) error {
+	rw := w.CreateMessage(h.seq)
+	if options.UID {
+		rw.WriteUID(imap.UID(h.uid))
+	}
+	if options.Flags {
+		rw.WriteFlags(h.meta.flags())
+	}
+	if options.ModSeq {
+		rw.WriteModSeq(h.meta.modseq)
+	}
+	if options.InternalDate {
+		rw.WriteInternalDate(time.Unix(h.meta.date, 0))
+	}
+	if options.RFC822Size {
+		rw.WriteRFC822Size(h.meta.size)
+	}
+	if options.Envelope {
+		rw.WriteEnvelopeRaw(h.meta.env)
+	}
+	return rw.Close()
+}
+
+// localKey reports whether the cache can evaluate k (flags, UIDs, MODSEQ,
+// INTERNALDATE and size; not headers, bodies or sent dates), and whether
+// it needs sizes and dates.
+func localKey(k *mailboxv1.SearchKey) (ok, needFull bool) {
+	switch k.Op {
+	case mailboxv1.SearchKey_OP_ALL, mailboxv1.SearchKey_OP_MODSEQ:
+		return true, false
+	case mailboxv1.SearchKey_OP_FLAG, mailboxv1.SearchKey_OP_NO_FLAG:
+		return k.Text != "" || k.Number&^uint64(0x1f) == 0, false
+	case mailboxv1.SearchKey_OP_BEFORE, mailboxv1.SearchKey_OP_SINCE, mailboxv1.SearchKey_OP_LARGER, mailboxv1.SearchKey_OP_SMALLER:
+		return true, true
+	case mailboxv1.SearchKey_OP_UID:
+		for _, r := range k.Uids.GetRanges() {
+			if r.End == 0 || r.End < r.Start {
+				return false, false
+			}
+		}
+		return true, false
+	case mailboxv1.SearchKey_OP_AND, mailboxv1.SearchKey_OP_OR, mailboxv1.SearchKey_OP_NOT:
+		if k.Op == mailboxv1.SearchKey_OP_NOT && len(k.Children) != 1 {
+			return false, false
+		}
+		for _, c := range k.Children {
+			cok, cfull := localKey(c)
+			if !cok {
+				return false, false
+			}
+			needFull = needFull || cfull
+		}
+		return true, needFull
+	}
+	return false, false
+}
+
+// matchLocal evaluates a key localKey accepted against one message, as
+// the backend's SQL does (store/search.go).
+func matchLocal(k *mailboxv1.SearchKey, uid uint32, e *msgMeta) bool {
+	switch k.Op {
+	case mailboxv1.SearchKey_OP_ALL:
+		return true
+	case mailboxv1.SearchKey_OP_AND:
+		for _, c := range k.Children {
+			if !matchLocal(c, uid, e) {
+				return false
+			}
+		}
+		return true
+	case mailboxv1.SearchKey_OP_OR:
+		for _, c := range k.Children {
+			if matchLocal(c, uid, e) {
+				return true
+			}
+		}
+		return false
+	case mailboxv1.SearchKey_OP_NOT:
+		return !matchLocal(k.Children[0], uid, e)
+	case mailboxv1.SearchKey_OP_UID:
+		return inSet(k.Uids, uid)
+	case mailboxv1.SearchKey_OP_FLAG, mailboxv1.SearchKey_OP_NO_FLAG:
+		has := e.sys&uint32(k.Number) != 0
+		if k.Text != "" {
+			has = slices.Contains(e.kw, k.Text)
+		}
+		return has == (k.Op == mailboxv1.SearchKey_OP_FLAG)
+	case mailboxv1.SearchKey_OP_BEFORE:
+		return e.date < k.Time
+	case mailboxv1.SearchKey_OP_SINCE:
+		return e.date >= k.Time
+	case mailboxv1.SearchKey_OP_LARGER:
+		return uint64(e.size) > k.Number
+	case mailboxv1.SearchKey_OP_SMALLER:
+		return uint64(e.size) < k.Number
+	case mailboxv1.SearchKey_OP_MODSEQ:
+		return e.modseq >= k.Number
+	}
+	return false
+}
+
+// searchCached evaluates key over every message of the mailbox from the
+// cache: the matching UIDs, ascending, and their highest MODSEQ. ok is
+// false when the state is not current, the key needs the backend, or a
+// message is not cached.
+func (mb *mailboxState) searchCached(key *mailboxv1.SearchKey) (uids []uint32, highest uint64, ok bool) {
+	local, needFull := localKey(key)
+	if !local || !mb.current() {
+		return nil, 0, false
+	}
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if mb.meta == nil {
+		return nil, 0, false
+	}
+	ok = true
+	mb.uids.each(func(i, uid uint32) {
+		e := &mb.meta[i]
+		if !ok || !e.known || (needFull && !e.full) {
+			ok = false
+			return
+		}
+		if matchLocal(key, uid, e) {
+			uids = append(uids, uid)
+			highest = max(highest, e.modseq)
+		}
+	})
+	if !ok {
+		return nil, 0, false
+	}
+	return uids, highest, true
+}
