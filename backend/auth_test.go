@@ -100,6 +100,7 @@ func TestConfigValidate(t *testing.T) {
 		"queue-delay-warning":         func(c *Config) { c.QueueDelayWarning = -1 },
 		"outbound-port":               func(c *Config) { c.OutboundPort = 70000 },
 		"postgres-random-page-cost":   func(c *Config) { c.PostgresRandomPageCost = -1 },
+		"body-location-cache":         func(c *Config) { c.BodyRefCache = -1 },
 		"outbound-domain-concurrency": func(c *Config) { c.OutboundDomainConcurrency = 0 },
 		"outbound-data-timeout":       func(c *Config) { c.OutboundDataTimeout = 0 },
 		"outbound-relay-username": func(c *Config) {

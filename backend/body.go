@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"sync"
 
 	"google.golang.org/grpc"
 
@@ -88,9 +89,20 @@ func (s *service) GetBody(r *mailboxv1.GetBodyRequest, stream grpc.ServerStreami
 	if len(r.Part) > 100 || r.Offset < 0 || r.Length < 0 {
 		return s.fail("GetBody", &store.InvalidError{Msg: "invalid part or range"})
 	}
-	ref, err := s.store.Body(ctx, r.AccountId, r.MailboxId, r.Uid)
-	if err != nil {
-		return s.fail("GetBody", err)
+	// A read that may set \Seen needs the flags as they are now; any
+	// other takes the location from the cache when it is there.
+	key := bodyRefKey{r.AccountId, r.MailboxId, r.Uid}
+	var ref *store.BodyRef
+	if !r.SetSeen {
+		ref = s.refs.get(key)
+	}
+	cached := ref != nil
+	if !cached {
+		var err error
+		if ref, err = s.store.Body(ctx, r.AccountId, r.MailboxId, r.Uid); err != nil {
+			return s.fail("GetBody", err)
+		}
+		s.refs.put(key, ref)
 	}
 	first := &mailboxv1.BodyChunk{}
 	if r.SetSeen && ref.Flags.System&uint32(mailboxv1.Flag_FLAG_SEEN) == 0 {
@@ -119,8 +131,30 @@ func (s *service) GetBody(r *mailboxv1.GetBodyRequest, stream grpc.ServerStreami
 		end = start + r.Length
 	}
 	first.TotalSize = end - start
-	return s.sendBlob(ctx, "GetBody", stream, first, ref.BlobKey, start, end-start, make([]byte, bodyChunk))
+	if end == start {
+		return stream.Send(first)
+	}
+	rc, err := s.blobs.Get(ctx, ref.BlobKey, start, end-start)
+	if err != nil && cached {
+		// The message may have been expunged and its body deleted since
+		// its location was cached: PostgreSQL tells.
+		s.refs.drop(key)
+		if _, err := s.store.Body(ctx, r.AccountId, r.MailboxId, r.Uid); err != nil {
+			return s.fail("GetBody", err)
+		}
+		rc, err = s.blobs.Get(ctx, ref.BlobKey, start, end-start)
+	}
+	if err != nil {
+		return s.fail("GetBody", err)
+	}
+	defer rc.Close()
+	buf := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(buf)
+	return s.streamBlob("GetBody", stream, first, rc, ref.BlobKey, end-start, *buf)
 }
+
+// bodyBufs holds the read buffers of GetBody.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, bodyChunk); return &b }}
 
 // maxBodiesPerCall bounds the UIDs of one GetBodies call.
 const maxBodiesPerCall = 1000
@@ -169,6 +203,11 @@ func (s *service) sendBlob(ctx context.Context, method string, stream grpc.Serve
 		return s.fail(method, err)
 	}
 	defer rc.Close()
+	return s.streamBlob(method, stream, first, rc, key, size, buf)
+}
+
+// streamBlob sends size bytes of rc, the stored body key, as sendBlob.
+func (s *service) streamBlob(method string, stream grpc.ServerStreamingServer[mailboxv1.BodyChunk], first *mailboxv1.BodyChunk, rc io.Reader, key string, size int64, buf []byte) error {
 	sent := int64(0)
 	msg := first
 	for sent < size {

@@ -58,6 +58,7 @@ type Config struct {
 	MaxMailboxDepth   int    `name:"max-mailbox-depth" help:"most hierarchy levels in a mailbox name"`
 	MaxMailboxes      int    `name:"max-mailboxes" help:"most mailboxes per account"`
 	MaxWatchAccounts  int    `name:"max-watch-accounts" help:"most accounts one Watch stream may follow"`
+	BodyRefCache      int64  `name:"body-location-cache" help:"memory for where message bodies are stored, so that reading a body again needs no PostgreSQL query (bytes; K, M, G suffixes; 0: off)"`
 
 	SweepInterval time.Duration `name:"sweep-interval" help:"how often unreferenced bodies are looked for and deleted"`
 	UploadGrace   time.Duration `name:"upload-grace" help:"age after which an upload that no message references is deleted; must exceed the longest deliver"`
@@ -108,6 +109,7 @@ func DefaultConfig() Config {
 		MaxMailboxDepth:        32,
 		MaxMailboxes:           10000,
 		MaxWatchAccounts:       100000,
+		BodyRefCache:           32 << 20,
 		SweepInterval:          time.Minute,
 		UploadGrace:            time.Hour,
 		ExpungeLog:             30 * 24 * time.Hour,
@@ -196,6 +198,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			bad(name, "must be positive")
 		}
+	}
+	if c.BodyRefCache < 0 {
+		bad("body-location-cache", "must not be negative")
 	}
 	if c.MemorySpool < 0 {
 		bad("memory-spool", "must not be negative")

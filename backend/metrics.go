@@ -183,3 +183,9 @@ func (s *Server) httpHandler() http.Handler {
 	}
 	return mux
 }
+
+// newBodyRefsSize reports the memory of the body location cache.
+func newBodyRefsSize(c *bodyRefs) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mailcluster_backend_body_location_cache_bytes",
+		Help: "Memory counted against body-location-cache, in bytes."}, func() float64 { _, b := c.len(); return float64(b) })
+}

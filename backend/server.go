@@ -81,7 +81,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.svc = &service{cfg: cfg, log: log, store: st, blobs: blobs, hub: newHub(), metrics: m, helo: helo,
-		dkim: &dkimKeys{st: st, log: log.With("part", "dkim")}}
+		dkim: &dkimKeys{st: st, log: log.With("part", "dkim")}, refs: newBodyRefs(cfg.BodyRefCache)}
+	m.reg.MustRegister(newBodyRefsSize(s.svc.refs))
 	m.reg.MustRegister(newQueueSize(st))
 	if cfg.QueueWorkers > 0 {
 		q, err := newQueueRunner(s.svc)

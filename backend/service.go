@@ -32,7 +32,8 @@ type service struct {
 	metrics *metrics
 	queue   *queueRunner // nil when this backend does not deliver outbound mail
 	dkim    *dkimKeys
-	helo    string // the host name bounces come from
+	helo    string    // the host name bounces come from
+	refs    *bodyRefs // where bodies are stored (nil: off)
 }
 
 var _ mailboxv1.MailboxServer = (*service)(nil)
@@ -83,6 +84,7 @@ func (s *service) DeleteMailbox(ctx context.Context, r *mailboxv1.DeleteMailboxR
 	if err := s.store.DeleteMailbox(ctx, r.AccountId, r.Name); err != nil {
 		return nil, s.fail("DeleteMailbox", err)
 	}
+	s.refs.dropAccount(r.AccountId)
 	return &mailboxv1.DeleteMailboxResponse{}, nil
 }
 
@@ -234,6 +236,7 @@ func (s *service) Move(ctx context.Context, r *mailboxv1.MoveRequest) (*mailboxv
 	if err != nil {
 		return nil, s.fail("Move", err)
 	}
+	s.refs.dropUIDs(r.AccountId, r.MailboxId, res.SourceUIDs)
 	return &mailboxv1.MoveResponse{DestUidValidity: res.DestUIDValidity, SourceUids: res.SourceUIDs, DestUids: res.DestUIDs, Modseq: res.Modseq}, nil
 }
 
@@ -245,6 +248,7 @@ func (s *service) Expunge(ctx context.Context, r *mailboxv1.ExpungeRequest) (*ma
 	if err != nil {
 		return nil, s.fail("Expunge", err)
 	}
+	s.refs.dropUIDs(r.AccountId, r.MailboxId, uids)
 	return &mailboxv1.ExpungeResponse{Expunged: uids, Modseq: modseq}, nil
 }
 

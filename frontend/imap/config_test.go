@@ -32,6 +32,7 @@ func TestConfig(t *testing.T) {
 		"imap-max-auth-failures": func(c *Config) { c.MaxAuthFailures = 0 },
 		"imap-watch-retry":       func(c *Config) { c.WatchRetry = -1 },
 		"imap-envelope-cache":    func(c *Config) { c.EnvelopeCache = -1 },
+		"imap-message-cache":     func(c *Config) { c.MessageCache = -1 },
 		"imap-stream-timeout":    func(c *Config) { c.StreamTimeout = 0 },
 	} {
 		c := DefaultConfig()
