@@ -164,6 +164,7 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchReq
 		if err != nil {
 			return ss.fail("fetch", err, nil)
 		}
+		gen := mb.fetchGen()
 		stream, err := c.Fetch(ctx, req)
 		j := 0
 		for err == nil {
@@ -199,7 +200,7 @@ func (ss *session) fetchChunk(w *imapserver.FetchWriter, req *mailboxv1.FetchReq
 					}
 				}
 			}
-			mb.noteRows(r.Messages, req.InternalDate, envs)
+			mb.noteRows(gen, r.Messages, req.InternalDate, envs)
 			for i, m := range r.Messages {
 				if idx[i] < 0 {
 					continue

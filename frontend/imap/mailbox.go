@@ -51,6 +51,8 @@ type mailboxState struct {
 	meta        []msgMeta       // the message cache, aligned with uids (msgcache.go); nil: none
 	metaBytes   int64           // what meta is counted as against Server.metaLeft
 	released    bool            // no session uses the state: cache nothing more
+	missed      uint64          // changes applied while meta was nil, and drops of meta (msgcache.go)
+	stale       bool            // the last sync failed: the state may lack changes
 	tracker     *imapserver.MailboxTracker
 
 	kickMu  sync.Mutex
@@ -74,6 +76,10 @@ func (s *Server) acquire(account, mailHost string, sel *mailboxv1.SelectResponse
 		uids: uidListOf(sel.Uids), modseq: sel.Status.HighestModseq, uidValidity: sel.Status.UidValidity}
 	mb.tracker = imapserver.NewMailboxTracker(mb.uids.len())
 	mb.keywords = map[string]bool{}
+	// The message cache is there from the start (if it fits), so that
+	// every change applied is recorded in it, however soon after the
+	// SELECT it comes.
+	mb.metaLocked()
 	for _, k := range sel.Keywords {
 		mb.keywords[k] = true
 	}
@@ -234,9 +240,16 @@ func (mb *mailboxState) client(ctx context.Context) (mailboxv1.MailboxClient, co
 // sync brings the state up to date with the backend and queues EXISTS,
 // EXPUNGE and FETCH FLAGS for every session. Flag changes of the UIDs in
 // quiet are not queued for source, which has already answered them.
-func (mb *mailboxState) sync(ctx context.Context, source *imapserver.SessionTracker, quiet []uint32) error {
+func (mb *mailboxState) sync(ctx context.Context, source *imapserver.SessionTracker, quiet []uint32) (err error) {
 	mb.syncMu.Lock()
 	defer mb.syncMu.Unlock()
+	defer func() {
+		// A state that failed to catch up does not answer from its cache
+		// (msgcache.go) until a sync succeeds.
+		mb.mu.Lock()
+		mb.stale = err != nil
+		mb.mu.Unlock()
+	}()
 	mb.mu.Lock()
 	since := mb.modseq
 	mb.mu.Unlock()
@@ -369,6 +382,9 @@ func (mb *mailboxState) apply(vanished *mailboxv1.UIDSet, changed []*mailboxv1.M
 	sort.Slice(changed, func(i, j int) bool { return changed[i].Uid < changed[j].Uid })
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
+	if mb.meta == nil && (len(changed) > 0 || len(vanished.GetRanges()) > 0) {
+		mb.missed++ // rows fetched before this change may not fill a cache
+	}
 	if len(vanished.GetRanges()) > 0 {
 		var uids []uint32
 		expunged := mb.uids.removeIf(func(u uint32) bool {

@@ -79,6 +79,12 @@ func (mb *mailboxState) current() bool {
 	if mb.srv.cfg.MessageCache == 0 || !mb.srv.watch.healthy.Load() {
 		return false
 	}
+	mb.mu.Lock()
+	stale := mb.stale
+	mb.mu.Unlock()
+	if stale {
+		return false
+	}
 	mb.kickMu.Lock()
 	defer mb.kickMu.Unlock()
 	return !mb.running
@@ -110,6 +116,15 @@ func (mb *mailboxState) metaLocked() []msgMeta {
 func (mb *mailboxState) dropMetaLocked() {
 	mb.srv.metaLeft.Add(mb.metaBytes)
 	mb.meta, mb.metaBytes = nil, 0
+	mb.missed++
+}
+
+// fetchGen is what noteRows is given for the rows of a backend Fetch
+// started now.
+func (mb *mailboxState) fetchGen() uint64 {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.missed
 }
 
 // pushMetaLocked adds the entry of a message appended to the UID list.
@@ -191,11 +206,14 @@ func (mb *mailboxState) noteEnvLocked(uid uint32, env []byte) {
 
 // noteRows records the rows of a backend Fetch, full when the request
 // asked for sizes and dates, with the ENVELOPEs written for them (envs
-// aligned with ms, or nil).
-func (mb *mailboxState) noteRows(ms []*mailboxv1.MessageMeta, full bool, envs [][]byte) {
+// aligned with ms, or nil). gen is fetchGen from before the call: when a
+// change was applied meanwhile without a cache to record it in (or the
+// cache was dropped), the rows may predate it and are not recorded, since
+// nothing newer would correct them.
+func (mb *mailboxState) noteRows(gen uint64, ms []*mailboxv1.MessageMeta, full bool, envs [][]byte) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	if mb.metaLocked() == nil {
+	if gen != mb.missed || mb.metaLocked() == nil {
 		return
 	}
 	for i, m := range ms {
@@ -333,6 +351,15 @@ func writeCached(w *imapserver.FetchWriter, h *hit, options *imap.FetchOptions) 
 	return rw.Close()
 }
 
+// maxLocalKeys and maxLocalRanges bound the children of one node and the
+// UID ranges of one key that searchCached evaluates itself, under the
+// mailbox's lock, for every message; larger criteria go to the backend,
+// which has its own limits (max-search-keys, max-uid-ranges).
+const (
+	maxLocalKeys   = 32
+	maxLocalRanges = 32
+)
+
 // localKey reports whether the cache can evaluate k (flags, UIDs, MODSEQ,
 // INTERNALDATE and size; not headers, bodies or sent dates), and whether
 // it needs sizes and dates.
@@ -341,10 +368,13 @@ func localKey(k *mailboxv1.SearchKey) (ok, needFull bool) {
 	case mailboxv1.SearchKey_OP_ALL, mailboxv1.SearchKey_OP_MODSEQ:
 		return true, false
 	case mailboxv1.SearchKey_OP_FLAG, mailboxv1.SearchKey_OP_NO_FLAG:
-		return k.Text != "" || k.Number&^uint64(0x1f) == 0, false
+		return k.Text != "" || (k.Number != 0 && k.Number&^uint64(0x1f) == 0), false
 	case mailboxv1.SearchKey_OP_BEFORE, mailboxv1.SearchKey_OP_SINCE, mailboxv1.SearchKey_OP_LARGER, mailboxv1.SearchKey_OP_SMALLER:
 		return true, true
 	case mailboxv1.SearchKey_OP_UID:
+		if len(k.Uids.GetRanges()) > maxLocalRanges {
+			return false, false
+		}
 		for _, r := range k.Uids.GetRanges() {
 			if r.End == 0 || r.End < r.Start {
 				return false, false
@@ -352,7 +382,7 @@ func localKey(k *mailboxv1.SearchKey) (ok, needFull bool) {
 		}
 		return true, false
 	case mailboxv1.SearchKey_OP_AND, mailboxv1.SearchKey_OP_OR, mailboxv1.SearchKey_OP_NOT:
-		if k.Op == mailboxv1.SearchKey_OP_NOT && len(k.Children) != 1 {
+		if (k.Op == mailboxv1.SearchKey_OP_NOT && len(k.Children) != 1) || len(k.Children) > maxLocalKeys {
 			return false, false
 		}
 		for _, c := range k.Children {

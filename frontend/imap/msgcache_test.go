@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -362,9 +363,86 @@ func TestMatchLocal(t *testing.T) {
 		{Op: mailboxv1.SearchKey_OP_UID, Uids: &mailboxv1.UIDSet{Ranges: []*mailboxv1.UIDRange{{Start: 3, End: 0}}}},
 		{Op: mailboxv1.SearchKey_OP_FLAG, Number: 64},
 		{Op: mailboxv1.SearchKey_OP_AND, Children: []*mailboxv1.SearchKey{{Op: mailboxv1.SearchKey_OP_ALL}, {Op: mailboxv1.SearchKey_OP_TEXT, Text: "x"}}},
+		{Op: mailboxv1.SearchKey_OP_FLAG}, // neither a system flag nor a keyword
+		{Op: mailboxv1.SearchKey_OP_OR, Children: make([]*mailboxv1.SearchKey, maxLocalKeys+1)},
+		{Op: mailboxv1.SearchKey_OP_UID, Uids: &mailboxv1.UIDSet{Ranges: make([]*mailboxv1.UIDRange, maxLocalRanges+1)}},
 	} {
 		if ok, _ := localKey(k); ok {
 			t.Errorf("%v: local", k)
 		}
+	}
+}
+
+// selectedState returns the shared state of the only mailbox selected on
+// srv.
+func selectedState(t *testing.T, srv *Server) *mailboxState {
+	t.Helper()
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	if len(srv.mailboxes) != 1 {
+		t.Fatalf("%d mailboxes selected, want 1", len(srv.mailboxes))
+	}
+	for _, mb := range srv.mailboxes {
+		return mb
+	}
+	return nil
+}
+
+// A state whose resynchronisation failed does not answer from its cache
+// until one succeeds; rows fetched before a change the state applied
+// without a cache do not make one (they would never be corrected).
+func TestMessageCacheStaleness(t *testing.T) {
+	st := newStack(t, 1)
+	acct := st.user("stale")
+	for i := 0; i < 4; i++ {
+		deliver(t, st.clients[0], acct, testMessage(i))
+	}
+	srv, addr := st.frontend(nil, 0)
+	a := rawLogin(t, addr, "stale")
+	a.send("f FETCH 1:* (FLAGS)\r\n")
+	a.until("f")
+	mb := selectedState(t, srv)
+	waitCurrent(t, srv)
+
+	dead, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := mb.sync(dead, nil, nil); err == nil {
+		t.Fatal("sync with a cancelled context succeeded")
+	}
+	if mb.current() {
+		t.Fatal("current after a failed sync")
+	}
+	a.send("s SEARCH UNSEEN\r\n")
+	if l := a.until("s"); !strings.Contains(l, "* SEARCH 1 2 3 4") || cachedAnswers(t, srv, "search") != 0 {
+		t.Fatalf("SEARCH after a failed sync: %q, %v from the cache", l, cachedAnswers(t, srv, "search"))
+	}
+	if err := mb.sync(context.Background(), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !mb.current() {
+		t.Fatal("not current after a good sync")
+	}
+
+	// Rows of uid 2 as a Fetch read them before a change was applied
+	// while the state had no cache.
+	old := []*mailboxv1.MessageMeta{{Uid: 2, Flags: &mailboxv1.Flags{}, Modseq: 1, Size: 10, InternalDate: 1}}
+	mb.mu.Lock()
+	mb.dropMetaLocked()
+	mb.mu.Unlock()
+	gen := mb.fetchGen()
+	mb.apply(&mailboxv1.UIDSet{}, []*mailboxv1.MessageMeta{{Uid: 2, Flags: &mailboxv1.Flags{System: uint32(mailboxv1.Flag_FLAG_FLAGGED)}, Modseq: 1 << 40}}, 1<<40, nil, nil)
+	mb.noteRows(gen, old, true, nil)
+	mb.mu.Lock()
+	made := mb.meta != nil
+	mb.mu.Unlock()
+	if made {
+		t.Fatal("rows older than an unrecorded change made a cache")
+	}
+	mb.noteRows(mb.fetchGen(), old, true, nil)
+	mb.mu.Lock()
+	made = mb.meta != nil && mb.meta[1].known
+	mb.mu.Unlock()
+	if !made {
+		t.Fatal("rows fetched after the change made no cache")
 	}
 }

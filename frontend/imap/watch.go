@@ -147,10 +147,12 @@ func (w *watcher) session(ctx context.Context) error {
 	if err := stream.Send(first); err != nil {
 		return err
 	}
+	// Changes made while no stream was open are caught up now; the
+	// mailboxes are kicked before the stream counts as healthy, so that
+	// none answers from its cache meanwhile (msgcache.go).
+	w.kickAll()
 	w.healthy.Store(true)
 	w.metrics.watchUp.Set(1)
-	// Changes made while no stream was open are caught up now.
-	w.kickAll()
 
 	recvErr := make(chan error, 1)
 	go func() {
