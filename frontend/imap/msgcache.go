@@ -327,28 +327,23 @@ func putHits(hits *[]hit) {
 }
 
 // writeCached writes the FETCH response of a cache hit, with the items in
-// the order writeMessage writes them.
+// the order writeMessage writes them (FetchWriter.WriteItems).
 func writeCached(w *imapserver.FetchWriter, h *hit, options *imap.FetchOptions) error {
-	rw := w.CreateMessage(h.seq)
-	if options.UID {
-		rw.WriteUID(imap.UID(h.uid))
+	it := imapserver.FetchItems{
+		WithUID: options.UID, UID: imap.UID(h.uid),
+		WithFlags: options.Flags, WithModSeq: options.ModSeq, ModSeq: h.meta.modseq,
+		WithInternalDate: options.InternalDate, WithRFC822Size: options.RFC822Size, RFC822Size: h.meta.size,
 	}
 	if options.Flags {
-		rw.WriteFlags(h.meta.flags())
-	}
-	if options.ModSeq {
-		rw.WriteModSeq(h.meta.modseq)
+		it.Flags = h.meta.flags()
 	}
 	if options.InternalDate {
-		rw.WriteInternalDate(time.Unix(h.meta.date, 0))
-	}
-	if options.RFC822Size {
-		rw.WriteRFC822Size(h.meta.size)
+		it.InternalDate = time.Unix(h.meta.date, 0)
 	}
 	if options.Envelope {
-		rw.WriteEnvelopeRaw(h.meta.env)
+		it.Envelope = h.meta.env
 	}
-	return rw.Close()
+	return w.WriteItems(h.seq, &it)
 }
 
 // maxLocalKeys and maxLocalRanges bound the children of one node and the

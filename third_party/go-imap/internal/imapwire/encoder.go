@@ -230,6 +230,10 @@ func (enc *Encoder) MailboxAttr(attr imap.MailboxAttr) *Encoder {
 
 // isValidFlag checks whether the provided string satisfies
 // flag-keyword / flag-extension.
+// IsValidFlag reports whether s can be written as a flag (mailcluster
+// addition, for imapserver.FetchWriter.WriteItems).
+func IsValidFlag(s string) bool { return isValidFlag(s) }
+
 func isValidFlag(s string) bool {
 	for i := 0; i < len(s); i++ {
 		ch := s[i]
