@@ -437,33 +437,30 @@ func matchLocal(k *mailboxv1.SearchKey, uid uint32, e *msgMeta) bool {
 }
 
 // searchCached evaluates key over every message of the mailbox from the
-// cache: the matching UIDs, ascending, and their highest MODSEQ. ok is
-// false when the state is not current, the key needs the backend, or a
-// message is not cached.
-func (mb *mailboxState) searchCached(key *mailboxv1.SearchKey) (uids []uint32, highest uint64, ok bool) {
+// cache, calling found with each match's UID and server sequence number
+// (ascending, under mu), and returns the highest MODSEQ of the matches. ok
+// is false, with found not called, when the state is not current, the key
+// needs the backend, or a message is not cached.
+func (mb *mailboxState) searchCached(key *mailboxv1.SearchKey, found func(uid, seq uint32)) (highest uint64, ok bool) {
 	local, needFull := localKey(key)
 	if !local || !mb.current() {
-		return nil, 0, false
+		return 0, false
 	}
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
 	if mb.meta == nil {
-		return nil, 0, false
+		return 0, false
 	}
-	ok = true
-	mb.uids.each(func(i, uid uint32) {
-		e := &mb.meta[i]
-		if !ok || !e.known || (needFull && !e.full) {
-			ok = false
-			return
+	for i := range mb.meta {
+		if e := &mb.meta[i]; !e.known || (needFull && !e.full) {
+			return 0, false
 		}
-		if matchLocal(key, uid, e) {
-			uids = append(uids, uid)
+	}
+	mb.uids.each(func(i, uid uint32) {
+		if e := &mb.meta[i]; matchLocal(key, uid, e) {
+			found(uid, i+1)
 			highest = max(highest, e.modseq)
 		}
 	})
-	if !ok {
-		return nil, 0, false
-	}
-	return uids, highest, true
+	return highest, true
 }

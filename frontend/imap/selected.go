@@ -338,31 +338,18 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	if depthOf(key) > ss.srv.cfg.MaxSearchDepth {
 		return nil, no(imap.ResponseCodeLimit, "SEARCH nested too deeply")
 	}
-	resp := &mailboxv1.SearchResponse{}
-	if uids, highest, ok := sel.mb.searchCached(key); ok {
-		resp.Uids, resp.HighestModseq = uids, highest
-		ss.srv.metrics.cached.WithLabelValues("search").Inc()
-	} else {
-		resp, err = call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.SearchResponse, error) {
-			return c.Search(ctx, &mailboxv1.SearchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Criteria: key})
-		})
-		if err != nil {
-			return nil, ss.fail("search", err, nil)
-		}
-	}
 	data := &imap.SearchData{}
 	var nums, saved []uint32
-	sel.mb.mu.Lock()
-	for _, u := range resp.Uids {
-		n := sel.mb.seqOf(u)
-		if n == 0 {
-			continue
-		}
+	// found takes each match, with its server sequence number n, under
+	// the mailbox's lock.
+	found := func(u, n uint32) {
 		c := sel.st.EncodeSeqNum(n)
 		if c == 0 {
-			continue
+			return
 		}
-		saved = append(saved, u)
+		if options != nil && options.ReturnSave {
+			saved = append(saved, u)
+		}
 		num := c
 		if kind == imapserver.NumKindUID {
 			num = u
@@ -374,7 +361,25 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		data.Max = max(data.Max, num)
 		data.Count++
 	}
-	sel.mb.mu.Unlock()
+	highest, ok := sel.mb.searchCached(key, found)
+	if ok {
+		ss.srv.metrics.cached.WithLabelValues("search").Inc()
+	} else {
+		resp, err := call(ss, true, func(ctx context.Context, c mailboxv1.MailboxClient) (*mailboxv1.SearchResponse, error) {
+			return c.Search(ctx, &mailboxv1.SearchRequest{AccountId: ss.acct.ID, MailboxId: sel.mb.key.id, Criteria: key})
+		})
+		if err != nil {
+			return nil, ss.fail("search", err, nil)
+		}
+		highest = resp.HighestModseq
+		sel.mb.mu.Lock()
+		for _, u := range resp.Uids {
+			if n := sel.mb.seqOf(u); n != 0 {
+				found(u, n)
+			}
+		}
+		sel.mb.mu.Unlock()
+	}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
 	for _, r := range numRanges(nums) {
@@ -390,7 +395,7 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		data.All = seqs
 	}
 	if data.Count > 0 && hasModSeq(key) {
-		data.ModSeq = resp.HighestModseq
+		data.ModSeq = highest
 	}
 	if options != nil && options.ReturnSave {
 		ss.searchRes = saved

@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,29 +144,54 @@ func isNumSetEmpty(numSet imap.NumSet) bool {
 
 // writeSearch writes a SEARCH response; a non-zero modSeq is the highest
 // mod-sequence of the messages found (RFC 7162 section 3.1.5).
+//
+// mailcluster: the numbers are appended into a buffer written every 32 KiB
+// rather than passed one by one through the encoder (a SEARCH UNSEEN of a
+// 10,000-message mailbox answers 5,000 numbers).
 func (c *Conn) writeSearch(numSet imap.NumSet, modSeq uint64) error {
+	// "*" cannot be enumerated: refused before anything is written.
+	valid := true
+	switch numSet := numSet.(type) {
+	case imap.SeqSet:
+		for _, r := range numSet {
+			valid = valid && r.Start != 0 && r.Stop != 0
+		}
+	case imap.UIDSet:
+		for _, r := range numSet {
+			valid = valid && r.Start != 0 && r.Stop != 0
+		}
+	}
+	if !valid {
+		return fmt.Errorf("imapserver: failed to enumerate message numbers in SEARCH response")
+	}
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
-	enc.Atom("*").SP().Atom("SEARCH")
-	var ok bool
+	b := make([]byte, 0, 4096)
+	b = append(b, "* SEARCH"...)
+	add := func(start, stop uint32) {
+		for n := start; n <= stop; n++ {
+			b = strconv.AppendUint(append(b, ' '), uint64(n), 10)
+			if len(b) >= 32<<10 {
+				enc.Raw(b)
+				b = b[:0]
+			}
+			if n == stop {
+				break
+			}
+		}
+	}
 	switch numSet := numSet.(type) {
 	case imap.SeqSet:
-		var nums []uint32
-		nums, ok = numSet.Nums()
-		for _, num := range nums {
-			enc.SP().Number(num)
+		for _, r := range numSet {
+			add(r.Start, r.Stop)
 		}
 	case imap.UIDSet:
-		var uids []imap.UID
-		uids, ok = numSet.Nums()
-		for _, uid := range uids {
-			enc.SP().UID(uid)
+		for _, r := range numSet {
+			add(uint32(r.Start), uint32(r.Stop))
 		}
 	}
-	if !ok {
-		return fmt.Errorf("imapserver: failed to enumerate message numbers in SEARCH response")
-	}
+	enc.Raw(b)
 	if modSeq != 0 && !isNumSetEmpty(numSet) {
 		enc.SP().Special('(').Atom("MODSEQ").SP().ModSeq(modSeq).Special(')')
 	}
