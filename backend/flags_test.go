@@ -791,3 +791,66 @@ func TestStoreUnchangedTakesNoLock(t *testing.T) {
 		t.Errorf("after +FLAGS \\Seen on 1 and 3: %v", ms)
 	}
 }
+
+// A STORE of one message without new keywords (the short way, storeOne)
+// does all a STORE does: one new MODSEQ for the message and the mailbox,
+// a Changes entry and a Watch event; one that adds a keyword, or no
+// longer changes anything, still answers right.
+func TestStoreOneMessage(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	const a = "single"
+	id := fillInbox(t, c, a, 2)
+	before := selectBox(t, c, a, "INBOX").Status.HighestModseq
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := c.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send(&mailboxv1.WatchRequest{Add: []*mailboxv1.WatchAccount{{AccountId: a, SinceModseq: before}}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the subscription is in place before the change
+	one := func(mode mailboxv1.StoreMode, sys uint32, kw ...string) *mailboxv1.StoreFlagsResponse {
+		return storeFlags(t, c, &mailboxv1.StoreFlagsRequest{AccountId: a, MailboxId: id, Uids: uidSet(2, 2), Mode: mode,
+			Flags: &mailboxv1.Flags{System: sys, Keywords: kw}})
+	}
+	r := one(mailboxv1.StoreMode_STORE_MODE_ADD, fFlagged)
+	if r.Modseq <= before || len(r.Messages) != 1 || r.Messages[0].Uid != 2 || r.Messages[0].Flags.System != fFlagged || r.Messages[0].Modseq != r.Modseq {
+		t.Fatalf("store of one message: %v (HIGHESTMODSEQ before %d)", r, before)
+	}
+	if hm := selectBox(t, c, a, "INBOX").Status.HighestModseq; hm != r.Modseq {
+		t.Fatalf("HIGHESTMODSEQ %d, want %d", hm, r.Modseq)
+	}
+	cs := changes(t, c, &mailboxv1.ChangesRequest{AccountId: a, MailboxId: id, SinceModseq: before})
+	if len(cs.changed) != 1 || cs.changed[0].Uid != 2 || cs.changed[0].Modseq != r.Modseq || cs.changed[0].Flags.System != fFlagged {
+		t.Fatalf("changes since %d: %v", before, cs.changed)
+	}
+	for {
+		ev, err := w.Recv()
+		if err != nil {
+			t.Fatalf("no Watch event for the store: %v", err)
+		}
+		if ev.AccountId == a && ev.Modseq == r.Modseq {
+			break
+		}
+	}
+	// Removing a keyword the message lacks along with a flag it has.
+	r2 := one(mailboxv1.StoreMode_STORE_MODE_REMOVE, fFlagged, "Absent")
+	if r2.Modseq != r.Modseq+1 || r2.Messages[0].Flags.System != 0 {
+		t.Fatalf("remove: %v", r2)
+	}
+	// Adding a keyword goes the general way and lists it in the mailbox.
+	r3 := one(mailboxv1.StoreMode_STORE_MODE_ADD, fSeen, "Fresh")
+	if r3.Modseq != r2.Modseq+1 || r3.Messages[0].Flags.System != fSeen || fmt.Sprint(r3.Messages[0].Flags.Keywords) != "[Fresh]" {
+		t.Fatalf("add keyword: %v", r3)
+	}
+	if sel := selectBox(t, c, a, "INBOX"); !sliceHas(sel.Keywords, "Fresh") || sel.Status.HighestModseq != r3.Modseq {
+		t.Fatalf("after adding a keyword: keywords %v, HIGHESTMODSEQ %d", sel.Keywords, sel.Status.HighestModseq)
+	}
+	// Nothing to change: the flags as they are, no MODSEQ.
+	if r4 := one(mailboxv1.StoreMode_STORE_MODE_ADD, fSeen); r4.Modseq != 0 || r4.Messages[0].Modseq != r3.Modseq {
+		t.Fatalf("no-op: %v", r4)
+	}
+}

@@ -607,15 +607,17 @@ const maxUnchangedSpan = 1000
 // than maxUnchangedSpan UIDs (then the caller's transaction decides). Such a STORE takes effect at the moment of
 // the read; it needs no MODSEQ and no lock on the account, which every
 // changing STORE of the account holds until its commit.
-func (s *Store) storeUnchanged(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, newFlags, newKw string, bits uint32, kw []string) (*mailboxv1.StoreFlagsResponse, error) {
+//
+// When the set is one message and it would change, one is its UID.
+func (s *Store) storeUnchanged(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, newFlags, newKw string, bits uint32, kw []string) (_ *mailboxv1.StoreFlagsResponse, one uint32, _ error) {
 	for _, r := range set.GetRanges() {
 		if r != nil && r.End == 0 {
-			return nil, nil
+			return nil, 0, nil
 		}
 	}
 	f, err := s.uidSet(ctx, nil, account, mailboxID, set, false)
 	if err != nil || len(f.starts) == 0 {
-		return nil, err
+		return nil, 0, err
 	}
 	// A large set is left to the transaction: were it to change, it would
 	// be read twice.
@@ -624,13 +626,13 @@ func (s *Store) storeUnchanged(ctx context.Context, account string, mailboxID in
 		span += f.ends[i] - f.starts[i] + 1
 	}
 	if span > maxUnchangedSpan {
-		return nil, nil
+		return nil, 0, nil
 	}
 	rows, err := s.pool.Query(ctx, `SELECT m.uid, m.flags, m.keywords, m.modseq, `+newFlags+` <> m.flags OR `+newKw+` <> m.keywords
 		FROM messages m`+uidJoin+`WHERE m.account_id=$1 AND m.mailbox_id=$2 ORDER BY m.uid`,
 		account, mailboxID, f.starts, f.ends, int32(bits), kw)
 	if err != nil {
-		return nil, classify(err)
+		return nil, 0, classify(err)
 	}
 	defer rows.Close()
 	resp := &mailboxv1.StoreFlagsResponse{Modified: &mailboxv1.UIDSet{}}
@@ -642,20 +644,63 @@ func (s *Store) storeUnchanged(ctx context.Context, account string, mailboxID in
 	)
 	for rows.Next() {
 		if err := rows.Scan(&uid, &fl, &k, &ms, &change); err != nil {
-			return nil, classify(err)
+			return nil, 0, classify(err)
 		}
 		if change {
-			return nil, nil
+			if span == 1 {
+				return nil, uint32(uid), nil
+			}
+			return nil, 0, nil
 		}
 		resp.Messages = append(resp.Messages, &mailboxv1.MessageMeta{Uid: uint32(uid), Flags: flagsOf(fl, k), Modseq: uint64(ms)})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, classify(err)
+		return nil, 0, classify(err)
 	}
 	if len(resp.Messages) == 0 {
+		return nil, 0, nil
+	}
+	return resp, 0, nil
+}
+
+// storeOne changes the flags of the one message uid, which storeUnchanged
+// found would change, without UNCHANGEDSINCE and adding no keyword to the
+// mailbox: an UPDATE by primary key instead of StoreFlags' general
+// statement, whose planning alone cost more than this whole transaction's
+// work. It returns nil when the message no longer changes (or is gone):
+// the caller then takes the general way.
+func (s *Store) storeOne(ctx context.Context, account string, mailboxID int64, uid uint32, newFlags, newKw string, bits uint32, kw []string) (*mailboxv1.StoreFlagsResponse, error) {
+	var resp *mailboxv1.StoreFlagsResponse
+	err := s.txNamed(ctx, "StoreFlags", func(tx pgx.Tx) error {
+		modseq, _, _, err := nextModseq(ctx, tx, account)
+		if err != nil {
+			return err
+		}
+		var (
+			fl int32
+			k  []string
+		)
+		err = tx.QueryRow(ctx, `UPDATE messages m SET flags = `+newFlags+`, keywords = `+newKw+`, modseq = $4
+			WHERE m.account_id=$1 AND m.mailbox_id=$2 AND m.uid=$3 AND (`+newFlags+` <> m.flags OR `+newKw+` <> m.keywords)
+			RETURNING m.flags, m.keywords`, account, mailboxID, int64(uid), modseq, int32(bits), kw).Scan(&fl, &k)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errNoChange
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE mailboxes SET highest_modseq = $3 WHERE account_id=$1 AND mailbox_id=$2`,
+			account, mailboxID, modseq); err != nil {
+			return err
+		}
+		resp = &mailboxv1.StoreFlagsResponse{Modified: &mailboxv1.UIDSet{}, Modseq: uint64(modseq),
+			Messages: []*mailboxv1.MessageMeta{{Uid: uid, Flags: flagsOf(fl, k), Modseq: uint64(modseq)}}}
+		return notify(ctx, tx, account, modseq, mailboxID)
+	})
+	if errors.Is(err, errNoChange) {
 		return nil, nil
 	}
-	return resp, nil
+	return resp, err
 }
 
 // StoreFlags changes flags of the messages in set (RFC 3501 STORE, RFC 7162
@@ -682,9 +727,14 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 	}
 	over := func(expr, alias string) string { return strings.ReplaceAll(expr, "%[1]s", alias) }
 	if unchangedSince == 0 {
-		resp, err := s.storeUnchanged(ctx, account, mailboxID, set, over(newFlags, "m"), over(newKw, "m"), bits, kw)
+		resp, one, err := s.storeUnchanged(ctx, account, mailboxID, set, over(newFlags, "m"), over(newKw, "m"), bits, kw)
 		if resp != nil || err != nil {
 			return resp, err
+		}
+		if one != 0 && (len(kw) == 0 || mode == mailboxv1.StoreMode_STORE_MODE_REMOVE) {
+			if resp, err := s.storeOne(ctx, account, mailboxID, one, over(newFlags, "m"), over(newKw, "m"), bits, kw); resp != nil || err != nil {
+				return resp, err
+			}
 		}
 	}
 	var resp *mailboxv1.StoreFlagsResponse
