@@ -76,16 +76,9 @@ func (ss *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options 
 	if bodyOnly(options, sel.readOnly) {
 		return ss.fetchBodies(w, targets, options)
 	}
-	hits, targets := ss.fetchCached(targets, options)
-	if hits != nil {
-		for i := range *hits {
-			if err := writeCached(w, &(*hits)[i], options); err != nil {
-				putHits(hits)
-				return err
-			}
-		}
-		ss.srv.metrics.cached.WithLabelValues("fetch").Add(float64(len(*hits)))
-		putHits(hits)
+	targets, err = ss.fetchCached(w, targets, options)
+	if err != nil {
+		return err
 	}
 	if len(targets) == 0 {
 		return nil

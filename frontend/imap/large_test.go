@@ -16,25 +16,33 @@ func TestLargeMailboxFetch(t *testing.T) {
 	id := st.user("kim")
 	const n = 2100
 	deliverMany(t, st.clients[0], id, n)
-	_, addr := st.frontend(func(c *Config) { c.FetchBatch = 100 }, 0)
+	srv, addr := st.frontend(func(c *Config) { c.FetchBatch = 100 }, 0)
 	c := login(t, addr, "kim")
 	if sel, err := c.Select("INBOX", nil).Wait(); err != nil || sel.NumMessages != n {
 		t.Fatalf("select: %v %v", sel, err)
 	}
-	cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, Envelope: true})
-	count := 0
-	for m := cmd.Next(); m != nil; m = cmd.Next() {
-		buf, err := m.Collect()
-		if err != nil {
-			t.Fatal(err)
+	// The second time from the message cache, in pieces of hitChunk.
+	for pass := 0; pass < 2; pass++ {
+		waitCurrent(t, srv)
+		before := cachedAnswers(t, srv, "fetch")
+		cmd := c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true, Envelope: true, RFC822Size: true})
+		count := 0
+		for m := cmd.Next(); m != nil; m = cmd.Next() {
+			buf, err := m.Collect()
+			if err != nil {
+				t.Fatal(err)
+			}
+			count++
+			if buf.SeqNum != uint32(count) || buf.Envelope == nil || buf.RFC822Size == 0 {
+				t.Fatalf("pass %d, message %d: %+v", pass, count, buf)
+			}
 		}
-		count++
-		if buf.SeqNum != uint32(count) || buf.Envelope == nil {
-			t.Fatalf("message %d: %+v", count, buf)
+		if err := cmd.Close(); err != nil || count != n {
+			t.Fatalf("FETCH 1:* gave %d messages: %v", count, err)
 		}
-	}
-	if err := cmd.Close(); err != nil || count != n {
-		t.Fatalf("FETCH 1:* gave %d messages: %v", count, err)
+		if cached := cachedAnswers(t, srv, "fetch") - before; (pass == 0) != (cached == 0) || (pass == 1 && cached != n) {
+			t.Fatalf("pass %d: %v messages from the cache", pass, cached)
+		}
 	}
 	var odd imap.SeqSet
 	for i := uint32(1); i <= n; i += 2 {

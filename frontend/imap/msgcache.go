@@ -245,85 +245,99 @@ type hit struct {
 	meta msgMeta
 }
 
-// hitPool recycles the hits of large FETCHes.
-var hitPool = sync.Pool{New: func() any { return new([]hit) }}
+// hitChunk is how many messages fetchCached copies out of the cache at a
+// time, under the mailbox's lock, before writing them without it.
+const hitChunk = 256
 
-// fetchCached splits targets into those the cache answers and the rest
-// (misses, ascending by UID), or returns no hits when the state is not
-// current. An ENVELOPE not yet in an entry is taken from the envelope
-// cache when it is there (and kept in the entry). Return the hits with
-// putHits.
-func (ss *session) fetchCached(targets []target, options *imap.FetchOptions) (hits *[]hit, misses []target) {
+// hitBufs recycles the copies.
+var hitBufs = sync.Pool{New: func() any { return new([hitChunk]hit) }}
+
+// fetchCached writes the FETCH responses of the targets the cache answers
+// and returns the others (ascending by UID), all of them when the state is
+// not current. An ENVELOPE not yet in an entry is taken from the envelope
+// cache when it is there (and kept in the entry).
+func (ss *session) fetchCached(w *imapserver.FetchWriter, targets []target, options *imap.FetchOptions) (misses []target, err error) {
 	mb := ss.sel.Load().mb
 	if !cachedFetch(options) || !mb.current() {
-		return nil, targets
+		return targets, nil
 	}
 	needFull := options.InternalDate || options.RFC822Size
-	hits = hitPool.Get().(*[]hit)
-	out := (*hits)[:0]
-	var envMiss []int // indexes into out of hits still without ENVELOPE
-	mb.mu.Lock()
-	if mb.meta == nil {
-		mb.mu.Unlock()
-		putHits(hits)
-		return nil, targets
-	}
-	for _, t := range targets {
-		seq := mb.seqOf(t.uid)
-		if seq == 0 {
-			continue // expunged; as the backend, which finds no row
-		}
-		e := &mb.meta[seq-1]
-		if !e.known || (needFull && !e.full) {
-			misses = append(misses, t)
-			continue
-		}
-		if options.ChangedSince != 0 && e.modseq <= options.ChangedSince {
-			continue
-		}
-		if options.Envelope && e.env == nil {
-			envMiss = append(envMiss, len(out))
-		}
-		out = append(out, hit{target: t, meta: *e})
-	}
-	mb.mu.Unlock()
-	if len(envMiss) > 0 {
-		kept, k := out[:0], 0
-		var found []int
-		for i := range out {
-			if k < len(envMiss) && envMiss[k] == i {
-				k++
-				out[i].meta.env = ss.srv.envelopes.get(envelopeKey{mb.key.account, mb.key.id, mb.uidValidity, out[i].uid})
-				if out[i].meta.env == nil {
-					misses = append(misses, out[i].target)
-					continue
-				}
-				found = append(found, len(kept))
-			}
-			kept = append(kept, out[i])
-		}
-		out = kept
-		if len(found) > 0 {
-			mb.mu.Lock()
-			for _, i := range found {
-				mb.noteEnvLocked(out[i].uid, out[i].meta.env)
-			}
+	buf := hitBufs.Get().(*[hitChunk]hit)
+	defer func() {
+		clear(buf[:]) // let go of keywords and envelopes
+		hitBufs.Put(buf)
+	}()
+	written := 0
+	defer func() { ss.srv.metrics.cached.WithLabelValues("fetch").Add(float64(written)) }()
+	for len(targets) > 0 {
+		n, envMiss := 0, false
+		mb.mu.Lock()
+		if mb.meta == nil {
 			mb.mu.Unlock()
+			return append(misses, targets...), nil
 		}
-		slices.SortFunc(misses, func(a, b target) int { return int(int64(a.uid) - int64(b.uid)) })
+		k := 0
+		for ; k < len(targets) && n < hitChunk; k++ {
+			t := targets[k]
+			seq := mb.seqOf(t.uid)
+			if seq == 0 {
+				continue // expunged; as the backend, which finds no row
+			}
+			e := &mb.meta[seq-1]
+			if !e.known || (needFull && !e.full) {
+				misses = append(misses, t)
+				continue
+			}
+			if options.ChangedSince != 0 && e.modseq <= options.ChangedSince {
+				continue
+			}
+			envMiss = envMiss || (options.Envelope && e.env == nil)
+			buf[n] = hit{target: t, meta: *e}
+			n++
+		}
+		mb.mu.Unlock()
+		targets = targets[k:]
+		hits := buf[:n]
+		if envMiss {
+			hits = ss.envelopesFor(mb, hits, &misses)
+		}
+		for i := range hits {
+			if err := writeCached(w, &hits[i], options); err != nil {
+				return nil, err
+			}
+		}
+		written += len(hits)
 	}
-	*hits = out
-	return hits, misses
+	slices.SortFunc(misses, func(a, b target) int { return int(int64(a.uid) - int64(b.uid)) })
+	return misses, nil
 }
 
-// putHits returns hits to the pool; large ones are let go.
-func putHits(hits *[]hit) {
-	if hits == nil || cap(*hits) > 1<<16 {
-		return
+// envelopesFor fills in the ENVELOPEs hits lack from the envelope cache,
+// keeping them in the message cache; a hit whose ENVELOPE is in neither
+// becomes a miss. It returns the hits that remain.
+func (ss *session) envelopesFor(mb *mailboxState, hits []hit, misses *[]target) []hit {
+	kept := hits[:0]
+	var found []int
+	for i := range hits {
+		h := hits[i]
+		if h.meta.env == nil {
+			h.meta.env = ss.srv.envelopes.get(envelopeKey{mb.key.account, mb.key.id, mb.uidValidity, h.uid})
+			if h.meta.env == nil {
+				*misses = append(*misses, h.target)
+				continue
+			}
+			found = append(found, len(kept))
+		}
+		kept = append(kept, h)
 	}
-	clear(*hits)
-	*hits = (*hits)[:0]
-	hitPool.Put(hits)
+	if len(found) > 0 {
+		mb.mu.Lock()
+		for _, i := range found {
+			mb.noteEnvLocked(kept[i].uid, kept[i].meta.env)
+		}
+		mb.mu.Unlock()
+	}
+	return kept
 }
 
 // writeCached writes the FETCH response of a cache hit, with the items in

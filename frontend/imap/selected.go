@@ -46,6 +46,14 @@ func (ss *session) resolve(numSet imap.NumSet) []target {
 				break
 			}
 		}
+		size := 0
+		for _, r := range set {
+			start, stop := span(r.Start, r.Stop, clientMax)
+			if stop = min(stop, clientMax); start != 0 && start <= stop {
+				size += int(stop - start + 1)
+			}
+		}
+		out = make([]target, 0, min(size, int(clientMax)))
 		for _, r := range set {
 			start, stop := span(r.Start, r.Stop, clientMax)
 			stop = min(stop, clientMax)
