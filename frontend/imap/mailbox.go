@@ -57,6 +57,7 @@ type mailboxState struct {
 
 	kickMu  sync.Mutex
 	running bool
+	synced  chan struct{} // closed when running turns false
 	dirty   bool
 	force   bool   // a kick without a MODSEQ: sync whatever the state has seen
 	want    uint64 // the highest MODSEQ kicked for
@@ -182,6 +183,7 @@ func (mb *mailboxState) kickFor(modseq uint64) {
 		return
 	}
 	mb.running = true
+	mb.synced = make(chan struct{})
 	mb.kickMu.Unlock()
 	go func() {
 		for {
@@ -208,6 +210,7 @@ func (mb *mailboxState) kickFor(modseq uint64) {
 			mb.kickMu.Lock()
 			if !mb.dirty {
 				mb.running = false
+				close(mb.synced)
 				mb.kickMu.Unlock()
 				return
 			}

@@ -73,21 +73,40 @@ func (e *msgMeta) flags() []imap.Flag {
 	return flagsFromProto(&mailboxv1.Flags{System: e.sys, Keywords: e.kw})
 }
 
+// syncWait is how long a command waits for a resynchronisation in progress
+// before it answers from the backend instead of the cache: one usually
+// takes a millisecond, and on a busy mailbox one starts after every change.
+// A variable for tests.
+var syncWait = 20 * time.Millisecond
+
 // current reports whether the state may answer for the backend (see the
-// comment at the top of this file).
+// comment at the top of this file), waiting up to syncWait for a
+// resynchronisation in progress.
 func (mb *mailboxState) current() bool {
 	if mb.srv.cfg.MessageCache == 0 || !mb.srv.watch.healthy.Load() {
 		return false
 	}
-	mb.mu.Lock()
-	stale := mb.stale
-	mb.mu.Unlock()
-	if stale {
-		return false
-	}
 	mb.kickMu.Lock()
-	defer mb.kickMu.Unlock()
-	return !mb.running
+	running, synced := mb.running, mb.synced
+	mb.kickMu.Unlock()
+	if running {
+		t := time.NewTimer(syncWait)
+		defer t.Stop()
+		select {
+		case <-synced:
+		case <-t.C:
+			return false
+		}
+		mb.kickMu.Lock()
+		running = mb.running
+		mb.kickMu.Unlock()
+		if running {
+			return false // another one began: the backend answers
+		}
+	}
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return !mb.stale
 }
 
 // charge takes n bytes of the budget, or reports that they do not fit.

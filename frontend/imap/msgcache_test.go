@@ -446,3 +446,42 @@ func TestMessageCacheStaleness(t *testing.T) {
 		t.Fatal("rows fetched after the change made no cache")
 	}
 }
+
+// A command waits a little for a resynchronisation in progress, and then
+// answers from the cache; one that takes longer leaves it to the backend.
+func TestMessageCacheWaitsForSync(t *testing.T) {
+	st := newStack(t, 1)
+	deliver(t, st.clients[0], st.user("waiter"), testMessage(1))
+	srv, addr := st.frontend(nil, 0)
+	rawLogin(t, addr, "waiter")
+	mb := selectedState(t, srv)
+	waitCurrent(t, srv)
+	begin := func() chan struct{} {
+		mb.kickMu.Lock()
+		defer mb.kickMu.Unlock()
+		mb.running, mb.synced = true, make(chan struct{})
+		return mb.synced
+	}
+	end := func(synced chan struct{}) {
+		mb.kickMu.Lock()
+		defer mb.kickMu.Unlock()
+		mb.running = false
+		close(synced)
+	}
+	defer func(d time.Duration) { syncWait = d }(syncWait)
+	syncWait = time.Minute
+	synced := begin()
+	go func() {
+		time.Sleep(5 * time.Millisecond)
+		end(synced)
+	}()
+	if !mb.current() {
+		t.Fatal("not current after a short sync")
+	}
+	syncWait = time.Millisecond
+	synced = begin()
+	if mb.current() {
+		t.Fatal("current while a sync runs")
+	}
+	end(synced)
+}
