@@ -98,11 +98,12 @@ func (s *service) GetBody(r *mailboxv1.GetBodyRequest, stream grpc.ServerStreami
 	}
 	cached := ref != nil
 	if !cached {
+		gen := s.refs.gen(key)
 		var err error
 		if ref, err = s.store.Body(ctx, r.AccountId, r.MailboxId, r.Uid); err != nil {
 			return s.fail("GetBody", err)
 		}
-		s.refs.put(key, ref)
+		s.refs.put(key, ref, gen)
 	}
 	first := &mailboxv1.BodyChunk{}
 	if r.SetSeen && ref.Flags.System&uint32(mailboxv1.Flag_FLAG_SEEN) == 0 {
@@ -132,6 +133,14 @@ func (s *service) GetBody(r *mailboxv1.GetBodyRequest, stream grpc.ServerStreami
 	}
 	first.TotalSize = end - start
 	if end == start {
+		if cached {
+			// Nothing to read, so nothing shows whether the message is
+			// still there: PostgreSQL tells.
+			if _, err := s.store.Body(ctx, r.AccountId, r.MailboxId, r.Uid); err != nil {
+				s.refs.drop(key)
+				return s.fail("GetBody", err)
+			}
+		}
 		return stream.Send(first)
 	}
 	rc, err := s.blobs.Get(ctx, ref.BlobKey, start, end-start)

@@ -32,9 +32,15 @@ const bodyRefShards = 16
 
 type bodyRefShard struct {
 	mu    sync.Mutex
-	items map[bodyRefKey]*store.BodyRef
+	items map[bodyRefKey]bodyRef
 	bytes int64
 	max   int64
+	drops uint64 // entries dropped so far (see gen)
+}
+
+type bodyRef struct {
+	ref  *store.BodyRef
+	cost int64
 }
 
 type bodyRefKey struct {
@@ -47,6 +53,11 @@ type bodyRefKey struct {
 // structure: the map slot, the key and the BodyRef.
 const bodyRefOverhead = 160
 
+// bodyRefStructure is how many times its wire size a decoded structure
+// takes in memory (a multipart/alternative one: 216 bytes on the wire,
+// about 2,000 decoded).
+const bodyRefStructure = 10
+
 // newBodyRefs returns a cache of at most max bytes; nil (a cache that
 // keeps nothing) when max is 0.
 func newBodyRefs(max int64) *bodyRefs {
@@ -55,7 +66,7 @@ func newBodyRefs(max int64) *bodyRefs {
 	}
 	c := &bodyRefs{}
 	for i := range c.shards {
-		c.shards[i] = bodyRefShard{items: map[bodyRefKey]*store.BodyRef{}, max: max / bodyRefShards}
+		c.shards[i] = bodyRefShard{items: map[bodyRefKey]bodyRef{}, max: max / bodyRefShards}
 	}
 	return c
 }
@@ -73,40 +84,54 @@ func (c *bodyRefs) get(k bodyRefKey) *store.BodyRef {
 	sh := c.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.items[k]
+	return sh.items[k].ref
 }
 
-// cost approximates what an entry holds in memory; a decoded structure
-// takes about three times its wire size.
+// gen returns what put needs to tell whether k may have been dropped
+// since: a location read from PostgreSQL before an EXPUNGE dropped it must
+// not be cached after.
+func (c *bodyRefs) gen(k bodyRefKey) uint64 {
+	if c == nil {
+		return 0
+	}
+	sh := c.shard(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.drops
+}
+
+// bodyRefCost approximates what an entry holds in memory.
 func bodyRefCost(k bodyRefKey, ref *store.BodyRef) int64 {
-	return int64(len(k.account)+len(ref.BlobKey)+3*proto.Size(ref.Structure)) + bodyRefOverhead
+	return int64(len(k.account)+len(ref.BlobKey)+bodyRefStructure*proto.Size(ref.Structure)) + bodyRefOverhead
 }
 
-// put keeps the location of ref (its flags are not kept: they change).
-func (c *bodyRefs) put(k bodyRefKey, ref *store.BodyRef) {
+// put keeps the location of ref (its flags are not kept: they change),
+// read from PostgreSQL after gen returned gen; not when an entry of its
+// shard was dropped since.
+func (c *bodyRefs) put(k bodyRefKey, ref *store.BodyRef, gen uint64) {
 	if c == nil {
 		return
 	}
-	e := &store.BodyRef{BlobKey: ref.BlobKey, Size: ref.Size, Structure: ref.Structure}
-	cost := bodyRefCost(k, e)
+	e := bodyRef{ref: &store.BodyRef{BlobKey: ref.BlobKey, Size: ref.Size, Structure: ref.Structure}}
+	e.cost = bodyRefCost(k, e.ref)
 	sh := c.shard(k)
-	if cost > sh.max {
+	if e.cost > sh.max {
 		return
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := sh.items[k]; ok {
+	if _, ok := sh.items[k]; ok || sh.drops != gen {
 		return
 	}
 	for old, r := range sh.items {
-		if sh.bytes+cost <= sh.max {
+		if sh.bytes+e.cost <= sh.max {
 			break
 		}
-		sh.bytes -= bodyRefCost(old, r)
-		delete(sh.items, old)
+		sh.bytes -= r.cost
+		delete(sh.items, old) // evicted, not dropped: gen stays
 	}
 	sh.items[k] = e
-	sh.bytes += cost
+	sh.bytes += e.cost
 }
 
 // drop forgets k.
@@ -117,8 +142,9 @@ func (c *bodyRefs) drop(k bodyRefKey) {
 	sh := c.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	sh.drops++
 	if r, ok := sh.items[k]; ok {
-		sh.bytes -= bodyRefCost(k, r)
+		sh.bytes -= r.cost
 		delete(sh.items, k)
 	}
 }
@@ -138,9 +164,10 @@ func (c *bodyRefs) dropAccount(account string) {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
+		sh.drops++
 		for k, r := range sh.items {
 			if k.account == account {
-				sh.bytes -= bodyRefCost(k, r)
+				sh.bytes -= r.cost
 				delete(sh.items, k)
 			}
 		}

@@ -20,8 +20,9 @@ func TestBodyRefsBound(t *testing.T) {
 	c := newBodyRefs(max)
 	st := &mailboxv1.BodyStructure{Type: "text", Subtype: "plain"}
 	for uid := uint32(1); uid <= 2000; uid++ {
-		c.put(bodyRefKey{"acct", 7, uid}, &store.BodyRef{BlobKey: fmt.Sprintf("blob-%d", uid), Size: int64(uid), Structure: st,
-			Flags: &mailboxv1.Flags{System: 1}})
+		k := bodyRefKey{"acct", 7, uid}
+		c.put(k, &store.BodyRef{BlobKey: fmt.Sprintf("blob-%d", uid), Size: int64(uid), Structure: st,
+			Flags: &mailboxv1.Flags{System: 1}}, c.gen(k))
 	}
 	n, bytes := c.len()
 	if bytes > max || n == 0 || n == 2000 {
@@ -46,8 +47,20 @@ func TestBodyRefsBound(t *testing.T) {
 	if n, bytes := c.len(); n != 0 || bytes != 0 {
 		t.Fatalf("after dropping all: %d entries, %d bytes", n, bytes)
 	}
+	// A location read before a drop is not cached after it.
+	k := bodyRefKey{"acct", 7, 1}
+	gen := c.gen(k)
+	c.drop(bodyRefKey{"acct", 7, 1 + bodyRefShards}) // same shard
+	c.put(k, last, gen)
+	if c.get(k) != nil {
+		t.Fatal("a location read before a drop was cached")
+	}
+	c.put(k, last, c.gen(k))
+	if c.get(k) == nil {
+		t.Fatal("a location read after the drop was not cached")
+	}
 	var off *bodyRefs = newBodyRefs(0)
-	off.put(bodyRefKey{"acct", 7, 1}, last)
+	off.put(bodyRefKey{"acct", 7, 1}, last, 0)
 	if off.get(bodyRefKey{"acct", 7, 1}) != nil {
 		t.Fatal("a cache of 0 bytes kept an entry")
 	}
@@ -104,8 +117,9 @@ func TestGetBodyLocationCache(t *testing.T) {
 	}
 	// The same once the entry is back (as on a backend that did not
 	// expunge it) and the body swept away.
-	e.backends[0].svc.refs.put(bodyRefKey{"refs", id, 2}, &store.BodyRef{BlobKey: "no-such-blob", Size: 10,
-		Structure: &mailboxv1.BodyStructure{Type: "text", Subtype: "plain", BodyOffset: 5, EndOffset: 10}})
+	refs, k2 := e.backends[0].svc.refs, bodyRefKey{"refs", id, 2}
+	refs.put(k2, &store.BodyRef{BlobKey: "no-such-blob", Size: 10,
+		Structure: &mailboxv1.BodyStructure{Type: "text", Subtype: "plain", BodyOffset: 5, EndOffset: 10}}, refs.gen(k2))
 	if _, err := e.backends[0].Sweep(context.Background(), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -145,5 +159,15 @@ func TestBodyLocationCacheMoveDelete(t *testing.T) {
 	}
 	if _, _, err := body(t, c, &mailboxv1.GetBodyRequest{AccountId: "mover", MailboxId: arch, Uid: 1}); status.Code(err) != codes.NotFound {
 		t.Fatalf("message of a deleted mailbox: %v, want NotFound", err)
+	}
+	// RENAME INBOX moves its messages to a new mailbox; INBOX is empty.
+	if _, _, err := body(t, c, &mailboxv1.GetBodyRequest{AccountId: "mover", MailboxId: id, Uid: 2}); err != nil {
+		t.Fatal(err) // cached again (DELETE dropped the account's entries)
+	}
+	if _, err := c.RenameMailbox(ctxT(t), &mailboxv1.RenameMailboxRequest{AccountId: "mover", OldName: "INBOX", NewName: "Old"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := body(t, c, &mailboxv1.GetBodyRequest{AccountId: "mover", MailboxId: id, Uid: 2}); status.Code(err) != codes.NotFound {
+		t.Fatalf("message of a renamed INBOX under the old id: %v, want NotFound", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -94,6 +95,9 @@ func (s *service) RenameMailbox(ctx context.Context, r *mailboxv1.RenameMailboxR
 	}
 	if err := s.store.RenameMailbox(ctx, r.AccountId, r.OldName, r.NewName); err != nil {
 		return nil, s.fail("RenameMailbox", err)
+	}
+	if strings.EqualFold(r.OldName, "INBOX") {
+		s.refs.dropAccount(r.AccountId) // INBOX's messages moved to a new mailbox
 	}
 	return &mailboxv1.RenameMailboxResponse{}, nil
 }
