@@ -291,9 +291,12 @@ func (ss *session) fetchCached(w *imapserver.FetchWriter, targets []target, opti
 	for len(targets) > 0 {
 		n, envMiss := 0, false
 		mb.mu.Lock()
-		if mb.meta == nil {
+		if mb.meta == nil || mb.stale || !mb.srv.watch.healthy.Load() {
+			// Dropped, or no longer current while earlier pieces were
+			// written: the backend answers for the rest.
 			mb.mu.Unlock()
-			return append(misses, targets...), nil
+			misses = append(misses, targets...)
+			break
 		}
 		k := 0
 		for ; k < len(targets) && n < hitChunk; k++ {
@@ -327,6 +330,8 @@ func (ss *session) fetchCached(w *imapserver.FetchWriter, targets []target, opti
 		}
 		written += len(hits)
 	}
+	// fetchChunk matches the backend's rows (in UID order) to its targets
+	// in one pass.
 	slices.SortFunc(misses, func(a, b target) int { return int(int64(a.uid) - int64(b.uid)) })
 	return misses, nil
 }

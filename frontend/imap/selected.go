@@ -320,23 +320,17 @@ func (ss *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest strin
 	return nil
 }
 
-// numRanges merges message numbers into ascending ranges [start, stop].
-// SEARCH results come in ascending order, so this is one pass (AddNum per
-// number searched and inserted each: a sixth of the frontend's CPU for
-// SEARCH UNSEEN on 5,000 messages); other input is sorted first.
-func numRanges(nums []uint32) [][2]uint32 {
-	if !slices.IsSorted(nums) {
-		nums = slices.Sorted(slices.Values(nums))
+// addRange adds n, not below any number added before, to the ascending
+// ranges [start, stop] of out. SEARCH results come in ascending order, so
+// this is one pass with no list of numbers (AddNum per number searched
+// and inserted each: a sixth of the frontend's CPU for SEARCH UNSEEN on
+// 5,000 messages).
+func addRange(out [][2]uint32, n uint32) [][2]uint32 {
+	if last := len(out) - 1; last >= 0 && n <= out[last][1]+1 && out[last][1] != ^uint32(0) {
+		out[last][1] = max(out[last][1], n)
+		return out
 	}
-	var out [][2]uint32
-	for _, n := range nums {
-		if last := len(out) - 1; last >= 0 && n <= out[last][1]+1 {
-			out[last][1] = max(out[last][1], n)
-			continue
-		}
-		out = append(out, [2]uint32{n, n})
-	}
-	return out
+	return append(out, [2]uint32{n, n})
 }
 
 func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (_ *imap.SearchData, err error) {
@@ -347,7 +341,10 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		return nil, no(imap.ResponseCodeLimit, "SEARCH nested too deeply")
 	}
 	data := &imap.SearchData{}
-	var nums, saved []uint32
+	var saved []uint32
+	// The matches come in ascending order of UID, and so of sequence
+	// number, and are merged into ranges as they come.
+	var ranges [][2]uint32
 	// found takes each match, with its server sequence number n, under
 	// the mailbox's lock.
 	found := func(u, n uint32) {
@@ -362,7 +359,7 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 		if kind == imapserver.NumKindUID {
 			num = u
 		}
-		nums = append(nums, num)
+		ranges = addRange(ranges, num)
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
 		}
@@ -380,6 +377,9 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 			return nil, ss.fail("search", err, nil)
 		}
 		highest = resp.HighestModseq
+		if !slices.IsSorted(resp.Uids) {
+			slices.Sort(resp.Uids) // ascending by contract; found relies on it
+		}
 		sel.mb.mu.Lock()
 		for _, u := range resp.Uids {
 			if n := sel.mb.seqOf(u); n != 0 {
@@ -390,7 +390,12 @@ func (ss *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria
 	}
 	var seqs imap.SeqSet
 	var uids imap.UIDSet
-	for _, r := range numRanges(nums) {
+	if kind == imapserver.NumKindUID {
+		uids = make(imap.UIDSet, 0, len(ranges))
+	} else {
+		seqs = make(imap.SeqSet, 0, len(ranges))
+	}
+	for _, r := range ranges {
 		if kind == imapserver.NumKindUID {
 			uids = append(uids, imap.UIDRange{Start: imap.UID(r[0]), Stop: imap.UID(r[1])})
 		} else {

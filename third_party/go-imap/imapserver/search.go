@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -142,6 +143,9 @@ func isNumSetEmpty(numSet imap.NumSet) bool {
 	}
 }
 
+// searchBufs holds writeSearch's buffers (32 KiB and a number).
+var searchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10+16); return &b }}
+
 // writeSearch writes a SEARCH response; a non-zero modSeq is the highest
 // mod-sequence of the messages found (RFC 7162 section 3.1.5).
 //
@@ -167,8 +171,9 @@ func (c *Conn) writeSearch(numSet imap.NumSet, modSeq uint64) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
-	b := make([]byte, 0, 4096)
-	b = append(b, "* SEARCH"...)
+	bp := searchBufs.Get().(*[]byte)
+	defer searchBufs.Put(bp)
+	b := append((*bp)[:0], "* SEARCH"...)
 	add := func(start, stop uint32) {
 		for n := start; n <= stop; n++ {
 			b = strconv.AppendUint(append(b, ' '), uint64(n), 10)
@@ -192,6 +197,7 @@ func (c *Conn) writeSearch(numSet imap.NumSet, modSeq uint64) error {
 		}
 	}
 	enc.Raw(b)
+	*bp = b[:0]
 	if modSeq != 0 && !isNumSetEmpty(numSet) {
 		enc.SP().Special('(').Atom("MODSEQ").SP().ModSeq(modSeq).Special(')')
 	}
