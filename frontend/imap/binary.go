@@ -159,7 +159,7 @@ func (ss *session) openDecoded(m *mailboxv1.MessageMeta, part []int, setSeen boo
 	if err != nil {
 		cancel()
 		ss.srv.unreachable(c, err)
-		return nil, nil, nil, ss.fail("fetch binary", err, nil)
+		return nil, nil, nil, ss.fail("fetch binary", err, errExpunged)
 	}
 	src = &bodyStream{recv: stream.Recv}
 	r = decoder(enc, src)
@@ -190,7 +190,7 @@ func (ss *session) binaryErr(err error) error {
 	if errors.As(err, &ce) || strings.Contains(err.Error(), "quotedprintable") {
 		return no(imap.ResponseCodeCorruption, "Part content cannot be decoded")
 	}
-	return ss.fail("fetch binary", err, nil)
+	return ss.fail("fetch binary", err, errExpunged)
 }
 
 // writeBinary writes BINARY[part]<partial> (two passes over the part) and

@@ -2,8 +2,11 @@ package imap
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc"
 
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
@@ -55,5 +58,55 @@ func TestFetchBodyOnly(t *testing.T) {
 	if strings.Contains(out, "* 2 FETCH (BODY[]") || !strings.Contains(out, "* 1 FETCH (BODY[] {") || !strings.Contains(out, "* 3 FETCH (BODY[] {") ||
 		!strings.Contains(out, "e OK") {
 		t.Fatalf("FETCH 1:3 BODY.PEEK[] after an expunge elsewhere:\n%s", out)
+	}
+}
+
+// expungingClient expunges the message a GetBody asks for just before
+// asking: another session's EXPUNGE between a FETCH's metadata and its
+// body.
+type expungingClient struct {
+	mailboxv1.MailboxClient
+}
+
+func (c expungingClient) GetBody(ctx context.Context, in *mailboxv1.GetBodyRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[mailboxv1.BodyChunk], error) {
+	one := &mailboxv1.UIDSet{Ranges: []*mailboxv1.UIDRange{{Start: in.Uid, End: in.Uid}}}
+	if _, err := c.StoreFlags(ctx, &mailboxv1.StoreFlagsRequest{AccountId: in.AccountId, MailboxId: in.MailboxId, Uids: one,
+		Mode: mailboxv1.StoreMode_STORE_MODE_ADD, Flags: &mailboxv1.Flags{System: uint32(mailboxv1.Flag_FLAG_DELETED)}}); err != nil {
+		return nil, err
+	}
+	if _, err := c.Expunge(ctx, &mailboxv1.ExpungeRequest{AccountId: in.AccountId, MailboxId: in.MailboxId, Uids: one}); err != nil {
+		return nil, err
+	}
+	return c.MailboxClient.GetBody(ctx, in, opts...)
+}
+
+// A body whose message is expunged between the FETCH's metadata and its
+// read answers NO [EXPUNGEISSUED], not that the mailbox does not exist,
+// and the session goes on.
+func TestFetchBodyOfMessageExpungedMeanwhile(t *testing.T) {
+	st := newStack(t, 1)
+	id := st.user("gone")
+	for i := 1; i <= 3; i++ {
+		deliver(t, st.clients[0], id, testMessage(i))
+	}
+	srv, err := New(func() Config { c := DefaultConfig(); c.InsecureAuth = true; return c }(),
+		Deps{Auth: st.dir, Router: &testRouter{down: map[int]bool{}, clients: []mailboxv1.MailboxClient{expungingClient{st.clients[0]}}}}, st.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := dialRaw(t, serveOn(t, srv))
+	r.send("a LOGIN gone secret\r\nb SELECT INBOX\r\n")
+	r.expect("a OK")
+	r.expect("b OK")
+	for i, cmd := range []string{"FETCH 1 BODY[]", "FETCH 2 BODY[TEXT]", "FETCH 3 BINARY[1]"} {
+		tag := fmt.Sprintf("c%d", i)
+		r.send(tag + " " + cmd + "\r\n")
+		if out := r.until(tag); !strings.Contains(out, tag+" NO [EXPUNGEISSUED]") {
+			t.Fatalf("%s of a message expunged meanwhile:\n%s", cmd, out)
+		}
+	}
+	r.send("d NOOP\r\n")
+	if out := r.until("d"); !strings.Contains(out, "d OK") {
+		t.Fatalf("NOOP after: %s", out)
 	}
 }

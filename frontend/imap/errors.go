@@ -27,16 +27,19 @@ func bad(code imap.ResponseCode, text string) *imap.Error {
 var (
 	errUnavailable = no(imap.ResponseCodeUnavailable, "Service temporarily unavailable, try again later")
 	errNoMailbox   = no(imap.ResponseCodeNonExistent, "No such mailbox")
-	errTryCreate   = no(imap.ResponseCodeTryCreate, "No such mailbox")
-	errExists      = no(imap.ResponseCodeAlreadyExists, "Mailbox already exists")
-	errCannot      = no(imap.ResponseCodeCannot, "Operation not permitted")
-	errInvalid     = no(imap.ResponseCodeCannot, "Request refused as invalid")
-	errOverQuota   = no(imap.ResponseCodeOverQuota, "Quota exceeded")
-	errTooBig      = no(imap.ResponseCodeTooBig, "Message too big")
-	errLimit       = no(imap.ResponseCodeLimit, "Limit exceeded")
-	errReadOnly    = no(imap.ResponseCodeCannot, "Mailbox is read-only")
-	errBadName     = no(imap.ResponseCodeCannot, "Invalid mailbox name")
-	errAuthTemp    = no(imap.ResponseCodeUnavailable, "Authentication temporarily unavailable, try again later")
+	// errExpunged: a message read for a FETCH was expunged by another
+	// session meanwhile (RFC 5530 EXPUNGEISSUED); the mailbox is there.
+	errExpunged  = no("EXPUNGEISSUED", "Message expunged meanwhile")
+	errTryCreate = no(imap.ResponseCodeTryCreate, "No such mailbox")
+	errExists    = no(imap.ResponseCodeAlreadyExists, "Mailbox already exists")
+	errCannot    = no(imap.ResponseCodeCannot, "Operation not permitted")
+	errInvalid   = no(imap.ResponseCodeCannot, "Request refused as invalid")
+	errOverQuota = no(imap.ResponseCodeOverQuota, "Quota exceeded")
+	errTooBig    = no(imap.ResponseCodeTooBig, "Message too big")
+	errLimit     = no(imap.ResponseCodeLimit, "Limit exceeded")
+	errReadOnly  = no(imap.ResponseCodeCannot, "Mailbox is read-only")
+	errBadName   = no(imap.ResponseCodeCannot, "Invalid mailbox name")
+	errAuthTemp  = no(imap.ResponseCodeUnavailable, "Authentication temporarily unavailable, try again later")
 )
 
 // Reasons in the ErrorInfo detail of RESOURCE_EXHAUSTED (mailbox.proto).

@@ -320,7 +320,7 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 		if len(s.Part) > 0 {
 			b, _, err := ss.readSection(m.Uid, s.Part, false)
 			if err != nil {
-				return nil, err
+				return nil, ss.fail("fetch body", err, errExpunged)
 			}
 			hdr = b
 		}
@@ -361,7 +361,7 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 		// Not a peek: the header is read with set_seen.
 		hdr, flags, err := ss.readSection(m.Uid, s.Part, setSeen)
 		if err != nil {
-			return nil, err
+			return nil, ss.fail("fetch body", err, errExpunged)
 		}
 		hdr = filterHeader(hdr, append(s.HeaderFields, s.HeaderFieldsNot...), len(s.HeaderFieldsNot) > 0)
 		wc := rw.WriteBodySection(s, int64(len(hdr)))
@@ -386,7 +386,7 @@ func (ss *session) writeSection(rw *imapserver.FetchResponseWriter, m *mailboxv1
 	}
 	if err != nil {
 		ss.srv.unreachable(c, err)
-		return nil, ss.fail("fetch body", err, nil)
+		return nil, ss.fail("fetch body", err, errExpunged)
 	}
 	if err := ss.copyBody(rw.WriteBodySection(s, first.TotalSize), stream, first, m.Uid); err != nil {
 		return nil, err
