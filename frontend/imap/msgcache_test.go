@@ -3,11 +3,15 @@ package imap
 import (
 	"context"
 	"fmt"
+	mathrand "math/rand"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-imap/v2"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -484,4 +488,114 @@ func TestMessageCacheWaitsForSync(t *testing.T) {
 		t.Fatal("current while a sync runs")
 	}
 	end(synced)
+}
+
+// Many sessions on two frontends with the cache and two backends change
+// flags, expunge, append and read at once; afterwards each cached
+// frontend's answers to FETCH and SEARCH become those of a frontend
+// without a cache (a stale entry would stay stale: nothing corrects it).
+func TestMessageCacheUnderConcurrentChanges(t *testing.T) {
+	st := newStack(t, 2)
+	acct := st.user("busy")
+	for i := 0; i < 30; i++ {
+		deliver(t, st.clients[i%2], acct, testMessage(i))
+	}
+	srvA, addrA := st.frontend(nil, 0)
+	srvB, addrB := st.frontend(nil, 1)
+	_, addrO := st.frontend(func(c *Config) { c.MessageCache = 0 }, 0)
+	flags := []imap.Flag{imap.FlagSeen, imap.FlagFlagged, imap.FlagDeleted, "$K1"}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		addr := addrA
+		if w%2 == 1 {
+			addr = addrB
+		}
+		c := login(t, addr, "busy")
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := mathrand.New(mathrand.NewSource(int64(w)))
+			for i := 0; i < 60; i++ {
+				mbox := c.Mailbox()
+				if mbox == nil {
+					t.Errorf("worker %d, step %d: no mailbox selected", w, i)
+					return
+				}
+				n := mbox.NumMessages
+				var err error
+				op := rng.Intn(10)
+				switch {
+				case n == 0 || op == 0:
+					msg := testMessage(5000 + 100*w + i)
+					cmd := c.Append("INBOX", int64(len(msg)), nil)
+					cmd.Write(msg)
+					cmd.Close()
+					_, err = cmd.Wait()
+				case op == 1:
+					_, err = c.Expunge().Collect()
+				case op <= 5:
+					sop := imap.StoreFlagsAdd
+					if rng.Intn(2) == 0 {
+						sop = imap.StoreFlagsDel
+					}
+					f := flags[rng.Intn(len(flags))]
+					if f == imap.FlagDeleted && sop == imap.StoreFlagsAdd && rng.Intn(3) != 0 {
+						f = imap.FlagSeen // fewer expunges, so that messages stay
+					}
+					err = c.Store(imap.SeqSetNum(uint32(rng.Intn(int(n)))+1), &imap.StoreFlags{Op: sop, Flags: []imap.Flag{f}}, nil).Close()
+				case op <= 7:
+					_, err = c.Fetch(imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true, RFC822Size: true}).Collect()
+				case op == 8:
+					_, err = c.Fetch(imap.SeqSetNum(uint32(rng.Intn(int(n)))+1), &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{}}}).Collect()
+				default:
+					_, err = c.Search(&imap.SearchCriteria{NotFlag: []imap.Flag{imap.FlagSeen}}, nil).Wait()
+				}
+				if err != nil && !strings.Contains(err.Error(), "EXPUNGEISSUED") { // a body read of a message expunged meanwhile
+					t.Errorf("worker %d, step %d (op %d): %v", w, i, op, err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 10; i++ {
+			deliver(t, st.clients[i%2], acct, testMessage(9000+i))
+		}
+	}()
+	wg.Wait()
+
+	a, b, o := rawLogin(t, addrA, "busy"), rawLogin(t, addrB, "busy"), rawLogin(t, addrO, "busy")
+	const items = "(UID FLAGS RFC822.SIZE)"
+	deadline := time.Now().Add(10 * time.Second)
+	for round := 0; ; round++ {
+		waitCurrent(t, srvA)
+		waitCurrent(t, srvB)
+		for _, r := range []*raw{a, b, o} {
+			r.send(fmt.Sprintf("n%d NOOP\r\n", round))
+			r.until(fmt.Sprintf("n%d", round))
+		}
+		want := o.byUID("w", items)
+		gotA, gotB := a.byUID("x", items), b.byUID("y", items)
+		var search [3]string
+		for i, r := range []*raw{a, b, o} {
+			r.send("s UID SEARCH UNSEEN\r\n")
+			search[i] = strings.SplitN(r.until("s"), "\n", 2)[0]
+		}
+		if slices.Equal(gotA, want) && slices.Equal(gotB, want) && search[0] == search[2] && search[1] == search[2] {
+			if cachedAnswers(t, srvA, "fetch") == 0 || cachedAnswers(t, srvB, "fetch") == 0 {
+				t.Fatal("the cache answered nothing")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the changes:\nfrontend A:\n%s\nfrontend B:\n%s\nwithout cache:\n%s\nSEARCH %q",
+				strings.Join(gotA, "\n"), strings.Join(gotB, "\n"), strings.Join(want, "\n"), search)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
