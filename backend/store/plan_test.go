@@ -189,15 +189,7 @@ func planIndexes(ctx context.Context, t *testing.T, conn *pgx.Conn, sql string, 
 // TestDeliverGenericPlans checks that mc_deliver keeps its cached plans
 // (migration 0007) although the backend's connections force custom ones.
 func TestDeliverGenericPlans(t *testing.T) {
-	pg := testenv.StartPostgres(t)
-	dsn := storetest.Database(t, pg)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	ctx, conn := migratedConn(t)
 	var cfg []string
 	if err := conn.QueryRow(ctx, "SELECT coalesce(proconfig, '{}') FROM pg_proc WHERE proname = 'mc_deliver'").Scan(&cfg); err != nil {
 		t.Fatal(err)
@@ -205,4 +197,50 @@ func TestDeliverGenericPlans(t *testing.T) {
 	if strings.Join(cfg, " ") != "plan_cache_mode=force_generic_plan" {
 		t.Errorf("mc_deliver's settings are %q, want plan_cache_mode=force_generic_plan", cfg)
 	}
+}
+
+// TestMessageColumnsUseLZ4 checks migration 0009 on the test server (built
+// with lz4, as PostgreSQL's packages are): the large columns of a message
+// row are compressed with lz4, and a compressible row written now is.
+func TestMessageColumnsUseLZ4(t *testing.T) {
+	ctx, conn := migratedConn(t)
+	var cols []string
+	if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(attname::text ORDER BY attname), '{}') FROM pg_attribute
+		WHERE attrelid = 'messages'::regclass AND attcompression = 'l'`).Scan(&cols); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cols, " ") != "envelope header search_body search_header structure" {
+		t.Fatalf("columns compressed with lz4: %v", cols)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO accounts (account_id) VALUES ('lz4');
+		INSERT INTO mailboxes (account_id, mailbox_id, name, uid_validity) VALUES ('lz4', 1, 'INBOX', 1)`); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Repeat("a compressible line of search text\n", 200)
+	var method string
+	if _, err := conn.Exec(ctx, `INSERT INTO messages (account_id, mailbox_id, uid, modseq, internal_date, size, blob_key, header, envelope, structure, search_header, search_body)
+		VALUES ('lz4', 1, 1, 1, now(), 1, 'k', '\x00', '\x00', '\x00', '', $1)`, text); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT coalesce(pg_column_compression(search_body), 'none') FROM messages WHERE account_id = 'lz4'`).Scan(&method); err != nil {
+		t.Fatal(err)
+	}
+	if method != "lz4" {
+		t.Fatalf("a new row's search text is compressed with %q", method)
+	}
+}
+
+// migratedConn connects to a fresh database with the schema migrated; the
+// context ends, and the connection closes, with the test (a minute at most).
+func migratedConn(t *testing.T) (context.Context, *pgx.Conn) {
+	t.Helper()
+	dsn := storetest.Database(t, testenv.StartPostgres(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return ctx, conn
 }
