@@ -12,10 +12,12 @@ import (
 	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
-// bodyChunk is the most body octets in one BodyChunk: 64 KiB less room for
-// the chunk's other fields, so that each message fits gRPC's 64 KiB pool
-// buffers, which gRPC zeroes on every use (a 64 KiB body took 128 KiB ones).
-const bodyChunk = 64<<10 - 1024
+// bodyChunk is the most body octets in one BodyChunk: 32 KiB less room for
+// the chunk's other fields, so that each message fits the 32 KiB buffers of
+// gRPC's pool, the largest below 1 MiB (see the frontend's deliverChunk):
+// gRPC zeroes a pooled buffer on every use, on the sending side and, to
+// put a message of several frames together, on the receiving one.
+const bodyChunk = 32<<10 - 1024
 
 // sectionRange returns the byte range [start, end) of a body section, from
 // the offsets recorded at delivery (RFC 3501 section 6.4.5, part numbers).

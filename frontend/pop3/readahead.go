@@ -171,7 +171,7 @@ func (s *session) fetchAhead(batch []*ahead) {
 			cur, total = batch[next], c.TotalSize
 			if int64(len(c.Data)) == total {
 				// The whole body in one chunk (up to the backend's
-				// bodyChunk, almost 64 KiB): keep it as received,
+				// bodyChunk, almost 32 KiB): keep it as received,
 				// without a copy.
 				buf = c.Data
 				c.Data = nil
