@@ -28,14 +28,15 @@ import (
 // (noteLocked). Size, INTERNALDATE and ENVELOPE never change.
 //
 // The state answers from the cache only while it is current: the Watch
-// stream is open and no resynchronisation of the mailbox is running or
-// pending. It then shows every change whose event has reached this
+// stream is open, no resynchronisation of the mailbox is running or pending
+// (a command waits up to syncWait for one), and the last one did not fail
+// (stale). It then shows every change whose event has reached this
 // frontend, which is what NOOP and IDLE show too; this session's own
 // changes are applied before their tagged OK.
 //
 // Memory is counted against Config.MessageCache over all mailboxes of the
-// Server: metaSlot bytes per message of a cached mailbox, plus its
-// ENVELOPE. A mailbox whose entries do not fit has none (and answers from
+// Server: metaSlot bytes per message of a cached mailbox, reserved when the
+// state is created, plus each ENVELOPE kept. A mailbox whose entries do not fit has none (and answers from
 // the backend as before); a cache that stops fitting as the mailbox grows
 // is dropped whole.
 
