@@ -75,7 +75,18 @@ func (s *session) readAhead(i int) {
 	// at least one largest message), so that a few sessions downloading
 	// large mail do not take every other session's read-ahead.
 	limit := max(min(s.srv.cfg.ReadAheadMemory/16, 8<<20), maxAheadSize)
-	var held int64 // bytes of the window read or being read ahead
+	// Every body this session holds counts against it. Those of messages
+	// the client went past or deleted are let go first: it skipped them,
+	// and a RETR of one reads it directly.
+	var held int64
+	for j, a := range s.ahead {
+		if j < i || s.msgs[j].deleted {
+			delete(s.ahead, j)
+			s.srv.release(a.size)
+			continue
+		}
+		held += a.size
+	}
 	for j := i; j < len(s.msgs) && n < window; j++ {
 		m := &s.msgs[j]
 		if m.deleted || m.retrieved {
@@ -85,7 +96,6 @@ func (s *session) readAhead(i int) {
 		switch {
 		case s.ahead[j] != nil:
 			have++
-			held += m.size
 		case m.size <= maxAheadSize && held+m.size <= limit:
 			want = append(want, j)
 			held += m.size

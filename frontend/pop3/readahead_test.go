@@ -153,4 +153,26 @@ func TestReadAheadSessionLimit(t *testing.T) {
 		}
 	}
 	c.expect("QUIT", "+OK")
+
+	// A client that skips ahead, or deletes what was read ahead, does not
+	// pile up bodies beyond the session's share.
+	msgs = msgs[:0]
+	for i := 1; i <= 40; i++ {
+		msgs = append(msgs, msg(fmt.Sprint("n", i), strings.Repeat("y", 200<<10)))
+	}
+	s.deliver(acct, msgs...)
+	c = s.login("ivan")
+	for i := 1; i <= 40; i += 4 {
+		if i%8 == 5 {
+			for d := i - 3; d < i; d++ {
+				c.expect(fmt.Sprintf("DELE %d", d), "+OK")
+			}
+		}
+		c.expect(fmt.Sprintf("RETR %d", i), "+OK")
+		c.body()
+		if used := s.srv.aheadUsed.Load(); used > 1<<20 {
+			t.Fatalf("%d bytes read ahead after RETR %d, skipping and deleting, want at most 1 MiB", used, i)
+		}
+	}
+	c.expect("QUIT", "+OK")
 }
