@@ -39,10 +39,14 @@ type Conn struct {
 
 	lineLimitReader *lineLimitReader
 	rd              io.Reader // what text reads from (mailcluster: bodyRead)
-	bdatPipe        *io.PipeWriter
-	bdatStatus      *statusCollector // used for BDAT on LMTP
-	dataResult      chan error
-	bytesReceived   int64 // counts total size of chunks when BDAT is used
+	// mailcluster: a body reader kept because commands followed the body
+	// in its buffer, and the connection's own reader to go back to once
+	// they are read (shrinkReader).
+	heldBig, heldSmall *bufio.Reader
+	bdatPipe           *io.PipeWriter
+	bdatStatus         *statusCollector // used for BDAT on LMTP
+	dataResult         chan error
+	bytesReceived      int64 // counts total size of chunks when BDAT is used
 
 	fromReceived bool
 	recipients   []string
@@ -106,8 +110,9 @@ var bodyReaders = sync.Pool{New: func() interface{} { return bufio.NewReaderSize
 // returns what puts the connection's own buffer back. Bytes the own buffer
 // holds already (the start of the body, sent with DATA) are read first. If
 // the large buffer then holds bytes (commands sent after the body), the
-// connection keeps it.
+// connection keeps it until they are read (shrinkReader).
 func (c *Conn) bodyRead() (restore func()) {
+	c.shrinkReader()
 	small := c.text.R
 	big := bodyReaders.Get().(*bufio.Reader)
 	if n := small.Buffered(); n > 0 {
@@ -120,13 +125,31 @@ func (c *Conn) bodyRead() (restore func()) {
 	}
 	c.text.R = big
 	return func() {
-		if c.text.R != big || big.Buffered() > 0 {
+		if c.text.R != big {
+			return
+		}
+		if big.Buffered() > 0 {
+			c.heldBig, c.heldSmall = big, small
 			return
 		}
 		c.text.R = small
 		big.Reset(nil)
 		bodyReaders.Put(big)
 	}
+}
+
+// shrinkReader goes back to the connection's own small reader once the
+// commands pipelined after a body have been read from the large one, so
+// that an idle connection does not keep 32 KiB.
+func (c *Conn) shrinkReader() {
+	big := c.heldBig
+	if big == nil || c.text.R != big || big.Buffered() > 0 {
+		return
+	}
+	c.text.R = c.heldSmall
+	c.heldBig, c.heldSmall = nil, nil
+	big.Reset(nil)
+	bodyReaders.Put(big)
 }
 
 // Commands are dispatched to the appropriate handler functions.
@@ -1382,6 +1405,7 @@ func (c *Conn) readLine() (string, error) {
 	if c.readErr != nil {
 		return "", c.readErr
 	}
+	c.shrinkReader()
 	if c.server.ReadTimeout != 0 {
 		if err := c.conn.SetReadDeadline(time.Now().Add(c.server.ReadTimeout)); err != nil {
 			return "", err
@@ -1558,6 +1582,7 @@ func (c *Conn) readLineLimit(limit int) (line string, size int, err error) {
 	if c.readErr != nil {
 		return "", 0, c.readErr
 	}
+	c.shrinkReader()
 	if c.server.ReadTimeout != 0 {
 		if err := c.conn.SetReadDeadline(time.Now().Add(c.server.ReadTimeout)); err != nil {
 			return "", 0, err
