@@ -793,3 +793,25 @@ func TestMaxMessages(t *testing.T) {
 		t.Errorf("limited maildrops: %v %v, want a count of 1", mfs, err)
 	}
 }
+
+// With twice -pop3-max-messages or more in the maildrop, the list is cut
+// while it is read (the in-loop trim), and the newest are still offered.
+func TestMaxMessagesTrimsWhileReading(t *testing.T) {
+	s := newStack(t, stackOptions{mod: func(c *Config) { c.MaxMessages = 3 }})
+	acct := s.user("hanna")
+	var msgs []string
+	for i := 1; i <= 8; i++ {
+		msgs = append(msgs, msg(fmt.Sprint("m", i), "body"))
+	}
+	s.deliver(acct, msgs...)
+	c := s.login("hanna")
+	c.expect("STAT", fmt.Sprintf("+OK 3 %d", len(msgs[5])+len(msgs[6])+len(msgs[7])))
+	for i := 1; i <= 3; i++ {
+		c.expect(fmt.Sprintf("RETR %d", i), "+OK")
+		if got := string(c.body()); !strings.Contains(got, fmt.Sprintf("Subject: m%d\r\n", i+5)) {
+			t.Fatalf("RETR %d: %q", i, got)
+		}
+	}
+	c.expect("RETR 4", "-ERR")
+	c.expect("QUIT", "+OK")
+}
