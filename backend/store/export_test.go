@@ -10,8 +10,9 @@ import (
 const (
 	ChangedSinceSQL  = changedSinceSQL
 	ExpungedSinceSQL = expungedSinceSQL
-	ChangesSQL       = changesSQL
 )
+
+var ChangesSQL = changesSQL
 
 // SearchSQL is searchSQL, for the plan test (trees without "*").
 func (s *Store) SearchSQL(ctx context.Context, account string, mailboxID int64, key *mailboxv1.SearchKey) (string, []any, error) {

@@ -30,10 +30,17 @@ const mailboxCols = `mailbox_id, name, special_use, uid_validity, uid_next, high
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanMailbox(r rowScanner) (*Mailbox, error) {
+// mailboxColsOf is mailboxCols of the table aliased alias.
+func mailboxColsOf(alias string) string {
+	return alias + "." + strings.ReplaceAll(mailboxCols, ", ", ", "+alias+".")
+}
+
+// scanMailbox reads mailboxCols, and then the row's further columns into
+// more.
+func scanMailbox(r rowScanner, more ...any) (*Mailbox, error) {
 	var m Mailbox
 	var uv, un, hm, mc, vf int64
-	if err := r.Scan(&m.ID, &m.Name, &m.SpecialUse, &uv, &un, &hm, &mc, &m.Size, &m.Keywords, &vf); err != nil {
+	if err := r.Scan(append([]any{&m.ID, &m.Name, &m.SpecialUse, &uv, &un, &hm, &mc, &m.Size, &m.Keywords, &vf}, more...)...); err != nil {
 		return nil, err
 	}
 	m.UIDValidity, m.UIDNext, m.HighestModseq, m.Messages, m.VanishedFloor = uint32(uv), uint32(un), uint64(hm), uint32(mc), uint64(vf)

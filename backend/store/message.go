@@ -1108,7 +1108,7 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 // joined by spaces, which no keyword contains). Every session that has a
 // mailbox selected asks for this after each change to it. The two
 // subqueries are changedSinceSQL and expungedSinceSQL.
-const changesSQL = `SELECT b.` + "mailbox_id, b.name, b.special_use, b.uid_validity, b.uid_next, b.highest_modseq, b.message_count, b.total_size, b.keywords, b.vanished_floor" + `,
+var changesSQL = `SELECT ` + mailboxColsOf("b") + `,
 		ARRAY(SELECT uid FROM (SELECT uid FROM expunged WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 LIMIT $4) e ORDER BY uid),
 		c.uids, c.flags, c.keywords, c.modseqs
 	FROM mailboxes b, LATERAL (SELECT coalesce(array_agg(uid ORDER BY uid), '{}') AS uids,
@@ -1137,13 +1137,11 @@ func (s *Store) changesOne(ctx context.Context, account string, mailboxID int64,
 		}()
 	}
 	var (
-		m                   Mailbox
-		uv, un, hm, mc, vf  int64
 		expunged, uids, mss []int64
 		flags               []int32
 		kws                 []string
 	)
-	err = s.pool.QueryRow(ctx, changesSQL, account, mailboxID, sqlInt(since), changesOneMax+1).Scan(&m.ID, &m.Name, &m.SpecialUse, &uv, &un, &hm, &mc, &m.Size, &m.Keywords, &vf,
+	m, err := scanMailbox(s.pool.QueryRow(ctx, changesSQL, account, mailboxID, sqlInt(since), changesOneMax+1),
 		&expunged, &uids, &flags, &kws, &mss)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return true, ErrNotFound
@@ -1157,8 +1155,7 @@ func (s *Store) changesOne(ctx context.Context, account string, mailboxID int64,
 	if len(flags) != len(uids) || len(kws) != len(uids) || len(mss) != len(uids) {
 		return true, fmt.Errorf("%w: Changes arrays of different lengths", ErrUnavailable)
 	}
-	m.UIDValidity, m.UIDNext, m.HighestModseq, m.Messages, m.VanishedFloor = uint32(uv), uint32(un), uint64(hm), uint32(mc), uint64(vf)
-	first := &mailboxv1.ChangesResponse{Status: statusNoCounts(&m), Vanished: &mailboxv1.UIDSet{}, ExpungeLogTruncated: since < m.VanishedFloor}
+	first := &mailboxv1.ChangesResponse{Status: statusNoCounts(m), Vanished: &mailboxv1.UIDSet{}, ExpungeLogTruncated: since < m.VanishedFloor}
 	var b rangeBuilder
 	for _, u := range expunged {
 		b.add(uint32(u))
