@@ -247,8 +247,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	// A backend stopped during a long migration (an index build) closes
 	// its connection, but PostgreSQL notices only when it next writes to
 	// it: the session would finish the build and hold the lock meanwhile.
-	// Have it check the connection every 2 s (PostgreSQL 14 and later).
-	conn.Exec(ctx, "SET client_connection_check_interval = '2s'")
+	// Have it check the connection every 2 s (PostgreSQL 14 and later;
+	// older servers do not know the setting and go without), and put the
+	// pooled connection back as it was.
+	if _, err := conn.Exec(ctx, "SET client_connection_check_interval = '2s'"); err == nil {
+		defer conn.Exec(context.WithoutCancel(ctx), "RESET client_connection_check_interval")
+	}
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("postgres: %w", err)
