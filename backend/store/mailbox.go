@@ -26,14 +26,11 @@ type Mailbox struct {
 	VanishedFloor uint64
 }
 
+// mailboxCols are the columns scanMailbox reads, in its order. mc_changes
+// (migration 0010) returns them in the same order.
 const mailboxCols = `mailbox_id, name, special_use, uid_validity, uid_next, highest_modseq, message_count, total_size, keywords, vanished_floor`
 
 type rowScanner interface{ Scan(dest ...any) error }
-
-// mailboxColsOf is mailboxCols of the table aliased alias.
-func mailboxColsOf(alias string) string {
-	return alias + "." + strings.ReplaceAll(mailboxCols, ", ", ", "+alias+".")
-}
 
 // scanMailbox reads mailboxCols, and then the row's further columns into
 // more.

@@ -1103,21 +1103,12 @@ func (s *Store) Changes(ctx context.Context, account string, mailboxID int64, si
 
 // changesSQL reads Changes without known UIDs in one statement, one
 // snapshot and one round trip (instead of a read-only transaction of four
-// statements): the mailbox row, then the UIDs expunged and the messages
-// changed after MODSEQ $3 as arrays in UID order (keywords of a message
-// joined by spaces, which no keyword contains). Every session that has a
-// mailbox selected asks for this after each change to it. The two
-// subqueries are changedSinceSQL and expungedSinceSQL.
-var changesSQL = `SELECT ` + mailboxColsOf("b") + `,
-		ARRAY(SELECT uid FROM (SELECT uid FROM expunged WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 LIMIT $4) e ORDER BY uid),
-		c.uids, c.flags, c.keywords, c.modseqs
-	FROM mailboxes b, LATERAL (SELECT coalesce(array_agg(uid ORDER BY uid), '{}') AS uids,
-			coalesce(array_agg(flags ORDER BY uid), '{}') AS flags,
-			coalesce(array_agg(array_to_string(keywords, ' ') ORDER BY uid), '{}') AS keywords,
-			coalesce(array_agg(modseq ORDER BY uid), '{}') AS modseqs
-		FROM (SELECT uid, flags, keywords, modseq FROM messages
-			WHERE account_id=$1 AND mailbox_id=$2 AND modseq > $3 LIMIT $4) m) c
-	WHERE b.account_id=$1 AND b.mailbox_id=$2`
+// statements): the mailbox row (mailboxCols), then the UIDs expunged and
+// the messages changed after MODSEQ $3, at most $4 of each, as arrays in
+// UID order. Every session that has a mailbox selected asks for this after
+// each change to it; mc_changes (migration 0010) runs it with a cached plan.
+// Its two subqueries are changedSinceSQL and expungedSinceSQL.
+const changesSQL = `SELECT * FROM mc_changes($1, $2, $3, $4)`
 
 // changesOneMax is the most expunges and changed messages changesOne
 // reads, each; beyond, Changes streams them from a transaction instead of

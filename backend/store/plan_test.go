@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"mailcluster/backend/store"
 	"mailcluster/backend/store/storetest"
@@ -90,10 +91,22 @@ ANALYZE;`
 	if got := planIndexes(ctx, t, conn, store.ExpungedSinceSQL, "a77", 770, 299); got != "sort,expunged_modseq" {
 		t.Errorf("Changes reads the expunge log with indexes %q, want expunged_modseq", got)
 	}
-	// The one statement of Changes, with both.
-	if got := planIndexes(ctx, t, conn, store.ChangesSQL, "a77", 770, 299, 2001); strings.Contains(got, "messages_pkey") || strings.Contains(got, "expunged_pkey") ||
-		!strings.Contains(got, "messages_modseq") || !strings.Contains(got, "expunged_modseq") {
-		t.Errorf("Changes is planned with %q, want messages_modseq and expunged_modseq", got)
+	// The one statement of Changes, with both, as mc_changes runs it: with
+	// its cached generic plan (migration 0010), the same for every
+	// mailbox, so checked on the small and the large one.
+	for _, c := range []struct {
+		account string
+		mailbox int64
+		since   int64
+	}{{"a77", 770, 299}, {"a0", 0, 79990}, {"a0", 0, 0}} {
+		got, generic := nestedPlanIndexes(ctx, t, dsn, store.ChangesSQL, c.account, c.mailbox, c.since, 2001)
+		if strings.Contains(got, "messages_pkey") || strings.Contains(got, "expunged_pkey") ||
+			!strings.Contains(got, "messages_modseq") || !strings.Contains(got, "expunged_modseq") {
+			t.Errorf("Changes of %s since %d is planned with %q, want messages_modseq and expunged_modseq", c.account, c.since, got)
+		}
+		if !generic {
+			t.Errorf("Changes of %s since %d was planned for its parameters, want the cached generic plan", c.account, c.since)
+		}
 	}
 
 	// FETCH 1:* (FLAGS ENVELOPE ...) reads the mailbox in UID order, not
@@ -158,6 +171,73 @@ func planIndexes(ctx context.Context, t *testing.T, conn *pgx.Conn, sql string, 
 	if err := json.Unmarshal(plan, &v); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%s\n%s", sql, plan)
+	return strings.Join(planNodes(v), ",")
+}
+
+// nestedPlanIndexes runs sql with args, a call of a PL/pgSQL function,
+// and returns the sorts and indexes of the plans of the statements the
+// function ran, as auto_explain logged them (PostgreSQL's contrib module,
+// its LOG lines sent to the client as notices), and whether those plans
+// were generic (their conditions name parameters, not the values).
+func nestedPlanIndexes(ctx context.Context, t *testing.T, dsn, sql string, args ...any) (string, bool) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{"LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+		"SET auto_explain.log_nested_statements = on", "SET auto_explain.log_format = json",
+		"SET client_min_messages = log", "SET plan_cache_mode = force_custom_plan"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var nodes []string
+	generic := false
+	for _, n := range notices {
+		_, plan, ok := strings.Cut(n, "plan:")
+		if !ok {
+			continue
+		}
+		var v struct {
+			Query string `json:"Query Text"`
+			Plan  any
+		}
+		if err := json.Unmarshal([]byte(plan), &v); err != nil {
+			t.Fatalf("auto_explain: %v\n%s", err, n)
+		}
+		if v.Query == sql {
+			continue // the call itself
+		}
+		t.Logf("%s\n%s", v.Query, plan)
+		nodes = append(nodes, planNodes(v.Plan)...)
+		generic = strings.Contains(plan, "= $1")
+	}
+	if nodes == nil {
+		t.Fatalf("auto_explain logged no plan of a nested statement: %q", notices)
+	}
+	return strings.Join(nodes, ","), generic
+}
+
+// planNodes returns the sorts and indexes of the plan tree v, indexes
+// marked when scanned index only.
+func planNodes(v any) []string {
 	var indexes []string
 	var walk func(any)
 	walk = func(n any) {
@@ -182,20 +262,22 @@ func planIndexes(ctx context.Context, t *testing.T, conn *pgx.Conn, sql string, 
 		}
 	}
 	walk(v)
-	t.Logf("%s\n%s", sql, plan)
-	return strings.Join(indexes, ",")
+	return indexes
 }
 
-// TestDeliverGenericPlans checks that mc_deliver keeps its cached plans
-// (migration 0007) although the backend's connections force custom ones.
-func TestDeliverGenericPlans(t *testing.T) {
+// TestFunctionGenericPlans checks that mc_deliver and mc_changes keep
+// their cached plans (migrations 0007 and 0010) although the backend's
+// connections force custom ones.
+func TestFunctionGenericPlans(t *testing.T) {
 	ctx, conn := migratedConn(t)
-	var cfg []string
-	if err := conn.QueryRow(ctx, "SELECT coalesce(proconfig, '{}') FROM pg_proc WHERE proname = 'mc_deliver'").Scan(&cfg); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(cfg, " ") != "plan_cache_mode=force_generic_plan" {
-		t.Errorf("mc_deliver's settings are %q, want plan_cache_mode=force_generic_plan", cfg)
+	for _, fn := range []string{"mc_deliver", "mc_changes"} {
+		var cfg []string
+		if err := conn.QueryRow(ctx, "SELECT coalesce(proconfig, '{}') FROM pg_proc WHERE proname = $1", fn).Scan(&cfg); err != nil {
+			t.Fatal(fn, err)
+		}
+		if strings.Join(cfg, " ") != "plan_cache_mode=force_generic_plan" {
+			t.Errorf("%s's settings are %q, want plan_cache_mode=force_generic_plan", fn, cfg)
+		}
 	}
 }
 
