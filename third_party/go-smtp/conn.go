@@ -52,6 +52,16 @@ type Conn struct {
 	recipients   []string
 	didAuth      bool
 
+	// mailcluster: holdReply keeps a positive reply to a MAIL, RCPT or
+	// RSET in the write buffer, unflushed, because the client's next
+	// command is already in the read buffer (it pipelines; RFC 2920
+	// section 3.1 asks servers to send such replies as a unit): the
+	// replies of one transaction then leave in one write with the reply
+	// to DATA or BDAT. An error reply is always flushed, with whatever was
+	// held before it: it may be followed by closing the connection. Set
+	// by handle for one command.
+	holdReply bool
+
 	// mailcluster: readErr, once set (a text line over MaxLineLength in
 	// DATA), is what every later read of a command returns, so that the
 	// connection is closed rather than the rest of the message taken for
@@ -189,9 +199,13 @@ func (c *Conn) handle(cmd string, arg string) {
 		}
 		c.handleGreet(enhanced, arg)
 	case "MAIL":
+		c.holdReply = c.commandBuffered()
 		c.handleMail(arg)
+		c.holdReply = false
 	case "RCPT":
+		c.holdReply = c.commandBuffered()
 		c.handleRcpt(arg)
+		c.holdReply = false
 	case "VRFY":
 		c.handleVrfy(arg)
 	case "EXPN":
@@ -200,7 +214,9 @@ func (c *Conn) handle(cmd string, arg string) {
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "I have successfully done nothing")
 	case "RSET": // Reset session
 		c.reset()
+		c.holdReply = c.commandBuffered()
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Session reset")
+		c.holdReply = false
 	case "BDAT":
 		c.handleBdat(arg)
 	case "DATA":
@@ -1381,15 +1397,35 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	// transform each single line with \n, into separate lines
 	text = strings.Split(strings.Join(text, "\n"), "\n")
 
+	// mailcluster: the lines go out in one write (textproto's PrintfLine
+	// flushed each one), or stay buffered while holdReply is set.
+	w := c.text.W
 	lastLineIndex := len(text) - 1
 	for i := 0; i < lastLineIndex; i++ {
-		c.text.PrintfLine("%d-%v", code, text[i])
+		fmt.Fprintf(w, "%d-%v\r\n", code, text[i])
 	}
 	if enhCode == NoEnhancedCode {
-		c.text.PrintfLine("%d %v", code, text[lastLineIndex])
+		fmt.Fprintf(w, "%d %v\r\n", code, text[lastLineIndex])
 	} else {
-		c.text.PrintfLine("%d %v.%v.%v %v", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
+		fmt.Fprintf(w, "%d %v.%v.%v %v\r\n", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
 	}
+	if !c.holdReply || code >= 400 {
+		w.Flush()
+	}
+}
+
+// commandBuffered reports whether a whole command line is already in the
+// read buffer, so that reading it cannot block. Only then may a reply be
+// held: the next command is handled at once and its reply flushes both,
+// and a client that waits for a reply never finds it held back.
+func (c *Conn) commandBuffered() bool {
+	r := c.text.R
+	n := r.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := r.Peek(n)
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
 func (c *Conn) writeError(code int, enhCode EnhancedCode, err error) {
