@@ -27,7 +27,9 @@ type Mailbox struct {
 }
 
 // mailboxCols are the columns scanMailbox reads, in its order. mc_changes
-// (migration 0010) returns them in the same order.
+// (migration 0010) returns them in the same order, and old backends call
+// it during a rolling upgrade: a change here needs a new function next to
+// it, not a new definition of mc_changes.
 const mailboxCols = `mailbox_id, name, special_use, uid_validity, uid_next, highest_modseq, message_count, total_size, keywords, vanished_floor`
 
 type rowScanner interface{ Scan(dest ...any) error }

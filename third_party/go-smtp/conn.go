@@ -54,13 +54,14 @@ type Conn struct {
 
 	// mailcluster: holdReply keeps a positive reply to a MAIL, RCPT or
 	// RSET in the write buffer, unflushed, because the client's next
-	// command is already in the read buffer (it pipelines; RFC 2920
-	// section 3.1 asks servers to send such replies as a unit): the
+	// command is already in the read buffer (it pipelines; RFC 2920 asks
+	// servers to send the replies to grouped RSET, MAIL and RCPT as a unit): the
 	// replies of one transaction then leave in one write with the reply
 	// to DATA or BDAT. An error reply is always flushed, with whatever was
 	// held before it: it may be followed by closing the connection. Set
 	// by handle for one command.
 	holdReply bool
+	heldSince time.Time // when the oldest reply still buffered was held
 
 	// mailcluster: readErr, once set (a text line over MaxLineLength in
 	// DATA), is what every later read of a command returns, so that the
@@ -176,6 +177,8 @@ func (c *Conn) handle(cmd string, arg string) {
 		}
 	}()
 
+	defer func() { c.holdReply = false }() // mailcluster: for one command only
+
 	if cmd == "" {
 		c.protocolError(500, EnhancedCode{5, 5, 2}, "Error: bad syntax")
 		return
@@ -201,11 +204,9 @@ func (c *Conn) handle(cmd string, arg string) {
 	case "MAIL":
 		c.holdReply = c.commandBuffered()
 		c.handleMail(arg)
-		c.holdReply = false
 	case "RCPT":
 		c.holdReply = c.commandBuffered()
 		c.handleRcpt(arg)
-		c.holdReply = false
 	case "VRFY":
 		c.handleVrfy(arg)
 	case "EXPN":
@@ -216,7 +217,6 @@ func (c *Conn) handle(cmd string, arg string) {
 		c.reset()
 		c.holdReply = c.commandBuffered()
 		c.writeResponse(250, EnhancedCode{2, 0, 0}, "Session reset")
-		c.holdReply = false
 	case "BDAT":
 		c.handleBdat(arg)
 	case "DATA":
@@ -1171,6 +1171,12 @@ func (c *Conn) handleBdat(arg string) {
 		c.lineLimitReader.LineLimit = c.rawLineLimit()
 	}()
 
+	// mailcluster: replies held for this pipelined transaction go out
+	// before the server waits for the chunk (RFC 2920: pending replies are
+	// sent before the server waits for input).
+	if c.text.R.Buffered() < int(size) {
+		c.text.W.Flush()
+	}
 	chunk := io.LimitReader(c.text.R, int64(size))
 	_, err = io.Copy(c.bdatPipe, chunk)
 	if err != nil {
@@ -1409,10 +1415,23 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	} else {
 		fmt.Fprintf(w, "%d %v.%v.%v %v\r\n", code, enhCode[0], enhCode[1], enhCode[2], text[lastLineIndex])
 	}
-	if !c.holdReply || code >= 400 {
-		w.Flush()
+	switch {
+	case !c.holdReply || code >= 400:
+	case c.heldSince.IsZero():
+		c.heldSince = time.Now()
+		return
+	case time.Since(c.heldSince) <= maxReplyHold:
+		return
 	}
+	w.Flush()
+	c.heldSince = time.Time{}
 }
+
+// maxReplyHold is the longest a held reply waits for the replies that
+// follow it (slow recipient lookups in a long pipelined group), far below
+// the five minutes a client waits for a reply to MAIL or RCPT (RFC 5321
+// 4.5.3.2).
+const maxReplyHold = time.Second
 
 // commandBuffered reports whether a whole command line is already in the
 // read buffer, so that reading it cannot block. Only then may a reply be
@@ -1697,8 +1716,9 @@ func (c *Conn) handleExpn(arg string) {
 		if i == len(mailboxes)-1 {
 			sep = " "
 		}
-		c.text.PrintfLine("250%s2.1.5 <%s>", sep, oneLine(m))
+		fmt.Fprintf(c.text.W, "250%s2.1.5 <%s>\r\n", sep, oneLine(m))
 	}
+	c.text.W.Flush()
 }
 
 // oneLine keeps a reply line one line.

@@ -13,7 +13,7 @@ import (
 )
 
 // mailcluster: replies to pipelined MAIL and RCPT commands are held until
-// the reply to DATA and leave in one write (RFC 2920 section 3.1); a
+// the reply to DATA and leave in one write (RFC 2920); a
 // client that waits for each reply still gets each one at once, and an
 // error reply is never held.
 
@@ -41,14 +41,15 @@ func (c *countedConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
-func pipelineServer(t *testing.T) (*writeCounter, net.Conn, *bufio.Reader) {
+func pipelineServer(t *testing.T) (*backend, *writeCounter, net.Conn, *bufio.Reader) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	wc := &writeCounter{Listener: l}
-	s := smtp.NewServer(new(backend))
+	be := new(backend)
+	s := smtp.NewServer(be)
 	s.Domain = "localhost"
 	s.AllowInsecureAuth = true
 	go s.Serve(wc)
@@ -62,7 +63,7 @@ func pipelineServer(t *testing.T) (*writeCounter, net.Conn, *bufio.Reader) {
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(c)
 	readReplies(t, r, "220 ")
-	return wc, c, r
+	return be, wc, c, r
 }
 
 // readReplies reads one reply line per prefix and checks each.
@@ -80,7 +81,7 @@ func readReplies(t *testing.T, r *bufio.Reader, prefixes ...string) {
 }
 
 func TestPipelinedRepliesLeaveTogether(t *testing.T) {
-	wc, c, r := pipelineServer(t)
+	be, wc, c, r := pipelineServer(t)
 	before := wc.writes.Load()
 	io.WriteString(c, "EHLO localhost\r\n")
 	line, _ := r.ReadString('\n')
@@ -112,10 +113,26 @@ func TestPipelinedRepliesLeaveTogether(t *testing.T) {
 	if n := wc.writes.Load() - before; n != 2 {
 		t.Errorf("the replies around a pipelined error took %d writes, want 2", n)
 	}
+
+	// An error reply to a command whose reply could be held is not held.
+	be.userErr = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
+	before = wc.writes.Load()
+	io.WriteString(c, "MAIL FROM:<a@example.org>\r\nNOOP\r\n")
+	readReplies(t, r, "451 ", "250 ")
+	if n := wc.writes.Load() - before; n != 2 {
+		t.Errorf("a refused pipelined MAIL and a NOOP took %d writes, want 2", n)
+	}
+	be.userErr = nil
+
+	// BDAT: the held replies go out before the server waits for the chunk.
+	io.WriteString(c, "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nBDAT 25 LAST\r\n")
+	readReplies(t, r, "250 ", "250 ")
+	io.WriteString(c, "Subject: x\r\n\r\nbody bdat\r\n")
+	readReplies(t, r, "250 ")
 }
 
 func TestRepliesNotHeldWithoutPipelining(t *testing.T) {
-	_, c, r := pipelineServer(t)
+	_, _, c, r := pipelineServer(t)
 	for _, step := range []struct{ cmd, reply string }{
 		{"HELO localhost", "250 "},
 		{"MAIL FROM:<a@example.org>", "250 "},
