@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -115,6 +116,9 @@ func TestWatchAcrossBackends(t *testing.T) {
 	if ev.MailboxId != 0 && ev.MailboxId != inbox.Status.MailboxId {
 		t.Fatalf("event mailbox %d, INBOX is %d", ev.MailboxId, inbox.Status.MailboxId)
 	}
+	if ev.Appended != nil {
+		t.Fatalf("an event from another backend's notification names the appended message: %+v", ev.Appended)
+	}
 	if res[0].Uid != 2 {
 		t.Fatalf("uid %d", res[0].Uid)
 	}
@@ -137,6 +141,49 @@ func TestWatchAcrossBackends(t *testing.T) {
 		if ev.AccountId == "other" && ev.Modseq > 1 {
 			break
 		}
+	}
+}
+
+// A delivery through the watched backend itself reports the message it
+// appended, with its UID, flags and MODSEQ, so that the frontend needs no
+// Changes call; the same change coming back through PostgreSQL is not sent
+// again.
+func TestWatchReportsOwnDeliveries(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	mustDeliver(t, c, testMessage("before", "x"), "watched")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := c.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Send(&mailboxv1.WatchRequest{Add: []*mailboxv1.WatchAccount{{AccountId: "watched"}}}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := w.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox := selectBox(t, c, "watched", "INBOX")
+	flags := &mailboxv1.Flags{System: uint32(mailboxv1.Flag_FLAG_FLAGGED), Keywords: []string{"$Label1", "work"}}
+	res := mustDeliverTo(t, c, testMessage("after", "y"), &mailboxv1.Recipient{AccountId: "watched", Flags: flags})
+	ev, err := w.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ev.Appended
+	if ev.Modseq != first.Modseq+1 || ev.MailboxId != inbox.Status.MailboxId || m == nil ||
+		m.Uid != res[0].Uid || m.Modseq != ev.Modseq || m.Flags.GetSystem() != flags.System ||
+		!slices.Equal(m.Flags.GetKeywords(), flags.Keywords) {
+		t.Fatalf("event for a delivery through this backend: %+v (appended %+v); want modseq %d, mailbox %d, UID %d, flags %+v",
+			ev, m, first.Modseq+1, inbox.Status.MailboxId, res[0].Uid, flags)
+	}
+	// The change's notification through PostgreSQL arrives too, and is
+	// dropped as seen: the next event is the next change's.
+	mustDeliver(t, c, testMessage("next", "z"), "watched")
+	if ev, err = w.Recv(); err != nil || ev.Modseq != first.Modseq+2 {
+		t.Fatalf("next event %+v, %v; want MODSEQ %d", ev, err, first.Modseq+2)
 	}
 }
 

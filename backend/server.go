@@ -51,8 +51,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	m := newMetrics()
 	pub := newPublisher(log)
+	hub := newHub()
 	st, err := store.Open(ctx, store.Config{
-		Observe: m.observePostgres, Published: pub.enqueue,
+		Observe: m.observePostgres, Published: func(cs []store.Change) { hub.local(cs); pub.enqueue(cs) },
 		DSN: cfg.PostgresDSN, MaxConns: int32(cfg.PostgresMaxConns), RandomPageCost: cfg.PostgresRandomPageCost,
 		MaxUIDRanges: cfg.MaxUIDRanges, MaxSearchDepth: cfg.MaxSearchDepth, MaxSearchKeys: cfg.MaxSearchKeys,
 		MaxMailboxNameLen: cfg.MaxMailboxNameLen, MaxMailboxDepth: cfg.MaxMailboxDepth, MaxMailboxes: cfg.MaxMailboxes,
@@ -80,7 +81,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s.svc = &service{cfg: cfg, log: log, store: st, blobs: blobs, hub: newHub(), metrics: m, helo: helo,
+	s.svc = &service{cfg: cfg, log: log, store: st, blobs: blobs, hub: hub, metrics: m, helo: helo,
 		dkim: &dkimKeys{st: st, log: log.With("part", "dkim")}, refs: newBodyRefs(cfg.BodyRefCache)}
 	m.reg.MustRegister(newBodyRefsSize(s.svc.refs))
 	m.reg.MustRegister(newQueueSize(st))

@@ -46,6 +46,9 @@ func (w *watcher) offer(ev *mailboxv1.WatchEvent) {
 	if p := w.pending[ev.AccountId]; p != nil && p.MailboxId != ev.MailboxId {
 		ev = &mailboxv1.WatchEvent{AccountId: ev.AccountId, Modseq: ev.Modseq} // several mailboxes changed
 	}
+	// An event that replaces one not yet sent keeps its own appended
+	// message: the receiver, which then misses the replaced change, sees a
+	// MODSEQ beyond the next one and syncs.
 	w.pending[ev.AccountId] = ev
 	w.mu.Unlock()
 	select {
@@ -107,9 +110,22 @@ func (h *hub) publish(c store.Change) {
 		ws = append(ws, w)
 	}
 	h.mu.Unlock()
-	ev := &mailboxv1.WatchEvent{AccountId: c.Account, Modseq: c.Modseq, MailboxId: c.MailboxID}
+	ev := &mailboxv1.WatchEvent{AccountId: c.Account, Modseq: c.Modseq, MailboxId: c.MailboxID, Appended: c.Appended}
 	for _, w := range ws {
 		w.offer(ev)
+	}
+}
+
+// local hands this backend's committed deliveries to its watchers at once,
+// with the message each one appended: a frontend that has seen everything
+// before needs no Changes call then. The same changes come back without
+// that detail from PostgreSQL's notifications a moment later, and the
+// watchers drop them as already seen.
+func (h *hub) local(changes []store.Change) {
+	for _, c := range changes {
+		if c.Appended != nil {
+			h.publish(c)
+		}
 	}
 }
 

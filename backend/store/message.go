@@ -212,7 +212,12 @@ func (s *Store) DeliverAndQueue(ctx context.Context, msg *NewMessage, rcpts []De
 			switch status {
 			case 0:
 				r.Status = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OK
-				changes = append(changes, Change{Account: accounts[len(out)], Modseq: uint64(ms), MailboxID: mb})
+				var kw []string
+				if k := kws[len(out)]; k != "" {
+					kw = strings.Split(k, " ")
+				}
+				changes = append(changes, Change{Account: accounts[len(out)], Modseq: uint64(ms), MailboxID: mb,
+					Appended: &mailboxv1.MessageMeta{Uid: uint32(uid), Flags: flagsOf(flagBits[len(out)], kw), Modseq: uint64(ms)}})
 			case 1:
 				r.Status, r.Detail = mailboxv1.DeliveryStatus_DELIVERY_STATUS_OVER_QUOTA, "over quota"
 			default:

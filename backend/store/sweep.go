@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	mailboxv1 "mailcluster/proto/mailbox/v1"
 )
 
 // SweepUploads deletes bodies whose upload started more than grace ago and
@@ -86,6 +88,11 @@ type Change struct {
 	Account   string
 	Modseq    uint64
 	MailboxID int64
+	// Appended is the message a delivery stored in MailboxID (UID, flags,
+	// MODSEQ), for the backend's own watchers; nil for changes read back
+	// from PostgreSQL's notifications, which carry only the three fields
+	// above.
+	Appended *mailboxv1.MessageMeta
 }
 
 // Listen delivers change notifications from every backend to fn until ctx

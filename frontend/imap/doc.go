@@ -27,7 +27,11 @@
 // One backend Watch stream per Server carries the notifications of every
 // account with a selected mailbox (accounts are added on the first SELECT
 // and removed with the last session). An event resynchronises the
-// mailboxes it names; IDLE sessions see the result at once. When the stream
+// mailboxes it names; IDLE sessions see the result at once. An event for a
+// delivery made through the same backend names the message it appended
+// (UID, flags, MODSEQ): when the state has seen every change before it,
+// that is applied without a Changes call, as a session's own change is.
+// When the stream
 // breaks it is reopened with backoff and every mailbox resynchronised;
 // while it is down, each command resynchronises first.
 //

@@ -188,6 +188,13 @@ func login(t testing.TB, addr, user string) *imapclient.Client {
 // deliver delivers msg to account's INBOX through backend client c.
 func deliver(t testing.TB, c mailboxv1.MailboxClient, account string, msg []byte) {
 	t.Helper()
+	deliverTo(t, c, &mailboxv1.Recipient{AccountId: account}, msg)
+}
+
+// deliverTo delivers msg to one recipient (a mailbox other than INBOX,
+// flags) and checks that it was stored.
+func deliverTo(t testing.TB, c mailboxv1.MailboxClient, rcpt *mailboxv1.Recipient, msg []byte) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	st, err := c.Deliver(ctx)
@@ -195,7 +202,7 @@ func deliver(t testing.TB, c mailboxv1.MailboxClient, account string, msg []byte
 		t.Fatal(err)
 	}
 	if err := st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Header{Header: &mailboxv1.DeliverHeader{
-		Recipients: []*mailboxv1.Recipient{{AccountId: account}}, TraceId: "test", Size: int64(len(msg))}}}); err != nil {
+		Recipients: []*mailboxv1.Recipient{rcpt}, TraceId: "test", Size: int64(len(msg))}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Send(&mailboxv1.DeliverRequest{Part: &mailboxv1.DeliverRequest_Chunk{Chunk: msg}}); err != nil {

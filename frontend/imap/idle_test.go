@@ -253,3 +253,73 @@ func TestIdleWithoutWatchStream(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A delivery through the frontend's own backend reaches an IDLE session
+// from the Watch event alone, which names the appended message, without a
+// Changes call; when the state has not seen the change before it (here a
+// delivery to another mailbox of the account), it syncs instead.
+func TestIdleDeliveryFromWatchEvent(t *testing.T) {
+	st := newStack(t, 1)
+	id := st.user("gina")
+	deliver(t, st.clients[0], id, testMessage(1))
+	srv, addr := st.frontend(nil, 0)
+	ev := newEvents()
+	a := loginWith(t, addr, "gina", ev)
+	if _, err := a.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	idle, err := a.Idle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	resyncs := func(kind string) float64 { return counterValue(t, srv.metrics.resyncs.WithLabelValues(kind)) }
+	// Let the syncs that SELECT may have started end, so that none holds
+	// the state when the event arrives.
+	for last, deadline := resyncs("changes"), time.Now().Add(5*time.Second); ; last = resyncs("changes") {
+		time.Sleep(200 * time.Millisecond)
+		if resyncs("changes") == last || time.Now().After(deadline) {
+			break
+		}
+	}
+	changes, events := resyncs("changes"), resyncs("event")
+
+	deliverTo(t, st.clients[0], &mailboxv1.Recipient{AccountId: id, Flags: &mailboxv1.Flags{Keywords: []string{"$Urgent"}}}, testMessage(2))
+	if n := within(t, ev.exists, 5*time.Second, "EXISTS after a delivery"); n != 2 {
+		t.Fatalf("EXISTS %d, want 2", n)
+	}
+	if f := within(t, ev.flags, time.Second, "FLAGS with the delivered keyword"); !slices.Contains(f, "$Urgent") {
+		t.Fatalf("FLAGS %v", f)
+	}
+	if got := resyncs("event") - events; got != 1 {
+		t.Errorf("%v deliveries applied from the Watch event, want 1", got)
+	}
+	if got := resyncs("changes") - changes; got != 0 {
+		t.Errorf("%v Changes calls for a delivery the Watch event named", got)
+	}
+
+	// A change the state has not seen comes first: the event is not enough.
+	deliverTo(t, st.clients[0], &mailboxv1.Recipient{AccountId: id, MailboxName: "Junk"}, testMessage(3))
+	deliver(t, st.clients[0], id, testMessage(4))
+	if n := within(t, ev.exists, 5*time.Second, "EXISTS after the second delivery"); n != 3 {
+		t.Fatalf("EXISTS %d, want 3", n)
+	}
+	if got := resyncs("changes") - changes; got != 1 {
+		t.Errorf("%v Changes calls after a change the state missed, want 1", got)
+	}
+	if err := idle.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// What the session shows is what the backend has.
+	msgs := fetchAll(t, a, imap.SeqSet{{Start: 1, Stop: 0}}, &imap.FetchOptions{UID: true, Flags: true})
+	slices.SortFunc(msgs, func(x, y *imapclient.FetchMessageBuffer) int { return int(x.SeqNum) - int(y.SeqNum) })
+	if len(msgs) != 3 || msgs[1].UID != 2 || !slices.Contains(msgs[1].Flags, "$Urgent") || msgs[2].UID != 3 {
+		for _, m := range msgs {
+			t.Logf("seq %d UID %d flags %v", m.SeqNum, m.UID, m.Flags)
+		}
+		t.Fatalf("after IDLE: %d messages", len(msgs))
+	}
+}

@@ -334,6 +334,30 @@ func (mb *mailboxState) applyOwn(ctx context.Context, modseq uint64, vanished []
 	return mb.sync(ctx, source, quiet)
 }
 
+// applyAppended applies a delivery the Watch event reported with its
+// message (WatchEvent.appended), without a Changes call, when that is the
+// only change the state has not seen: as for applyOwn, MODSEQs are given
+// out per account in commit order, so a state at the message's MODSEQ-1
+// has seen everything before it. It reports false, having done nothing,
+// when the caller must sync instead: an older state, a sync in progress
+// (it will catch up itself), a state whose last sync failed, or a message
+// that is not new.
+func (mb *mailboxState) applyAppended(m *mailboxv1.MessageMeta) bool {
+	if !mb.syncMu.TryLock() {
+		return false
+	}
+	defer mb.syncMu.Unlock()
+	mb.mu.Lock()
+	ok := !mb.stale && m.Modseq > 0 && m.Modseq-1 == mb.modseq && m.Uid > mb.uids.last()
+	mb.mu.Unlock()
+	if !ok {
+		return false
+	}
+	mb.srv.metrics.resyncs.WithLabelValues("event").Inc()
+	mb.apply(&mailboxv1.UIDSet{}, []*mailboxv1.MessageMeta{m}, m.Modseq, nil, nil)
+	return true
+}
+
 // fullSync compares the UID list with the backend's (Fetch of 1:*, flags
 // only) when the expunge log cannot tell what vanished.
 func (mb *mailboxState) fullSync(ctx context.Context, c mailboxv1.MailboxClient, cctx context.Context, since uint64, st *mailboxv1.MailboxStatus) error {

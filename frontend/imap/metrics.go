@@ -36,7 +36,7 @@ func newMetrics() *metrics {
 		mailboxes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailcluster_imap_selected_mailboxes",
 			Help: "Mailboxes selected by at least one session of this frontend (shared state)."}),
 		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "mailcluster_imap_resyncs_total",
-			Help: "Mailbox resynchronisations from the backend, by kind (changes, full, failed; own: a change of this frontend applied from its own result, without a call)."}, []string{"kind"}),
+			Help: "Mailbox resynchronisations from the backend, by kind (changes, full, failed; own: a change of this frontend applied from its own result, event: a delivery applied from the Watch event that reported it, both without a call)."}, []string{"kind"}),
 		watchUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "mailcluster_imap_watch_up",
 			Help: "1 while the shared backend Watch stream is open."}),
 		watchFails: prometheus.NewCounter(prometheus.CounterOpts{Name: "mailcluster_imap_watch_failures_total",

@@ -220,6 +220,9 @@ func (w *watcher) event(ev *mailboxv1.WatchEvent) {
 	}
 	w.mu.Unlock()
 	for _, mb := range kick {
+		if ev.Appended != nil && ev.MailboxId == mb.key.id && mb.applyAppended(ev.Appended) {
+			continue
+		}
 		mb.kickNewer(ev.Modseq)
 	}
 }

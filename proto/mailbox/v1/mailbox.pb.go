@@ -4171,7 +4171,13 @@ type WatchEvent struct {
 	AccountId string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
 	Modseq    uint64                 `protobuf:"varint,2,opt,name=modseq,proto3" json:"modseq,omitempty"` // the account's highest MODSEQ after the change
 	// The mailbox that changed, 0 if unknown (then any mailbox may have).
-	MailboxId     int64 `protobuf:"varint,3,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	MailboxId int64 `protobuf:"varint,3,opt,name=mailbox_id,json=mailboxId,proto3" json:"mailbox_id,omitempty"`
+	// The message the change added to mailbox_id, with its UID, flags and
+	// MODSEQ (the event's), when the change was a delivery made by the
+	// backend sending the event; absent otherwise. A watcher that has seen
+	// every change up to modseq-1 (MODSEQs are given out per account in
+	// commit order) knows from it all that changed, without a Changes call.
+	Appended      *MessageMeta `protobuf:"bytes,4,opt,name=appended,proto3" json:"appended,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4225,6 +4231,13 @@ func (x *WatchEvent) GetMailboxId() int64 {
 		return x.MailboxId
 	}
 	return 0
+}
+
+func (x *WatchEvent) GetAppended() *MessageMeta {
+	if x != nil {
+		return x.Appended
+	}
+	return nil
 }
 
 type GetQuotaRequest struct {
@@ -4680,14 +4693,15 @@ const file_mailbox_v1_mailbox_proto_rawDesc = "" +
 	"\fWatchAccount\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12!\n" +
-	"\fsince_modseq\x18\x02 \x01(\x04R\vsinceModseq\"b\n" +
+	"\fsince_modseq\x18\x02 \x01(\x04R\vsinceModseq\"\xa3\x01\n" +
 	"\n" +
 	"WatchEvent\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12\x16\n" +
 	"\x06modseq\x18\x02 \x01(\x04R\x06modseq\x12\x1d\n" +
 	"\n" +
-	"mailbox_id\x18\x03 \x01(\x03R\tmailboxId\"0\n" +
+	"mailbox_id\x18\x03 \x01(\x03R\tmailboxId\x12?\n" +
+	"\bappended\x18\x04 \x01(\v2#.mailcluster.mailbox.v1.MessageMetaR\bappended\"0\n" +
 	"\x0fGetQuotaRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\"S\n" +
@@ -4887,53 +4901,54 @@ var file_mailbox_v1_mailbox_proto_depIdxs = []int32{
 	4,  // 51: mailcluster.mailbox.v1.RecipientResult.status:type_name -> mailcluster.mailbox.v1.DeliveryStatus
 	55, // 52: mailcluster.mailbox.v1.DeliverResponse.results:type_name -> mailcluster.mailbox.v1.RecipientResult
 	58, // 53: mailcluster.mailbox.v1.WatchRequest.add:type_name -> mailcluster.mailbox.v1.WatchAccount
-	12, // 54: mailcluster.mailbox.v1.Mailbox.ListMailboxes:input_type -> mailcluster.mailbox.v1.ListMailboxesRequest
-	14, // 55: mailcluster.mailbox.v1.Mailbox.CreateMailbox:input_type -> mailcluster.mailbox.v1.CreateMailboxRequest
-	16, // 56: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:input_type -> mailcluster.mailbox.v1.DeleteMailboxRequest
-	18, // 57: mailcluster.mailbox.v1.Mailbox.RenameMailbox:input_type -> mailcluster.mailbox.v1.RenameMailboxRequest
-	20, // 58: mailcluster.mailbox.v1.Mailbox.SetSubscribed:input_type -> mailcluster.mailbox.v1.SetSubscribedRequest
-	22, // 59: mailcluster.mailbox.v1.Mailbox.GetStatus:input_type -> mailcluster.mailbox.v1.GetStatusRequest
-	23, // 60: mailcluster.mailbox.v1.Mailbox.Select:input_type -> mailcluster.mailbox.v1.SelectRequest
-	27, // 61: mailcluster.mailbox.v1.Mailbox.Changes:input_type -> mailcluster.mailbox.v1.ChangesRequest
-	25, // 62: mailcluster.mailbox.v1.Mailbox.Maildrop:input_type -> mailcluster.mailbox.v1.MaildropRequest
-	29, // 63: mailcluster.mailbox.v1.Mailbox.Fetch:input_type -> mailcluster.mailbox.v1.FetchRequest
-	35, // 64: mailcluster.mailbox.v1.Mailbox.GetBody:input_type -> mailcluster.mailbox.v1.GetBodyRequest
-	36, // 65: mailcluster.mailbox.v1.Mailbox.GetBodies:input_type -> mailcluster.mailbox.v1.GetBodiesRequest
-	38, // 66: mailcluster.mailbox.v1.Mailbox.StoreFlags:input_type -> mailcluster.mailbox.v1.StoreFlagsRequest
-	40, // 67: mailcluster.mailbox.v1.Mailbox.Copy:input_type -> mailcluster.mailbox.v1.CopyRequest
-	42, // 68: mailcluster.mailbox.v1.Mailbox.Move:input_type -> mailcluster.mailbox.v1.MoveRequest
-	44, // 69: mailcluster.mailbox.v1.Mailbox.Expunge:input_type -> mailcluster.mailbox.v1.ExpungeRequest
-	47, // 70: mailcluster.mailbox.v1.Mailbox.Search:input_type -> mailcluster.mailbox.v1.SearchRequest
-	50, // 71: mailcluster.mailbox.v1.Mailbox.Append:input_type -> mailcluster.mailbox.v1.AppendRequest
-	54, // 72: mailcluster.mailbox.v1.Mailbox.Deliver:input_type -> mailcluster.mailbox.v1.DeliverRequest
-	57, // 73: mailcluster.mailbox.v1.Mailbox.Watch:input_type -> mailcluster.mailbox.v1.WatchRequest
-	60, // 74: mailcluster.mailbox.v1.Mailbox.GetQuota:input_type -> mailcluster.mailbox.v1.GetQuotaRequest
-	13, // 75: mailcluster.mailbox.v1.Mailbox.ListMailboxes:output_type -> mailcluster.mailbox.v1.ListMailboxesResponse
-	15, // 76: mailcluster.mailbox.v1.Mailbox.CreateMailbox:output_type -> mailcluster.mailbox.v1.CreateMailboxResponse
-	17, // 77: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:output_type -> mailcluster.mailbox.v1.DeleteMailboxResponse
-	19, // 78: mailcluster.mailbox.v1.Mailbox.RenameMailbox:output_type -> mailcluster.mailbox.v1.RenameMailboxResponse
-	21, // 79: mailcluster.mailbox.v1.Mailbox.SetSubscribed:output_type -> mailcluster.mailbox.v1.SetSubscribedResponse
-	11, // 80: mailcluster.mailbox.v1.Mailbox.GetStatus:output_type -> mailcluster.mailbox.v1.MailboxStatus
-	24, // 81: mailcluster.mailbox.v1.Mailbox.Select:output_type -> mailcluster.mailbox.v1.SelectResponse
-	28, // 82: mailcluster.mailbox.v1.Mailbox.Changes:output_type -> mailcluster.mailbox.v1.ChangesResponse
-	26, // 83: mailcluster.mailbox.v1.Mailbox.Maildrop:output_type -> mailcluster.mailbox.v1.MaildropResponse
-	30, // 84: mailcluster.mailbox.v1.Mailbox.Fetch:output_type -> mailcluster.mailbox.v1.FetchResponse
-	37, // 85: mailcluster.mailbox.v1.Mailbox.GetBody:output_type -> mailcluster.mailbox.v1.BodyChunk
-	37, // 86: mailcluster.mailbox.v1.Mailbox.GetBodies:output_type -> mailcluster.mailbox.v1.BodyChunk
-	39, // 87: mailcluster.mailbox.v1.Mailbox.StoreFlags:output_type -> mailcluster.mailbox.v1.StoreFlagsResponse
-	41, // 88: mailcluster.mailbox.v1.Mailbox.Copy:output_type -> mailcluster.mailbox.v1.CopyResponse
-	43, // 89: mailcluster.mailbox.v1.Mailbox.Move:output_type -> mailcluster.mailbox.v1.MoveResponse
-	45, // 90: mailcluster.mailbox.v1.Mailbox.Expunge:output_type -> mailcluster.mailbox.v1.ExpungeResponse
-	48, // 91: mailcluster.mailbox.v1.Mailbox.Search:output_type -> mailcluster.mailbox.v1.SearchResponse
-	51, // 92: mailcluster.mailbox.v1.Mailbox.Append:output_type -> mailcluster.mailbox.v1.AppendResponse
-	56, // 93: mailcluster.mailbox.v1.Mailbox.Deliver:output_type -> mailcluster.mailbox.v1.DeliverResponse
-	59, // 94: mailcluster.mailbox.v1.Mailbox.Watch:output_type -> mailcluster.mailbox.v1.WatchEvent
-	61, // 95: mailcluster.mailbox.v1.Mailbox.GetQuota:output_type -> mailcluster.mailbox.v1.GetQuotaResponse
-	75, // [75:96] is the sub-list for method output_type
-	54, // [54:75] is the sub-list for method input_type
-	54, // [54:54] is the sub-list for extension type_name
-	54, // [54:54] is the sub-list for extension extendee
-	0,  // [0:54] is the sub-list for field type_name
+	31, // 54: mailcluster.mailbox.v1.WatchEvent.appended:type_name -> mailcluster.mailbox.v1.MessageMeta
+	12, // 55: mailcluster.mailbox.v1.Mailbox.ListMailboxes:input_type -> mailcluster.mailbox.v1.ListMailboxesRequest
+	14, // 56: mailcluster.mailbox.v1.Mailbox.CreateMailbox:input_type -> mailcluster.mailbox.v1.CreateMailboxRequest
+	16, // 57: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:input_type -> mailcluster.mailbox.v1.DeleteMailboxRequest
+	18, // 58: mailcluster.mailbox.v1.Mailbox.RenameMailbox:input_type -> mailcluster.mailbox.v1.RenameMailboxRequest
+	20, // 59: mailcluster.mailbox.v1.Mailbox.SetSubscribed:input_type -> mailcluster.mailbox.v1.SetSubscribedRequest
+	22, // 60: mailcluster.mailbox.v1.Mailbox.GetStatus:input_type -> mailcluster.mailbox.v1.GetStatusRequest
+	23, // 61: mailcluster.mailbox.v1.Mailbox.Select:input_type -> mailcluster.mailbox.v1.SelectRequest
+	27, // 62: mailcluster.mailbox.v1.Mailbox.Changes:input_type -> mailcluster.mailbox.v1.ChangesRequest
+	25, // 63: mailcluster.mailbox.v1.Mailbox.Maildrop:input_type -> mailcluster.mailbox.v1.MaildropRequest
+	29, // 64: mailcluster.mailbox.v1.Mailbox.Fetch:input_type -> mailcluster.mailbox.v1.FetchRequest
+	35, // 65: mailcluster.mailbox.v1.Mailbox.GetBody:input_type -> mailcluster.mailbox.v1.GetBodyRequest
+	36, // 66: mailcluster.mailbox.v1.Mailbox.GetBodies:input_type -> mailcluster.mailbox.v1.GetBodiesRequest
+	38, // 67: mailcluster.mailbox.v1.Mailbox.StoreFlags:input_type -> mailcluster.mailbox.v1.StoreFlagsRequest
+	40, // 68: mailcluster.mailbox.v1.Mailbox.Copy:input_type -> mailcluster.mailbox.v1.CopyRequest
+	42, // 69: mailcluster.mailbox.v1.Mailbox.Move:input_type -> mailcluster.mailbox.v1.MoveRequest
+	44, // 70: mailcluster.mailbox.v1.Mailbox.Expunge:input_type -> mailcluster.mailbox.v1.ExpungeRequest
+	47, // 71: mailcluster.mailbox.v1.Mailbox.Search:input_type -> mailcluster.mailbox.v1.SearchRequest
+	50, // 72: mailcluster.mailbox.v1.Mailbox.Append:input_type -> mailcluster.mailbox.v1.AppendRequest
+	54, // 73: mailcluster.mailbox.v1.Mailbox.Deliver:input_type -> mailcluster.mailbox.v1.DeliverRequest
+	57, // 74: mailcluster.mailbox.v1.Mailbox.Watch:input_type -> mailcluster.mailbox.v1.WatchRequest
+	60, // 75: mailcluster.mailbox.v1.Mailbox.GetQuota:input_type -> mailcluster.mailbox.v1.GetQuotaRequest
+	13, // 76: mailcluster.mailbox.v1.Mailbox.ListMailboxes:output_type -> mailcluster.mailbox.v1.ListMailboxesResponse
+	15, // 77: mailcluster.mailbox.v1.Mailbox.CreateMailbox:output_type -> mailcluster.mailbox.v1.CreateMailboxResponse
+	17, // 78: mailcluster.mailbox.v1.Mailbox.DeleteMailbox:output_type -> mailcluster.mailbox.v1.DeleteMailboxResponse
+	19, // 79: mailcluster.mailbox.v1.Mailbox.RenameMailbox:output_type -> mailcluster.mailbox.v1.RenameMailboxResponse
+	21, // 80: mailcluster.mailbox.v1.Mailbox.SetSubscribed:output_type -> mailcluster.mailbox.v1.SetSubscribedResponse
+	11, // 81: mailcluster.mailbox.v1.Mailbox.GetStatus:output_type -> mailcluster.mailbox.v1.MailboxStatus
+	24, // 82: mailcluster.mailbox.v1.Mailbox.Select:output_type -> mailcluster.mailbox.v1.SelectResponse
+	28, // 83: mailcluster.mailbox.v1.Mailbox.Changes:output_type -> mailcluster.mailbox.v1.ChangesResponse
+	26, // 84: mailcluster.mailbox.v1.Mailbox.Maildrop:output_type -> mailcluster.mailbox.v1.MaildropResponse
+	30, // 85: mailcluster.mailbox.v1.Mailbox.Fetch:output_type -> mailcluster.mailbox.v1.FetchResponse
+	37, // 86: mailcluster.mailbox.v1.Mailbox.GetBody:output_type -> mailcluster.mailbox.v1.BodyChunk
+	37, // 87: mailcluster.mailbox.v1.Mailbox.GetBodies:output_type -> mailcluster.mailbox.v1.BodyChunk
+	39, // 88: mailcluster.mailbox.v1.Mailbox.StoreFlags:output_type -> mailcluster.mailbox.v1.StoreFlagsResponse
+	41, // 89: mailcluster.mailbox.v1.Mailbox.Copy:output_type -> mailcluster.mailbox.v1.CopyResponse
+	43, // 90: mailcluster.mailbox.v1.Mailbox.Move:output_type -> mailcluster.mailbox.v1.MoveResponse
+	45, // 91: mailcluster.mailbox.v1.Mailbox.Expunge:output_type -> mailcluster.mailbox.v1.ExpungeResponse
+	48, // 92: mailcluster.mailbox.v1.Mailbox.Search:output_type -> mailcluster.mailbox.v1.SearchResponse
+	51, // 93: mailcluster.mailbox.v1.Mailbox.Append:output_type -> mailcluster.mailbox.v1.AppendResponse
+	56, // 94: mailcluster.mailbox.v1.Mailbox.Deliver:output_type -> mailcluster.mailbox.v1.DeliverResponse
+	59, // 95: mailcluster.mailbox.v1.Mailbox.Watch:output_type -> mailcluster.mailbox.v1.WatchEvent
+	61, // 96: mailcluster.mailbox.v1.Mailbox.GetQuota:output_type -> mailcluster.mailbox.v1.GetQuotaResponse
+	76, // [76:97] is the sub-list for method output_type
+	55, // [55:76] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for extension type_name
+	55, // [55:55] is the sub-list for extension extendee
+	0,  // [0:55] is the sub-list for field type_name
 }
 
 func init() { file_mailbox_v1_mailbox_proto_init() }
