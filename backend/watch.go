@@ -13,17 +13,30 @@ import (
 )
 
 // hub fans change notifications from PostgreSQL (one LISTEN connection per
-// backend) out to Watch streams. A watcher keeps, per account, the newest
-// change not yet sent, so a slow stream costs one entry per account however
-// many changes happen: nothing is dropped, changes are coalesced.
+// backend), and this backend's own deliveries as they commit (local), out
+// to Watch streams. A watcher keeps, per account, the newest change not yet
+// sent, so a slow stream costs one entry per account however many changes
+// happen: changes are coalesced, and one is dropped only when an event
+// already sent covers it.
 type hub struct {
 	mu       sync.Mutex
 	watchers map[string]map[*watcher]struct{}
 }
 
 type watcher struct {
-	mu      sync.Mutex
-	seen    map[string]uint64 // account → highest modseq sent or known
+	mu sync.Mutex
+	// seen is, per account, the MODSEQ up to which every change of every
+	// mailbox has been reported (the watcher's since, then events that
+	// name no mailbox); boxes the same per mailbox, from events naming it.
+	// An event is covered, and dropped, when its MODSEQ is at most the
+	// account's or its mailbox's: the receiver has been told to look at
+	// that mailbox at that MODSEQ or later, and what it reads then
+	// includes every earlier change (MODSEQs are given out in commit
+	// order). Per mailbox, because events do not come in MODSEQ order: a
+	// local delivery is reported before an older change of another
+	// mailbox comes back through PostgreSQL.
+	seen    map[string]uint64
+	boxes   map[string]map[int64]uint64
 	pending map[string]*mailboxv1.WatchEvent
 	wake    chan struct{}
 }
@@ -31,25 +44,46 @@ type watcher struct {
 func newHub() *hub { return &hub{watchers: map[string]map[*watcher]struct{}{}} }
 
 func newWatcher() *watcher {
-	return &watcher{seen: map[string]uint64{}, pending: map[string]*mailboxv1.WatchEvent{}, wake: make(chan struct{}, 1)}
+	return &watcher{seen: map[string]uint64{}, boxes: map[string]map[int64]uint64{},
+		pending: map[string]*mailboxv1.WatchEvent{}, wake: make(chan struct{}, 1)}
 }
 
-// offer queues an event if it is newer than what the watcher has seen.
+// offer queues an event unless an event already sent or queued covers it.
 func (w *watcher) offer(ev *mailboxv1.WatchEvent) {
 	w.mu.Lock()
 	seen, ok := w.seen[ev.AccountId]
-	if !ok || ev.Modseq <= seen {
+	if !ok || ev.Modseq <= seen || (ev.MailboxId != 0 && ev.Modseq <= w.boxes[ev.AccountId][ev.MailboxId]) {
 		w.mu.Unlock()
 		return
 	}
-	w.seen[ev.AccountId] = ev.Modseq
-	if p := w.pending[ev.AccountId]; p != nil && p.MailboxId != ev.MailboxId {
-		ev = &mailboxv1.WatchEvent{AccountId: ev.AccountId, Modseq: ev.Modseq} // several mailboxes changed
+	if p := w.pending[ev.AccountId]; p != nil {
+		switch {
+		case p.MailboxId != ev.MailboxId:
+			// Several mailboxes changed: the receiver looks at all of them.
+			ev = &mailboxv1.WatchEvent{AccountId: ev.AccountId, Modseq: max(p.Modseq, ev.Modseq)}
+		case p.Modseq > ev.Modseq:
+			ev = p
+		}
+		// Otherwise ev replaces p and keeps its own appended message: the
+		// receiver, which then misses p's change, sees a MODSEQ beyond the
+		// next one and syncs.
 	}
-	// An event that replaces one not yet sent keeps its own appended
-	// message: the receiver, which then misses the replaced change, sees a
-	// MODSEQ beyond the next one and syncs.
 	w.pending[ev.AccountId] = ev
+	boxes := w.boxes[ev.AccountId]
+	if ev.MailboxId == 0 {
+		w.seen[ev.AccountId] = ev.Modseq
+		for id, ms := range boxes {
+			if ms <= ev.Modseq {
+				delete(boxes, id)
+			}
+		}
+	} else {
+		if boxes == nil {
+			boxes = map[int64]uint64{}
+			w.boxes[ev.AccountId] = boxes
+		}
+		boxes[ev.MailboxId] = ev.Modseq
+	}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -98,6 +132,7 @@ func (h *hub) remove(w *watcher, account string) {
 	h.mu.Unlock()
 	w.mu.Lock()
 	delete(w.seen, account)
+	delete(w.boxes, account)
 	delete(w.pending, account)
 	w.mu.Unlock()
 }
@@ -120,7 +155,7 @@ func (h *hub) publish(c store.Change) {
 // with the message each one appended: a frontend that has seen everything
 // before needs no Changes call then. The same changes come back without
 // that detail from PostgreSQL's notifications a moment later, and the
-// watchers drop them as already seen.
+// watchers drop them as covered.
 func (h *hub) local(changes []store.Change) {
 	for _, c := range changes {
 		if c.Appended != nil {
