@@ -243,10 +243,33 @@ func TestWatchReportsOlderChangeOfAnotherMailbox(t *testing.T) {
 	if evs := w.take(); len(evs) != 1 || evs[0].MailboxId != 0 || evs[0].Modseq != 13 {
 		t.Fatalf("events %+v; want one for any mailbox at 13", evs)
 	}
-	// An account-wide event at 13 covers what came before.
-	h.publish(store.Change{Account: "acct", Modseq: 13})
-	h.publish(store.Change{Account: "acct", Modseq: 12, MailboxID: 3})
+	// A watcher follows at most maxWatchBoxes mailboxes one by one: the
+	// next one turns into an event for all of them.
+	for i := range maxWatchBoxes + 1 {
+		h.publish(store.Change{Account: "acct", Modseq: uint64(100 + i), MailboxID: int64(1000 + i)})
+		evs := w.take()
+		if i == maxWatchBoxes {
+			if len(evs) != 1 || evs[0].MailboxId != 0 || evs[0].Modseq != uint64(100+i) {
+				t.Fatalf("event %d: %+v; want one for any mailbox", i, evs)
+			}
+			if n := len(w.boxes["acct"]); n != 0 {
+				t.Fatalf("%d mailboxes still followed one by one", n)
+			}
+			break
+		}
+		if len(evs) != 1 || evs[0].MailboxId != int64(1000+i) {
+			t.Fatalf("event %d: %+v", i, evs)
+		}
+	}
+	h.publish(store.Change{Account: "acct", Modseq: 99, MailboxID: 1})
 	if evs := w.take(); len(evs) != 0 {
+		t.Fatalf("events %+v; want none", evs)
+	}
+
+	// An account-wide event covers what came before.
+	h.publish(store.Change{Account: "acct", Modseq: 200})
+	h.publish(store.Change{Account: "acct", Modseq: 199, MailboxID: 3})
+	if evs := w.take(); len(evs) != 1 || evs[0].Modseq != 200 || evs[0].MailboxId != 0 {
 		t.Fatalf("events %+v; want none", evs)
 	}
 }

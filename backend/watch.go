@@ -41,6 +41,11 @@ type watcher struct {
 	wake    chan struct{}
 }
 
+// maxWatchBoxes bounds the mailboxes a watcher follows one by one per
+// account (mailbox ids are never reused, so an account that keeps
+// creating mailboxes would grow the map without end).
+const maxWatchBoxes = 64
+
 func newHub() *hub { return &hub{watchers: map[string]map[*watcher]struct{}{}} }
 
 func newWatcher() *watcher {
@@ -56,20 +61,25 @@ func (w *watcher) offer(ev *mailboxv1.WatchEvent) {
 		w.mu.Unlock()
 		return
 	}
-	if p := w.pending[ev.AccountId]; p != nil {
-		switch {
-		case p.MailboxId != ev.MailboxId:
-			// Several mailboxes changed: the receiver looks at all of them.
-			ev = &mailboxv1.WatchEvent{AccountId: ev.AccountId, Modseq: max(p.Modseq, ev.Modseq)}
-		case p.Modseq > ev.Modseq:
-			ev = p
+	boxes := w.boxes[ev.AccountId]
+	if p := w.pending[ev.AccountId]; p != nil && p.MailboxId != ev.MailboxId {
+		// Several mailboxes changed: the receiver looks at all of them.
+		ev = &mailboxv1.WatchEvent{AccountId: ev.AccountId, Modseq: max(p.Modseq, ev.Modseq)}
+	}
+	// A pending event of the same mailbox is older (the floor above
+	// dropped ev otherwise): ev replaces it and keeps its own appended
+	// message, and the receiver, which then misses the older change, sees
+	// a MODSEQ beyond the next one and syncs.
+	if ev.MailboxId != 0 && len(boxes) >= maxWatchBoxes && boxes[ev.MailboxId] == 0 {
+		// Too many mailboxes followed one by one: one event for all of
+		// them, at the highest MODSEQ reported, resets the floors.
+		top := ev.Modseq
+		for _, ms := range boxes {
+			top = max(top, ms)
 		}
-		// Otherwise ev replaces p and keeps its own appended message: the
-		// receiver, which then misses p's change, sees a MODSEQ beyond the
-		// next one and syncs.
+		ev = &mailboxv1.WatchEvent{AccountId: ev.AccountId, Modseq: top}
 	}
 	w.pending[ev.AccountId] = ev
-	boxes := w.boxes[ev.AccountId]
 	if ev.MailboxId == 0 {
 		w.seen[ev.AccountId] = ev.Modseq
 		for id, ms := range boxes {

@@ -60,18 +60,28 @@ func (w *watcher) signal() {
 }
 
 // add follows mb's account; since is the MODSEQ the caller has seen.
+//
+// For an account already followed, an event that came between the
+// caller's read and this call did not reach mb, and the backend does not
+// send it again: when the account has had an event past since, mb syncs.
 func (w *watcher) add(mb *mailboxState, since uint64) {
 	w.mu.Lock()
 	a := w.accounts[mb.key.account]
+	var behind uint64
 	if a == nil {
 		a = &watchAccount{modseq: since, boxes: map[*mailboxState]struct{}{}}
 		w.accounts[mb.key.account] = a
 		delete(w.removes, mb.key.account)
 		w.adds[mb.key.account] = since
+	} else if a.modseq > since {
+		behind = a.modseq
 	}
 	a.boxes[mb] = struct{}{}
 	w.mu.Unlock()
 	w.signal()
+	if behind != 0 {
+		mb.kickNewer(behind)
+	}
 }
 
 // remove stops following mb; the account is dropped with its last mailbox.
