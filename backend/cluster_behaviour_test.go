@@ -124,7 +124,10 @@ func TestWatchAcrossBackends(t *testing.T) {
 		t.Fatalf("uid %d", res[0].Uid)
 	}
 	// After removing the account, its changes are no longer sent; changes of
-	// other watched accounts still are.
+	// other watched accounts still are. (An event of a change before the
+	// removal may still be on its way: the catch-up after the backend's
+	// LISTEN connection opened reports the account as a whole.)
+	removedAt := ev.Modseq
 	if err := w.Send(&mailboxv1.WatchRequest{Remove: []string{"watched"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +139,7 @@ func TestWatchAcrossBackends(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.AccountId == "watched" {
+		if ev.AccountId == "watched" && ev.Modseq > removedAt {
 			t.Fatalf("event for a removed account: %+v", ev)
 		}
 		if ev.AccountId == "other" && ev.Modseq > 1 {

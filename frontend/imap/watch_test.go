@@ -136,3 +136,60 @@ func (r *noRouter) Route(string, string) (mailboxv1.MailboxClient, error) {
 	r.n.Add(1)
 	return nil, errors.New("no backend")
 }
+
+// A state added to an account the frontend already follows, from a Select
+// read before a change the watch has already reported, catches up: that
+// event went to the account's other mailboxes, and the backend does not
+// send it again. (Through a session the window is between the backend's
+// Select and the state's registration; here it is made wide.)
+func TestWatchAddCatchesUp(t *testing.T) {
+	st := newStack(t, 1)
+	id := st.user("hank")
+	deliver(t, st.clients[0], id, testMessage(1))
+	srv, addr := st.frontend(nil, 0)
+	c := login(t, addr, "hank")
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil { // the account is followed
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before, err := st.clients[0].Select(ctx, &mailboxv1.SelectRequest{AccountId: id, Name: "Junk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliverTo(t, st.clients[0], &mailboxv1.Recipient{AccountId: id, MailboxName: "Junk"}, testMessage(2))
+	after, err := st.clients[0].Select(ctx, &mailboxv1.SelectRequest{AccountId: id, Name: "Junk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for { // until the watch has reported the delivery to Junk
+		srv.watch.mu.Lock()
+		seen := srv.watch.accounts[id].modseq
+		srv.watch.mu.Unlock()
+		if seen >= after.Status.HighestModseq {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the watch did not report the delivery to Junk")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mb, fresh := srv.acquire(id, "", before)
+	if !fresh {
+		t.Fatal("Junk had a state already")
+	}
+	defer srv.release(mb)
+	srv.watch.add(mb, before.Status.HighestModseq)
+	for {
+		mb.mu.Lock()
+		n := mb.uids.len()
+		mb.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the state added after the event has %d messages, want 1", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
