@@ -158,6 +158,20 @@ func (c *bodyRefs) dropUIDs(account string, mailbox int64, uids []uint32) {
 
 // dropAccount forgets every message of account.
 func (c *bodyRefs) dropAccount(account string) {
+	c.dropIf(func(k bodyRefKey) bool { return k.account == account })
+}
+
+// clear forgets everything: after the backend's connection to PostgreSQL
+// for change notifications was lost and made again, for the database it
+// reaches may not be the one it read the locations from (a failover to a
+// replica that was behind, a restore), where mailbox ids and UIDs could
+// be given out again.
+func (c *bodyRefs) clear() {
+	c.dropIf(func(bodyRefKey) bool { return true })
+}
+
+// dropIf forgets the entries for which drop reports true.
+func (c *bodyRefs) dropIf(drop func(bodyRefKey) bool) {
 	if c == nil {
 		return
 	}
@@ -166,7 +180,7 @@ func (c *bodyRefs) dropAccount(account string) {
 		sh.mu.Lock()
 		sh.drops++
 		for k, r := range sh.items {
-			if k.account == account {
+			if drop(k) {
 				sh.bytes -= r.cost
 				delete(sh.items, k)
 			}

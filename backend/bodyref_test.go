@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -169,5 +170,34 @@ func TestBodyLocationCacheMoveDelete(t *testing.T) {
 	}
 	if _, _, err := body(t, c, &mailboxv1.GetBodyRequest{AccountId: "mover", MailboxId: id, Uid: 2}); status.Code(err) != codes.NotFound {
 		t.Fatalf("message of a renamed INBOX under the old id: %v, want NotFound", err)
+	}
+}
+
+// The body location cache starts empty again when the backend's LISTEN
+// connection to PostgreSQL is made again (as after a failover), so that no
+// location read from the database before can serve a reused UID.
+func TestBodyLocationCacheClearedOnReconnect(t *testing.T) {
+	e := newEnv(t, 1, nil)
+	c := e.client(0)
+	mustDeliver(t, c, testMessage("cached", "the body\r\n"), "refs")
+	id := selectBox(t, c, "refs", "INBOX").Status.MailboxId
+	if _, _, err := body(t, c, &mailboxv1.GetBodyRequest{AccountId: "refs", MailboxId: id, Uid: 1}); err != nil {
+		t.Fatal(err)
+	}
+	refs := e.backends[0].svc.refs
+	if n, _ := refs.len(); n != 1 {
+		t.Fatalf("%d cached locations after a read, want 1", n)
+	}
+	if _, err := e.pg.Exec("postgres", "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+
+		dbName(e.dsn)+"' AND query LIKE 'LISTEN%'"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if n, _ := refs.len(); n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cached location outlived the new LISTEN connection")
+		}
 	}
 }

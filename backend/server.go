@@ -111,7 +111,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Server, error) {
 	}()
 	go func() {
 		defer s.wg.Done()
-		st.Listen(bg, s.svc.hub.publish, func() { go s.svc.resync(bg) })
+		st.Listen(bg, s.svc.hub.publish, func() {
+			s.svc.refs.clear()
+			go s.svc.resync(bg)
+		})
 	}()
 	go func() {
 		defer s.wg.Done()
