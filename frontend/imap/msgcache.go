@@ -385,19 +385,28 @@ func writeCached(w *imapserver.FetchWriter, h *hit, options *imap.FetchOptions) 
 	return w.WriteItems(h.seq, &it)
 }
 
-// maxLocalKeys and maxLocalRanges bound the children of one node and the
-// UID ranges of one key that searchCached evaluates itself, under the
-// mailbox's lock, for every message; larger criteria go to the backend,
-// which has its own limits (max-search-keys, max-uid-ranges).
+// maxLocalKeys and maxLocalRanges bound the keys and the UID ranges of a
+// whole criteria tree that searchCached evaluates itself, under the
+// mailbox's lock, for every message: at most 64 steps a message. Larger
+// criteria go to the backend, which has its own limits (max-search-keys,
+// max-uid-ranges).
 const (
 	maxLocalKeys   = 32
 	maxLocalRanges = 32
 )
 
 // localKey reports whether the cache can evaluate k (flags, UIDs, MODSEQ,
-// INTERNALDATE and size; not headers, bodies or sent dates), and whether
-// it needs sizes and dates.
+// INTERNALDATE and size; not headers, bodies or sent dates) within
+// maxLocalKeys and maxLocalRanges, and whether it needs sizes and dates.
 func localKey(k *mailboxv1.SearchKey) (ok, needFull bool) {
+	var keys, ranges int
+	return localKeyIn(k, &keys, &ranges)
+}
+
+func localKeyIn(k *mailboxv1.SearchKey, keys, ranges *int) (ok, needFull bool) {
+	if *keys++; k == nil || *keys > maxLocalKeys {
+		return false, false
+	}
 	switch k.Op {
 	case mailboxv1.SearchKey_OP_ALL, mailboxv1.SearchKey_OP_MODSEQ:
 		return true, false
@@ -406,7 +415,7 @@ func localKey(k *mailboxv1.SearchKey) (ok, needFull bool) {
 	case mailboxv1.SearchKey_OP_BEFORE, mailboxv1.SearchKey_OP_SINCE, mailboxv1.SearchKey_OP_LARGER, mailboxv1.SearchKey_OP_SMALLER:
 		return true, true
 	case mailboxv1.SearchKey_OP_UID:
-		if len(k.Uids.GetRanges()) > maxLocalRanges {
+		if *ranges += len(k.Uids.GetRanges()); *ranges > maxLocalRanges {
 			return false, false
 		}
 		for _, r := range k.Uids.GetRanges() {
@@ -416,11 +425,12 @@ func localKey(k *mailboxv1.SearchKey) (ok, needFull bool) {
 		}
 		return true, false
 	case mailboxv1.SearchKey_OP_AND, mailboxv1.SearchKey_OP_OR, mailboxv1.SearchKey_OP_NOT:
-		if (k.Op == mailboxv1.SearchKey_OP_NOT && len(k.Children) != 1) || len(k.Children) > maxLocalKeys {
+		// A node without children is the backend's to refuse.
+		if len(k.Children) == 0 || (k.Op == mailboxv1.SearchKey_OP_NOT && len(k.Children) != 1) {
 			return false, false
 		}
 		for _, c := range k.Children {
-			cok, cfull := localKey(c)
+			cok, cfull := localKeyIn(c, keys, ranges)
 			if !cok {
 				return false, false
 			}

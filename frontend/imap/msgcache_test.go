@@ -370,11 +370,36 @@ func TestMatchLocal(t *testing.T) {
 		{Op: mailboxv1.SearchKey_OP_FLAG}, // neither a system flag nor a keyword
 		{Op: mailboxv1.SearchKey_OP_OR, Children: make([]*mailboxv1.SearchKey, maxLocalKeys+1)},
 		{Op: mailboxv1.SearchKey_OP_UID, Uids: &mailboxv1.UIDSet{Ranges: make([]*mailboxv1.UIDRange, maxLocalRanges+1)}},
+		{Op: mailboxv1.SearchKey_OP_AND}, // no children
+		wideTree(6, 2),                   // 63 keys, each node with 2 children
+		{Op: mailboxv1.SearchKey_OP_AND, Children: []*mailboxv1.SearchKey{uidKey(20), uidKey(20)}}, // 40 ranges in all
 	} {
 		if ok, _ := localKey(k); ok {
 			t.Errorf("%v: local", k)
 		}
 	}
+}
+
+// wideTree is a tree of ORs depth levels deep, each with width children,
+// of flag keys.
+func wideTree(depth, width int) *mailboxv1.SearchKey {
+	if depth == 1 {
+		return &mailboxv1.SearchKey{Op: mailboxv1.SearchKey_OP_FLAG, Number: uint64(mailboxv1.Flag_FLAG_SEEN)}
+	}
+	k := &mailboxv1.SearchKey{Op: mailboxv1.SearchKey_OP_OR}
+	for range width {
+		k.Children = append(k.Children, wideTree(depth-1, width))
+	}
+	return k
+}
+
+// uidKey is a UID key of n ranges.
+func uidKey(n int) *mailboxv1.SearchKey {
+	k := &mailboxv1.SearchKey{Op: mailboxv1.SearchKey_OP_UID, Uids: &mailboxv1.UIDSet{}}
+	for i := range n {
+		k.Uids.Ranges = append(k.Uids.Ranges, &mailboxv1.UIDRange{Start: uint32(2*i + 1), End: uint32(2*i + 1)})
+	}
+	return k
 }
 
 // selectedState returns the shared state of the only mailbox selected on
