@@ -39,6 +39,10 @@ type watcher struct {
 type watchAccount struct {
 	modseq uint64
 	boxes  map[*mailboxState]struct{}
+	// The highest MODSEQ of an event per mailbox id, and of events naming
+	// no mailbox: what a state added later may have missed (add).
+	mailboxEvents map[int64]uint64
+	anyEvent      uint64
 }
 
 func newWatcher(dial WatchDialer, retry time.Duration, log *slog.Logger, m *metrics) *watcher {
@@ -63,7 +67,8 @@ func (w *watcher) signal() {
 //
 // For an account already followed, an event that came between the
 // caller's read and this call did not reach mb, and the backend does not
-// send it again: when the account has had an event past since, mb syncs.
+// send it again: when an event for mb's mailbox, or for any mailbox, went
+// past since, mb syncs.
 func (w *watcher) add(mb *mailboxState, since uint64) {
 	w.mu.Lock()
 	a := w.accounts[mb.key.account]
@@ -73,8 +78,8 @@ func (w *watcher) add(mb *mailboxState, since uint64) {
 		w.accounts[mb.key.account] = a
 		delete(w.removes, mb.key.account)
 		w.adds[mb.key.account] = since
-	} else if a.modseq > since {
-		behind = a.modseq
+	} else if missed := max(a.anyEvent, a.mailboxEvents[mb.key.id]); missed > since {
+		behind = missed
 	}
 	a.boxes[mb] = struct{}{}
 	w.mu.Unlock()
@@ -222,6 +227,14 @@ func (w *watcher) event(ev *mailboxv1.WatchEvent) {
 	w.mu.Lock()
 	if a := w.accounts[ev.AccountId]; a != nil {
 		a.modseq = max(a.modseq, ev.Modseq)
+		if ev.MailboxId == 0 {
+			a.anyEvent = max(a.anyEvent, ev.Modseq)
+		} else {
+			if a.mailboxEvents == nil {
+				a.mailboxEvents = map[int64]uint64{}
+			}
+			a.mailboxEvents[ev.MailboxId] = max(a.mailboxEvents[ev.MailboxId], ev.Modseq)
+		}
 		for mb := range a.boxes {
 			if ev.MailboxId == 0 || ev.MailboxId == mb.key.id {
 				kick = append(kick, mb)

@@ -192,4 +192,19 @@ func TestWatchAddCatchesUp(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+
+	// A mailbox that had no event since its Select does not sync when it
+	// is added, however far the account's other mailboxes have moved.
+	sent, err := st.clients[0].Select(ctx, &mailboxv1.SelectRequest{AccountId: id, Name: "Sent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := counterValue(t, srv.metrics.resyncs.WithLabelValues("changes"))
+	mb2, _ := srv.acquire(id, "", sent)
+	defer srv.release(mb2)
+	srv.watch.add(mb2, sent.Status.HighestModseq)
+	time.Sleep(300 * time.Millisecond)
+	if got := counterValue(t, srv.metrics.resyncs.WithLabelValues("changes")) - syncs; got != 0 {
+		t.Errorf("%v syncs of a mailbox added with nothing missed", got)
+	}
 }
