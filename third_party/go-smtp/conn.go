@@ -1175,7 +1175,7 @@ func (c *Conn) handleBdat(arg string) {
 	// before the server waits for the chunk (RFC 2920: pending replies are
 	// sent before the server waits for input).
 	if c.text.R.Buffered() < int(size) {
-		c.text.W.Flush()
+		c.flushReplies()
 	}
 	chunk := io.LimitReader(c.text.R, int64(size))
 	_, err = io.Copy(c.bdatPipe, chunk)
@@ -1423,14 +1423,19 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 	case time.Since(c.heldSince) <= maxReplyHold:
 		return
 	}
-	w.Flush()
+	c.flushReplies()
+}
+
+// flushReplies writes the replies in the write buffer, held ones too.
+func (c *Conn) flushReplies() {
+	c.text.W.Flush()
 	c.heldSince = time.Time{}
 }
 
-// maxReplyHold is the longest a held reply waits for the replies that
-// follow it (slow recipient lookups in a long pipelined group), far below
-// the five minutes a client waits for a reply to MAIL or RCPT (RFC 5321
-// 4.5.3.2).
+// maxReplyHold bounds how long replies are held for the replies that
+// follow them (slow recipient lookups in a long pipelined group): the
+// first reply written after it flushes them all. Far below the five
+// minutes a client waits for a reply to MAIL or RCPT (RFC 5321 4.5.3.2).
 const maxReplyHold = time.Second
 
 // commandBuffered reports whether a whole command line is already in the
@@ -1718,7 +1723,7 @@ func (c *Conn) handleExpn(arg string) {
 		}
 		fmt.Fprintf(c.text.W, "250%s2.1.5 <%s>\r\n", sep, oneLine(m))
 	}
-	c.text.W.Flush()
+	c.flushReplies()
 }
 
 // oneLine keeps a reply line one line.
