@@ -109,13 +109,11 @@ func (s *service) GetBody(r *mailboxv1.GetBodyRequest, stream grpc.ServerStreami
 	}
 	first := &mailboxv1.BodyChunk{}
 	if r.SetSeen && ref.Flags.System&uint32(mailboxv1.Flag_FLAG_SEEN) == 0 {
-		resp, err := s.store.StoreFlags(ctx, r.AccountId, r.MailboxId,
-			&mailboxv1.UIDSet{Ranges: []*mailboxv1.UIDRange{{Start: r.Uid, End: r.Uid}}},
-			mailboxv1.StoreMode_STORE_MODE_ADD, &mailboxv1.Flags{System: uint32(mailboxv1.Flag_FLAG_SEEN)}, 0)
+		resp, err := s.store.SetSeen(ctx, r.AccountId, r.MailboxId, r.Uid)
 		if err != nil {
 			return s.fail("GetBody", err)
 		}
-		if len(resp.Messages) == 1 {
+		if len(resp.GetMessages()) == 1 {
 			first.Flags, first.Modseq = resp.Messages[0].Flags, resp.Messages[0].Modseq
 		}
 	}

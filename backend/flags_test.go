@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -852,5 +854,24 @@ func TestStoreOneMessage(t *testing.T) {
 	// Nothing to change: the flags as they are, no MODSEQ.
 	if r4 := one(mailboxv1.StoreMode_STORE_MODE_ADD, fSeen); r4.Modseq != 0 || r4.Messages[0].Modseq != r3.Modseq {
 		t.Fatalf("no-op: %v", r4)
+	}
+	// The two single-message changes above went the short way.
+	ones := func() uint64 {
+		var m dto.Metric
+		if err := e.backends[0].metrics.postgres.WithLabelValues("StoreFlagsOne", "ok").(prometheus.Histogram).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	if n := ones(); n != 2 {
+		t.Errorf("%v single-message STOREs by primary key, want 2", n)
+	}
+	// So does a body read that sets \Seen, and it answers the new flags.
+	_, first, err := body(t, c, &mailboxv1.GetBodyRequest{AccountId: a, MailboxId: id, Uid: 1, SetSeen: true})
+	if err != nil || first.GetFlags().GetSystem()&fSeen == 0 || first.GetModseq() != r3.Modseq+1 {
+		t.Fatalf("body read setting \\Seen: %v, %v", first, err)
+	}
+	if n := ones(); n != 3 {
+		t.Errorf("%v single-message STOREs by primary key after a body read setting \\Seen, want 3", n)
 	}
 }

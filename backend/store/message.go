@@ -676,7 +676,7 @@ func (s *Store) storeUnchanged(ctx context.Context, account string, mailboxID in
 // the caller then takes the general way.
 func (s *Store) storeOne(ctx context.Context, account string, mailboxID int64, uid uint32, newFlags, newKw string, bits uint32, kw []string) (*mailboxv1.StoreFlagsResponse, error) {
 	var resp *mailboxv1.StoreFlagsResponse
-	err := s.txNamed(ctx, "StoreFlags", func(tx pgx.Tx) error {
+	err := s.txNamed(ctx, "StoreFlagsOne", func(tx pgx.Tx) error {
 		modseq, _, _, err := nextModseq(ctx, tx, account)
 		if err != nil {
 			return err
@@ -708,6 +708,35 @@ func (s *Store) storeOne(ctx context.Context, account string, mailboxID int64, u
 	return resp, err
 }
 
+// storeExprs returns the new flags and keywords of a row under mode, as
+// expressions over the row alias %[1]s of $5 (flag bits) and $6
+// (keywords).
+func storeExprs(mode mailboxv1.StoreMode) (newFlags, newKw string, ok bool) {
+	switch mode {
+	case mailboxv1.StoreMode_STORE_MODE_REPLACE:
+		return "$5::int", "$6::text[]", true
+	case mailboxv1.StoreMode_STORE_MODE_ADD:
+		return "%[1]s.flags | $5::int",
+			"CASE WHEN $6::text[] <@ %[1]s.keywords THEN %[1]s.keywords ELSE ARRAY(SELECT DISTINCT x FROM unnest(%[1]s.keywords || $6::text[]) x ORDER BY x) END", true
+	case mailboxv1.StoreMode_STORE_MODE_REMOVE:
+		return "%[1]s.flags & ~$5::int",
+			"CASE WHEN NOT %[1]s.keywords && $6::text[] THEN %[1]s.keywords ELSE ARRAY(SELECT x FROM unnest(%[1]s.keywords) x WHERE x <> ALL($6::text[]) ORDER BY x) END", true
+	}
+	return "", "", false
+}
+
+// over puts alias for %[1]s in a storeExprs expression.
+func over(expr, alias string) string { return strings.ReplaceAll(expr, "%[1]s", alias) }
+
+// SetSeen adds \Seen to the one message uid, as a body read without PEEK
+// does (RFC 3501 6.4.5), with storeOne: the caller has just read the
+// message's flags and found \Seen missing, so no read comes first. It
+// returns nil when the message has \Seen meanwhile or is gone.
+func (s *Store) SetSeen(ctx context.Context, account string, mailboxID int64, uid uint32) (*mailboxv1.StoreFlagsResponse, error) {
+	newFlags, newKw, _ := storeExprs(mailboxv1.StoreMode_STORE_MODE_ADD)
+	return s.storeOne(ctx, account, mailboxID, uid, over(newFlags, "m"), over(newKw, "m"), uint32(mailboxv1.Flag_FLAG_SEEN), []string{})
+}
+
 // StoreFlags changes flags of the messages in set (RFC 3501 STORE, RFC 7162
 // UNCHANGEDSINCE). Messages whose flags do not change keep their MODSEQ.
 func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64, set *mailboxv1.UIDSet, mode mailboxv1.StoreMode, flags *mailboxv1.Flags, unchangedSince uint64) (*mailboxv1.StoreFlagsResponse, error) {
@@ -715,22 +744,10 @@ func (s *Store) StoreFlags(ctx context.Context, account string, mailboxID int64,
 	if err != nil {
 		return nil, err
 	}
-	// The new flags and keywords of a row, as expressions over the row
-	// alias %[1]s.
-	var newFlags, newKw string
-	switch mode {
-	case mailboxv1.StoreMode_STORE_MODE_REPLACE:
-		newFlags, newKw = "$5::int", "$6::text[]"
-	case mailboxv1.StoreMode_STORE_MODE_ADD:
-		newFlags = "%[1]s.flags | $5::int"
-		newKw = "CASE WHEN $6::text[] <@ %[1]s.keywords THEN %[1]s.keywords ELSE ARRAY(SELECT DISTINCT x FROM unnest(%[1]s.keywords || $6::text[]) x ORDER BY x) END"
-	case mailboxv1.StoreMode_STORE_MODE_REMOVE:
-		newFlags = "%[1]s.flags & ~$5::int"
-		newKw = "CASE WHEN NOT %[1]s.keywords && $6::text[] THEN %[1]s.keywords ELSE ARRAY(SELECT x FROM unnest(%[1]s.keywords) x WHERE x <> ALL($6::text[]) ORDER BY x) END"
-	default:
+	newFlags, newKw, ok := storeExprs(mode)
+	if !ok {
 		return nil, invalid("unknown store mode")
 	}
-	over := func(expr, alias string) string { return strings.ReplaceAll(expr, "%[1]s", alias) }
 	if unchangedSince == 0 {
 		resp, one, err := s.storeUnchanged(ctx, account, mailboxID, set, over(newFlags, "m"), over(newKw, "m"), bits, kw)
 		if resp != nil || err != nil {
